@@ -1,0 +1,48 @@
+"""Small layout pieces shared by the pages: notices and the "no map yet" message."""
+
+from __future__ import annotations
+
+from dash import dcc, html
+
+from ml.settings import get_settings
+
+
+def build_command() -> str:
+    """The command that builds the map the app serves (dataset from the settings)."""
+    return f"python -m ml build --dataset {get_settings().dataset}"
+
+
+def map_missing(message: str) -> html.Div:
+    """What every page shows when the map cannot be loaded: the reason and how to build it."""
+    settings = get_settings()
+    return html.Div(
+        className="card card--notice map-missing",
+        children=[
+            html.H2("No map to show yet"),
+            html.P(message, className="muted"),
+            html.P("Build it from the repository root, then reload this page (no restart needed):"),
+            html.Pre(html.Code(build_command()), className="command"),
+            html.P(
+                [
+                    "The app reads maps from ",
+                    html.Code(str(settings.artifacts_dir)),
+                    f" (dataset {settings.dataset!r}, model {settings.model!r}); set ",
+                    html.Code("MATMAP_DATA_DIR"), ", ", html.Code("MATMAP_DATASET"), " or ",
+                    html.Code("MATMAP_MODEL"), " to serve another.",
+                ],
+                className="muted",
+            ),
+        ],
+    )
+
+
+def notice(children, kind: str = "info", **kwargs) -> html.Div:
+    """A coloured message box; ``kind`` is ``info``, ``warning`` or ``error``."""
+    if kind not in ("info", "warning", "error"):
+        raise ValueError(f"unknown notice kind {kind!r}")
+    return html.Div(children, className=f"notice notice--{kind}", role="alert" if kind == "error" else None, **kwargs)
+
+
+def page_link(material_id: str, text: str | None = None) -> dcc.Link:
+    """A link to a material's page."""
+    return dcc.Link(text or material_id, href=f"/material/{material_id}", className="material-link")

@@ -1,0 +1,552 @@
+"""Pure builders of the materials-map figures (no Dash state, no I/O).
+
+The main map is one WebGL scatter of every material plus a few small overlay traces, always
+in this order so that a Dash ``Patch`` can replace one of them without resending the rest:
+
+| index | trace | content |
+|---|---|---|
+| :data:`BASE` | ``materials`` | every material, coordinates and hover text sent once |
+| :data:`FOREGROUND` | colour layer | the coloured subset of some colour modes, drawn on top (may be empty) |
+| :data:`HIGHLIGHT` | search result | rings around highlighted materials (may be empty) |
+| :data:`LOCATED` … | uploaded structures | one star per located CIF, with rings on its neighbours |
+
+Colour modes (:data:`COLOR_MODES`):
+
+- ``element``: materials containing an element in colour on top of the grey rest;
+- ``nelements``, ``crystal_system``: categorical colours of every point, with a colour bar
+  whose ticks name the categories;
+- a property (``band_gap`` …): the materials that have a value, coloured on a continuous scale
+  clipped to the 1st–99th percentile, on top of grey "no data" points; the colour-bar title
+  carries the unit (``band gap (eV)``);
+- ``supercon_label``: the materials with a SuperCon entry in colour on top of the rest.
+
+Overlay traces carry ``customdata`` = the material's row in the materials table, so a click
+on any trace resolves to a material; the base trace's row is its ``pointIndex``. Every style
+default below is deep-copied before use, never mutated.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from ml.artifacts import column_label
+
+BASE, FOREGROUND, HIGHLIGHT, LOCATED = 0, 1, 2, 3
+
+#: Properties that can colour the map on a continuous scale.
+PROPERTY_MODES = (
+    "formation_energy_per_atom",
+    "band_gap",
+    "density",
+    "total_magnetization",
+    "e_above_hull",
+    "spacegroup_number",
+)
+
+#: Colour modes: key (as in ``?color=``) -> label shown in the menu.
+COLOR_MODES: dict[str, str] = {
+    "element": "Element (present / absent)",
+    "nelements": "Number of elements",
+    "formation_energy_per_atom": "Formation energy (eV/atom)",
+    "band_gap": "Band gap (eV)",
+    "density": "Density (g/cm³)",
+    "total_magnetization": "Magnetisation (μB/cell)",
+    "e_above_hull": "Energy above hull (eV/atom)",
+    "spacegroup_number": "Space group number",
+    "crystal_system": "Crystal system",
+    "supercon_label": "Superconductor (SuperCon label)",
+}
+DEFAULT_MODE = "nelements"
+DEFAULT_ELEMENT = "O"
+
+CRYSTAL_SYSTEMS = ("triclinic", "monoclinic", "orthorhombic", "tetragonal", "trigonal", "hexagonal", "cubic")
+#: SuperCon labels drawn in colour, with their colours; "no SuperCon entry" stays grey.
+SUPERCON_COLORS = {
+    "superconductor": "#d62728",
+    "doped match": "#ff9f1c",
+    "non-superconductor": "#1f77b4",
+}
+
+CATEGORY_COLORS = (
+    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
+    "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f",
+)
+MISSING_COLOR = "#cfd4da"
+ELEMENT_COLOR = "#d62728"
+HIGHLIGHT_COLOR = "#111111"
+LOCATED_COLORS = ("#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#9a6324")
+
+#: Style defaults; copied with :func:`copy.deepcopy` by every builder.
+MAP_STYLE: dict = {
+    "point_size": 3.0,
+    "foreground_size": 4.0,
+    "opacity": 0.85,
+    "continuous_colorscale": "Viridis",
+    "spacegroup_colorscale": "Turbo",
+    "layout": {
+        "margin": {"l": 10, "r": 10, "t": 10, "b": 10},
+        "paper_bgcolor": "#ffffff",
+        "plot_bgcolor": "#ffffff",
+        "xaxis": {"visible": False, "scaleanchor": "y", "scaleratio": 1},
+        "yaxis": {"visible": False},
+        "dragmode": "pan",
+        "hovermode": "closest",
+        "uirevision": "map",
+        "legend": {
+            "orientation": "h",
+            "x": 0.0,
+            "y": 1.0,
+            "xanchor": "left",
+            "yanchor": "top",
+            "bgcolor": "rgba(255,255,255,0.8)",
+            "itemsizing": "constant",
+        },
+        "font": {"family": "Inter, system-ui, -apple-system, Segoe UI, Roboto, sans-serif", "size": 12},
+    },
+}
+
+
+def style_defaults() -> dict:
+    """A private deep copy of :data:`MAP_STYLE`."""
+    return copy.deepcopy(MAP_STYLE)
+
+
+@dataclass
+class ColorLayers:
+    """How one colour mode paints the map.
+
+    Attributes:
+        base_marker: the ``marker`` of the base trace (all materials).
+        base_name: legend name of the base trace (``None``: no legend entry).
+        foreground_rows: rows drawn again on top, ``(m,)`` int (may be empty).
+        foreground_marker: the ``marker`` of that foreground trace.
+        foreground_name: its legend name (``None``: no legend entry).
+        title: human name of what the colour shows, with units where it has some.
+    """
+
+    base_marker: dict
+    base_name: str | None
+    foreground_rows: np.ndarray
+    foreground_marker: dict = field(default_factory=dict)
+    foreground_name: str | None = None
+    title: str = ""
+
+
+def parse_mode(mode: str | None) -> str:
+    """A valid colour mode: ``mode`` itself, or :data:`DEFAULT_MODE` when it is ``None``/empty.
+
+    Raises:
+        ValueError: an unknown mode name.
+    """
+    if not mode:
+        return DEFAULT_MODE
+    if mode not in COLOR_MODES:
+        raise ValueError(f"unknown colour mode {mode!r}; choose one of {', '.join(COLOR_MODES)}")
+    return mode
+
+
+def contains_element(elements: pd.Series, symbol: str) -> np.ndarray:
+    """``(n,)`` bool: which rows of a space-separated ``elements`` column contain ``symbol``."""
+    padded = " " + elements.fillna("").astype(str) + " "
+    return padded.str.contains(f" {symbol} ", regex=False).to_numpy(dtype=bool)
+
+
+def available_elements(elements: pd.Series) -> list[str]:
+    """The element symbols present in an ``elements`` column, by atomic number."""
+    from pymatgen.core import Element
+
+    symbols = set()
+    for text in elements.dropna().astype(str).unique():
+        symbols.update(text.split())
+
+    def atomic_number(symbol: str) -> int:
+        try:
+            return Element(symbol).Z
+        except ValueError:
+            return 999
+
+    return sorted(symbols, key=lambda s: (atomic_number(s), s))
+
+
+def _discrete_colorscale(colors: list[str]) -> list[list]:
+    """A stepped colour scale giving integer code ``i`` (with ``cmin=-0.5``) ``colors[i]``."""
+    n = len(colors)
+    scale = []
+    for i, color in enumerate(colors):
+        scale.append([i / n, color])
+        scale.append([(i + 1) / n, color])
+    return scale
+
+
+def _categorical_marker(codes: np.ndarray, names: list[str], colors: list[str], title: str, size: float, opacity: float) -> dict:
+    n = len(names)
+    return {
+        "color": codes.astype(np.float32),
+        "colorscale": _discrete_colorscale(colors),
+        "cmin": -0.5,
+        "cmax": n - 0.5,
+        "showscale": True,
+        "colorbar": {
+            "title": {"text": title},
+            "tickvals": list(range(n)),
+            "ticktext": names,
+            "thickness": 14,
+            "len": 0.9,
+        },
+        "size": size,
+        "opacity": opacity,
+    }
+
+
+def _robust_range(values: np.ndarray, column: str) -> tuple[float, float]:
+    """Colour range of a property: 1st–99th percentile (space group: 1–230; band gap and
+    energy above hull from 0)."""
+    if column == "spacegroup_number":
+        return 1.0, 230.0
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return 0.0, 1.0
+    lo, hi = (float(v) for v in np.percentile(finite, [1, 99]))
+    if column in ("band_gap", "e_above_hull"):  # physical zero: metals, stable phases
+        lo = 0.0
+    if hi <= lo:
+        hi = lo + 1.0
+    return float(lo), float(hi)
+
+
+def color_layers(materials: pd.DataFrame, mode: str, element: str | None = None, style: dict | None = None) -> ColorLayers:
+    """How ``mode`` colours the map of ``materials`` (see the module docstring).
+
+    Args:
+        materials: the map's table (needs ``elements``, ``nelements`` and the mode's column).
+        mode: a key of :data:`COLOR_MODES`.
+        element: the element symbol of the ``element`` mode (default :data:`DEFAULT_ELEMENT`).
+        style: overrides of :data:`MAP_STYLE` (not modified).
+
+    Raises:
+        ValueError: unknown mode.
+    """
+    mode = parse_mode(mode)
+    s = style_defaults()
+    if style:
+        s.update(copy.deepcopy(style))
+    n = len(materials)
+    grey = {"color": MISSING_COLOR, "size": s["point_size"], "opacity": s["opacity"]}
+    empty = np.zeros(0, dtype=np.int64)
+
+    if mode == "element":
+        symbol = element or DEFAULT_ELEMENT
+        present = contains_element(materials["elements"], symbol)
+        return ColorLayers(
+            base_marker=grey,
+            base_name=f"no {symbol}",
+            foreground_rows=np.flatnonzero(present),
+            foreground_marker={"color": ELEMENT_COLOR, "size": s["foreground_size"], "opacity": 0.9},
+            foreground_name=f"contains {symbol} ({int(present.sum()):,})",
+            title=f"contains {symbol}",
+        )
+
+    if mode == "nelements":
+        counts = pd.to_numeric(materials["nelements"], errors="coerce").to_numpy(dtype=float)
+        present = sorted({int(c) for c in counts[np.isfinite(counts)]})
+        if not present:
+            return ColorLayers(base_marker=grey, base_name="no data", foreground_rows=empty, title="number of elements")
+        code_of = {value: i for i, value in enumerate(present)}
+        names = [str(v) for v in present]
+        colors = [CATEGORY_COLORS[i % len(CATEGORY_COLORS)] for i in range(len(present))]
+        codes = np.array([code_of.get(int(c), 0) if np.isfinite(c) else 0 for c in counts])
+        title = "number of elements"
+        marker = _categorical_marker(codes, names, colors, title, s["point_size"], s["opacity"])
+        return ColorLayers(base_marker=marker, base_name=None, foreground_rows=empty, title=title)
+
+    if mode == "crystal_system":
+        systems = materials["crystal_system"].astype(object).where(materials["crystal_system"].notna(), None)
+        names = list(CRYSTAL_SYSTEMS)
+        colors = list(CATEGORY_COLORS[: len(names)])
+        codes = np.array([names.index(v) if v in names else len(names) for v in systems])
+        if (codes == len(names)).any():
+            names.append("unknown")
+            colors.append(MISSING_COLOR)
+        title = "crystal system"
+        marker = _categorical_marker(codes, names, colors, title, s["point_size"], s["opacity"])
+        return ColorLayers(base_marker=marker, base_name=None, foreground_rows=empty, title=title)
+
+    if mode == "supercon_label":
+        labels = materials["supercon_label"].astype(object).to_numpy() if "supercon_label" in materials else np.full(n, None)
+        names = list(SUPERCON_COLORS)
+        rows = np.flatnonzero(np.isin(labels, names))
+        codes = np.array([names.index(labels[r]) for r in rows])
+        title = "SuperCon label"
+        marker = _categorical_marker(codes, names, list(SUPERCON_COLORS.values()), title, s["foreground_size"] + 1, 0.95)
+        return ColorLayers(
+            base_marker=grey,
+            base_name="no SuperCon entry",
+            foreground_rows=rows,
+            foreground_marker=marker,
+            foreground_name="SuperCon entry",
+            title=title,
+        )
+
+    # a property on a continuous scale (mode is one of PROPERTY_MODES here)
+    values = pd.to_numeric(materials[mode], errors="coerce").to_numpy(dtype=float) if mode in materials else np.full(n, np.nan)
+    rows = np.flatnonzero(np.isfinite(values))
+    lo, hi = _robust_range(values, mode)
+    title = column_label(mode) if mode != "spacegroup_number" else "space group number"
+    colorscale = s["spacegroup_colorscale"] if mode == "spacegroup_number" else s["continuous_colorscale"]
+    marker = {
+        "color": values[rows].astype(np.float32),
+        "colorscale": colorscale,
+        "cmin": lo,
+        "cmax": hi,
+        "showscale": True,
+        "colorbar": {"title": {"text": title}, "thickness": 14, "len": 0.9},
+        "size": s["point_size"],
+        "opacity": s["opacity"],
+    }
+    return ColorLayers(
+        base_marker=grey,
+        base_name=f"no data ({n - len(rows):,})",
+        foreground_rows=rows,
+        foreground_marker=marker,
+        foreground_name=None,
+        title=title,
+    )
+
+
+def hover_text(materials: pd.DataFrame) -> np.ndarray:
+    """``"LiCoO2 · mp-22526"`` for every row, ``(n,)`` object array."""
+    formula = materials["formula"].astype(str).to_numpy(dtype=object)
+    ids = materials["material_id"].astype(str).to_numpy(dtype=object)
+    return formula + " · " + ids
+
+
+def base_trace(coordinates: np.ndarray, text: np.ndarray | None, layers: ColorLayers) -> go.Scattergl:
+    """The trace of all materials: ``coordinates`` ``(n, 2)``, hover ``text`` ``(n,)``."""
+    return go.Scattergl(
+        x=np.asarray(coordinates[:, 0], dtype=np.float32),
+        y=np.asarray(coordinates[:, 1], dtype=np.float32),
+        mode="markers",
+        name=layers.base_name or "materials",
+        showlegend=layers.base_name is not None,
+        hovertext=text,
+        hovertemplate="%{hovertext}<extra></extra>" if text is not None else None,
+        hoverinfo=None if text is not None else "skip",
+        marker=copy.deepcopy(layers.base_marker),
+        uid="materials",
+    )
+
+
+def foreground_trace(coordinates: np.ndarray, layers: ColorLayers) -> go.Scattergl:
+    """The coloured subset of a mode, drawn on top; hover falls through to the base trace."""
+    rows = np.asarray(layers.foreground_rows, dtype=np.int64)
+    return go.Scattergl(
+        x=np.asarray(coordinates[rows, 0], dtype=np.float32),
+        y=np.asarray(coordinates[rows, 1], dtype=np.float32),
+        mode="markers",
+        name=layers.foreground_name or "",
+        showlegend=layers.foreground_name is not None,
+        hoverinfo="skip",
+        customdata=rows.astype(np.int32),
+        marker=copy.deepcopy(layers.foreground_marker) or {"size": 1},
+        uid="foreground",
+    )
+
+
+def highlight_trace(coordinates: np.ndarray, rows, text: np.ndarray | None = None, name: str = "search") -> go.Scattergl:
+    """Black rings around ``rows`` (may be empty) with their hover text."""
+    rows = np.asarray(rows if rows is not None else [], dtype=np.int64)
+    return go.Scattergl(
+        x=np.asarray(coordinates[rows, 0], dtype=np.float32),
+        y=np.asarray(coordinates[rows, 1], dtype=np.float32),
+        mode="markers",
+        name=name,
+        showlegend=len(rows) > 0,
+        hovertext=None if text is None else np.asarray(text, dtype=object)[rows],
+        hovertemplate="%{hovertext}<extra></extra>" if text is not None else None,
+        customdata=rows.astype(np.int32),
+        marker={"symbol": "circle-open", "size": 16, "color": HIGHLIGHT_COLOR, "line": {"width": 2.5}},
+        uid="highlight",
+    )
+
+
+@dataclass
+class LocatedPoint:
+    """An uploaded structure placed on the map.
+
+    Attributes:
+        label: what the legend says (file name and formula).
+        x, y: map coordinates.
+        neighbor_xy: ``(k, 2)`` map coordinates of its neighbours (may be empty).
+    """
+
+    label: str
+    x: float
+    y: float
+    neighbor_xy: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
+
+
+def located_traces(points: list[LocatedPoint]) -> list[go.Scattergl]:
+    """Two traces per located structure: its neighbours (open rings) and itself (a star),
+    in one colour per structure (cycling through :data:`LOCATED_COLORS`)."""
+    traces = []
+    for i, point in enumerate(points):
+        color = LOCATED_COLORS[i % len(LOCATED_COLORS)]
+        nxy = np.asarray(point.neighbor_xy, dtype=np.float32).reshape(-1, 2)
+        traces.append(
+            go.Scattergl(
+                x=nxy[:, 0], y=nxy[:, 1], mode="markers", name=f"neighbours of {point.label}",
+                legendgroup=f"located-{i}", showlegend=False, hoverinfo="skip",
+                marker={"symbol": "circle-open", "size": 9, "color": color, "line": {"width": 1.5}},
+            )
+        )
+        traces.append(
+            go.Scattergl(
+                x=[point.x], y=[point.y], mode="markers", name=point.label, legendgroup=f"located-{i}",
+                hovertemplate=f"{point.label}<br>uploaded structure<extra></extra>",
+                marker={"symbol": "star", "size": 20, "color": color, "line": {"width": 1.5, "color": "#000000"}},
+            )
+        )
+    return traces
+
+
+def zoom_ranges(coordinates: np.ndarray, rows, pad: float = 0.15, min_span: float | None = None) -> tuple[list[float], list[float]] | None:
+    """Axis ranges ``([x0, x1], [y0, y1])`` framing ``rows`` with a margin, or ``None`` if empty.
+
+    ``min_span`` (default 5 % of the whole map's extent) keeps a single point from zooming in
+    infinitely; ranges are widened to a square window so the map keeps its aspect ratio.
+    """
+    rows = np.asarray(rows if rows is not None else [], dtype=np.int64)
+    if rows.size == 0 or len(coordinates) == 0:
+        return None
+    xy = np.asarray(coordinates, dtype=np.float64)
+    extent = float(np.ptp(xy, axis=0).max()) or 1.0
+    min_span = 0.05 * extent if min_span is None else min_span
+    chosen = xy[rows]
+    lo, hi = chosen.min(axis=0), chosen.max(axis=0)
+    centre = (lo + hi) / 2
+    span = max(float((hi - lo).max()) * (1 + 2 * pad), min_span)
+    half = span / 2
+    return [float(centre[0] - half), float(centre[0] + half)], [float(centre[1] - half), float(centre[1] + half)]
+
+
+def make_map_figure(
+    coordinates: np.ndarray,
+    layers: ColorLayers,
+    text: np.ndarray | None = None,
+    highlight_rows=None,
+    highlight_name: str = "search",
+    located: list[LocatedPoint] | None = None,
+    zoom_to_highlight: bool = True,
+    style: dict | None = None,
+) -> go.Figure:
+    """The materials map.
+
+    Args:
+        coordinates: ``(n, 2)`` map coordinates (t-SNE units), row ``i`` = material ``i``.
+        layers: the colour mode's :class:`ColorLayers` (from :func:`color_layers`).
+        text: ``(n,)`` hover text (``None``: no hover, as on small maps).
+        highlight_rows: rows to ring (search result); the view zooms onto them when
+            ``zoom_to_highlight``.
+        highlight_name: legend name of the rings.
+        located: uploaded structures to mark with stars (see :func:`located_traces`).
+        style: overrides of :data:`MAP_STYLE` (not modified).
+
+    Returns:
+        A figure whose traces follow the order of the module docstring.
+    """
+    s = style_defaults()
+    if style:
+        s.update(copy.deepcopy(style))
+    coordinates = np.asarray(coordinates)
+    traces = [
+        base_trace(coordinates, text, layers),
+        foreground_trace(coordinates, layers),
+        highlight_trace(coordinates, highlight_rows, text, highlight_name),
+        *located_traces(located or []),
+    ]
+    figure = go.Figure(data=traces, layout=copy.deepcopy(s["layout"]))
+    if zoom_to_highlight:
+        ranges = zoom_ranges(coordinates, highlight_rows)
+        if ranges is not None:
+            figure.update_xaxes(range=ranges[0], autorange=False)
+            figure.update_yaxes(range=ranges[1], autorange=False)
+    return figure
+
+
+def make_neighbors_map_figure(
+    background_xy: np.ndarray,
+    query_xy: tuple[float, float] | None,
+    neighbor_xy: np.ndarray,
+    distances: np.ndarray,
+    neighbor_text: list[str] | None = None,
+    neighbor_ids: list[str] | None = None,
+    query_label: str = "query",
+) -> go.Figure:
+    """A small map: the background in grey, the neighbours coloured by embedding distance and
+    the query as a star.
+
+    Args:
+        background_xy: ``(m, 2)`` coordinates of (a sample of) all materials.
+        query_xy: map position of the query, or ``None``.
+        neighbor_xy: ``(k, 2)`` neighbour positions, nearest first.
+        distances: ``(k,)`` embedding distances (colour, "embedding distance" colour bar).
+        neighbor_text: ``(k,)`` hover text. neighbor_ids: ``(k,)`` ids put in ``customdata``.
+        query_label: hover text and legend name of the star.
+    """
+    s = style_defaults()
+    layout = copy.deepcopy(s["layout"])
+    layout["legend"].update(orientation="h", y=1.0)
+    background_xy = np.asarray(background_xy, dtype=np.float32).reshape(-1, 2)
+    neighbor_xy = np.asarray(neighbor_xy, dtype=np.float32).reshape(-1, 2)
+    traces = [
+        go.Scattergl(
+            x=background_xy[:, 0], y=background_xy[:, 1], mode="markers", name="map",
+            showlegend=False, hoverinfo="skip",
+            marker={"color": MISSING_COLOR, "size": 2.5, "opacity": 0.7},
+        ),
+        go.Scattergl(
+            x=neighbor_xy[:, 0], y=neighbor_xy[:, 1], mode="markers", name=f"{len(neighbor_xy)} nearest",
+            hovertext=neighbor_text, hovertemplate="%{hovertext}<extra></extra>" if neighbor_text is not None else None,
+            customdata=neighbor_ids,
+            marker={
+                "color": np.asarray(distances, dtype=np.float32),
+                "colorscale": "Viridis_r",
+                "size": 7,
+                "line": {"width": 0.5, "color": "#333333"},
+                "showscale": len(neighbor_xy) > 0,
+                "colorbar": {"title": {"text": "embedding distance"}, "thickness": 10, "len": 0.8},
+            },
+        ),
+    ]
+    if query_xy is not None:
+        traces.append(
+            go.Scattergl(
+                x=[float(query_xy[0])], y=[float(query_xy[1])], mode="markers", name=query_label,
+                hovertemplate=f"{query_label}<extra></extra>",
+                marker={"symbol": "star", "size": 18, "color": "#e6194b", "line": {"width": 1.5, "color": "#000000"}},
+            )
+        )
+    figure = go.Figure(data=traces, layout=layout)
+    ranges = zoom_ranges(
+        np.vstack([neighbor_xy, np.asarray([query_xy], dtype=np.float32)]) if query_xy is not None else neighbor_xy,
+        np.arange(len(neighbor_xy) + (query_xy is not None)),
+        pad=0.25,
+        min_span=0.1 * (float(np.ptp(background_xy, axis=0).max()) if len(background_xy) else 1.0),
+    )
+    if ranges is not None:
+        figure.update_xaxes(range=ranges[0], autorange=False)
+        figure.update_yaxes(range=ranges[1], autorange=False)
+    return figure
+
+
+def sample_rows(n: int, limit: int, seed: int = 0) -> np.ndarray:
+    """At most ``limit`` sorted row indices out of ``n`` (all of them when ``n <= limit``),
+    the same for the same arguments (for background maps that need not draw every point)."""
+    if n <= limit:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, size=limit, replace=False))

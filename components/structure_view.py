@@ -1,0 +1,234 @@
+"""3D crystal structures: crystal-toolkit builds the scene, dash-mp-components draws it.
+
+Every use of crystal-toolkit and dash-mp-components in the app lives in this module, so that
+their breakages with new pymatgen / Dash releases stay here.
+
+Compatibility notes (crystal-toolkit 2026.7.20, dash-mp-components 0.5.2, Dash 4.4,
+pymatgen 2026.10):
+
+- ``import crystal_toolkit`` runs its package ``__init__``, which imports IPython,
+  flask-caching, emmet / mp-api and its Dash-3 component framework (declared ``dash<4``).
+  We need none of that: only the pure scene builders (``core.scene``, ``core.legend`` and
+  ``renderables.{site, lattice, structure, structuregraph}``). :func:`_scene_modules` loads
+  those modules alone by registering empty parent packages that point at crystal-toolkit's
+  folders. It does so only when the first structure is drawn, never at import, and leaves a
+  fully imported crystal-toolkit alone if something else already loaded it.
+- Importing the renderables attaches ``get_scene`` to pymatgen's ``Structure``, ``Site``,
+  ``Lattice`` and ``StructureGraph`` (crystal-toolkit's own design); we call them only here.
+- ``Scene.to_json()`` leaves numpy arrays inside; :func:`_plain` turns them into lists.
+- ``Legend`` needs ``webcolors`` (installed; not a dependency of ours otherwise).
+
+The viewer is the All-in-One component :class:`StructureView`: a ``CrystalToolkitScene``, an
+element legend and a "show" checklist wired to the scene's ``toggleVisibility`` by a
+module-level ``MATCH`` callback.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import sys
+import types
+import warnings
+
+import dash_mp_components as mpc
+import numpy as np
+from dash import MATCH, Input, Output, callback, dcc, html
+
+log = logging.getLogger(__name__)
+
+#: Scene parts the "show" checklist toggles, with their labels (names used by crystal-toolkit).
+TOGGLES = {"bonds": "bonds", "polyhedra": "polyhedra", "unit_cell": "unit cell"}
+DEFAULT_SHOWN = ("bonds", "unit_cell")
+#: Cells larger than this are bonded with the cheap minimum-distance rule instead of CrystalNN.
+CRYSTALNN_MAX_SITES = 80
+#: Scene settings passed to ``CrystalToolkitScene`` (copied per component).
+SCENE_SETTINGS = {"renderer": "webgl", "extractAxis": True, "defaultZoom": 0.8, "transparentBackground": True}
+
+
+class StructureViewError(RuntimeError):
+    """crystal-toolkit could not build a scene for this structure."""
+
+
+def _scene_modules():
+    """crystal-toolkit's ``Legend``, ``Scene`` and the renderables, without its package ``__init__``."""
+    if "crystal_toolkit" not in sys.modules:
+        spec = importlib.util.find_spec("crystal_toolkit")
+        if spec is None or not spec.submodule_search_locations:
+            raise StructureViewError("crystal-toolkit is not installed")
+        root = list(spec.submodule_search_locations)[0]
+        for name, folder in (
+            ("crystal_toolkit", root),
+            ("crystal_toolkit.core", f"{root}/core"),
+            ("crystal_toolkit.renderables", f"{root}/renderables"),
+        ):
+            package = types.ModuleType(name)
+            package.__path__ = [folder]
+            package.__package__ = name
+            sys.modules[name] = package
+    from crystal_toolkit.core.legend import Legend
+    from crystal_toolkit.core.scene import Scene
+    from crystal_toolkit.renderables import lattice, site, structure, structuregraph  # noqa: F401  (attach get_scene)
+
+    return Legend, Scene
+
+
+def _plain(value):
+    """A JSON-ready copy of a scene dict: numpy arrays and scalars become lists and floats."""
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    if isinstance(value, np.ndarray):
+        return _plain(value.tolist())
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _bonded_graph(structure):
+    """A pymatgen ``StructureGraph`` with bonds (CrystalNN, or minimum distance for big cells),
+    or ``None`` when no bonding rule works on this structure."""
+    from pymatgen.analysis.graphs import StructureGraph
+    from pymatgen.analysis.local_env import CrystalNN, MinimumDistanceNN
+
+    build = getattr(StructureGraph, "from_local_env_strategy", None) or StructureGraph.with_local_env_strategy
+    strategies = [MinimumDistanceNN()] if len(structure) > CRYSTALNN_MAX_SITES else [CrystalNN(), MinimumDistanceNN()]
+    for strategy in strategies:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                return build(structure, strategy)
+        except Exception as error:  # pymatgen's bonding rules raise many kinds on odd cells
+            log.info("bonding with %s failed: %s", type(strategy).__name__, error)
+    return None
+
+
+def structure_scene(structure, bonds: bool = True) -> tuple[dict, dict[str, str]]:
+    """The ``CrystalToolkitScene`` JSON and the element colours of a pymatgen ``Structure``.
+
+    Args:
+        structure: an ordered or disordered pymatgen ``Structure`` (not modified).
+        bonds: compute bonds and coordination polyhedra (CrystalNN up to
+            :data:`CRYSTALNN_MAX_SITES` sites, minimum distance above).
+
+    Returns:
+        ``(scene, colors)``: the scene as plain JSON (contents named ``atoms``, ``bonds``,
+        ``polyhedra``, ``unit_cell``, ``axes`` …, lengths in Å) and ``{element: "#rrggbb"}``
+        from crystal-toolkit's VESTA colour scheme.
+
+    Raises:
+        StructureViewError: crystal-toolkit is missing or fails on this structure.
+    """
+    Legend, _Scene = _scene_modules()
+    from pymatgen.core import Structure
+
+    try:
+        # crystal-toolkit's own preprocessing: fractional coordinates wrapped into [0, 1)
+        data = structure.as_dict(verbosity=0)
+        for site in data["sites"]:
+            site["abc"] = np.mod(site["abc"], 1).tolist()
+        structure = Structure.from_dict(data)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            legend = Legend(structure, color_scheme="VESTA", radius_scheme="uniform")
+            graph = _bonded_graph(structure) if bonds else None
+            if graph is not None:
+                scene = graph.get_scene(
+                    draw_image_atoms=True,
+                    bonded_sites_outside_unit_cell=False,
+                    hide_incomplete_edges=True,
+                    legend=legend,
+                )
+            else:
+                scene = structure.get_scene(legend=legend, draw_image_atoms=True)
+            scene.name = "matmap-structure"
+            axes = structure.lattice._axes_from_lattice()
+            scene.contents.append(axes)
+            scene_json = _plain(scene.to_json())
+            colors = {label: color for color, label in legend.get_legend()["colors"].items()}
+    except StructureViewError:
+        raise
+    except Exception as error:  # crystal-toolkit internals: report, never crash the page
+        raise StructureViewError(f"could not draw this structure: {type(error).__name__}: {error}") from error
+    return scene_json, colors
+
+
+class StructureView(html.Div):
+    """All-in-One 3D viewer: scene, element legend and a checklist of scene parts to show.
+
+    Fill it by giving ``scene`` / ``colors`` (from :func:`structure_scene`) at construction or
+    by a page callback writing ``data`` of :meth:`ids.scene` and ``children`` of
+    :meth:`ids.legend`.
+    """
+
+    class ids:
+        @staticmethod
+        def scene(aio_id: str) -> dict:
+            return {"component": "StructureView", "subcomponent": "scene", "aio_id": aio_id}
+
+        @staticmethod
+        def legend(aio_id: str) -> dict:
+            return {"component": "StructureView", "subcomponent": "legend", "aio_id": aio_id}
+
+        @staticmethod
+        def show(aio_id: str) -> dict:
+            return {"component": "StructureView", "subcomponent": "show", "aio_id": aio_id}
+
+    ids = ids
+
+    def __init__(self, aio_id: str, scene: dict | None = None, colors: dict[str, str] | None = None, height: str = "420px"):
+        super().__init__(
+            className="structure-view",
+            children=[
+                html.Div(
+                    className="structure-view__canvas",
+                    style={"height": height},
+                    children=mpc.CrystalToolkitScene(
+                        id=self.ids.scene(aio_id),
+                        data=scene,
+                        settings=dict(SCENE_SETTINGS),
+                        axisView="SW",
+                        showControls=False,
+                        showExpandButton=True,
+                        showImageButton=True,
+                        showExportButton=False,
+                        showPositionButton=False,
+                        toggleVisibility=visibility(DEFAULT_SHOWN),
+                        className="structure-view__scene",
+                    ),
+                ),
+                html.Div(
+                    className="structure-view__footer",
+                    children=[
+                        html.Div(legend_chips(colors or {}), id=self.ids.legend(aio_id), className="structure-view__legend"),
+                        dcc.Checklist(
+                            id=self.ids.show(aio_id),
+                            options=[{"label": label, "value": key} for key, label in TOGGLES.items()],
+                            value=list(DEFAULT_SHOWN),
+                            inline=True,
+                            className="structure-view__toggles",
+                        ),
+                    ],
+                ),
+            ],
+        )
+
+
+def visibility(shown) -> dict[str, int]:
+    """``toggleVisibility`` of the scene: 1 for each part of :data:`TOGGLES` in ``shown``, else 0."""
+    shown = set(shown or [])
+    return {key: int(key in shown) for key in TOGGLES}
+
+
+def legend_chips(colors: dict[str, str]) -> list:
+    """One coloured chip per element (``{element: "#rrggbb"}``)."""
+    return [
+        html.Span([html.Span(className="chip__dot", style={"background": color}), element], className="chip")
+        for element, color in colors.items()
+    ]
+
+
+@callback(Output(StructureView.ids.scene(MATCH), "toggleVisibility"), Input(StructureView.ids.show(MATCH), "value"))
+def _toggle_parts(shown):
+    return visibility(shown)

@@ -1,0 +1,399 @@
+"""THE interface the app reads: a built map, loaded without importing torch.
+
+A map lives in ``data/artifacts/<dataset>/<model>/``:
+
+| file | content |
+|---|---|
+| ``manifest.json`` | dataset, model, counts, library versions, t-SNE settings, SHA-256 of every file |
+| ``materials.parquet`` | one row per material: ``material_id``, ``formula``, ``elements``, ``split``, map coordinates ``x``, ``y`` and the properties (units in :data:`ml.datasets.PROPERTY_UNITS`) |
+| ``embeddings.npy`` | crystal-encoder embeddings, ``(n_materials, embedding_dim)`` float32 |
+| ``index.faiss`` | exact Euclidean (L2) nearest-neighbour index over the embeddings |
+| ``tsne.pkl`` | the fitted openTSNE ``TSNEEmbedding``, for placing new materials (``transform``) |
+
+The builder (:mod:`ml.mapbuild`) writes the folder under a temporary name and renames it
+when complete, so a half-written map is never loaded.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ml.datasets import PROPERTY_UNITS
+from ml.settings import get_settings
+
+MANIFEST = "manifest.json"
+MATERIALS = "materials.parquet"
+EMBEDDINGS = "embeddings.npy"
+INDEX = "index.faiss"
+TSNE = "tsne.pkl"
+STRUCTURES = "structures.sqlite"
+REQUIRED_FILES = (MANIFEST, MATERIALS, EMBEDDINGS, INDEX, TSNE)  # plus STRUCTURES (below)
+
+#: Columns of every neighbour table, before the property columns.
+NEIGHBOR_COLUMNS = ["rank", "material_id", "formula", "distance"]
+#: Property columns appended to neighbour tables (those present in the map).
+NEIGHBOR_PROPERTY_COLUMNS = [
+    "formation_energy_per_atom",
+    "band_gap",
+    "total_magnetization",
+    "density",
+    "spacegroup_number",
+    "crystal_system",
+    "nsites",
+    "nelements",
+    "supercon_label",
+]
+MAX_NEIGHBORS = 1000
+
+
+class ArtifactError(RuntimeError):
+    """A map is missing or incomplete."""
+
+
+class UnknownMaterialError(KeyError):
+    """A ``material_id`` that is not in the map."""
+
+    def __str__(self) -> str:  # KeyError quotes its argument; keep the message readable
+        return str(self.args[0])
+
+
+def artifact_dir(dataset: str, model: str, root: Path | None = None) -> Path:
+    """``<root>/<dataset>/<model>`` (root: ``data/artifacts``)."""
+    return (root or get_settings().artifacts_dir) / dataset / model
+
+
+@dataclass
+class MapArtifacts:
+    """A loaded map: the materials table, coordinates, embeddings and neighbour index.
+
+    Attributes:
+        folder: the artifact folder.
+        manifest: the parsed ``manifest.json``.
+        materials: one row per material, row ``i`` matching ``embeddings[i]``.
+        embeddings: ``(n_materials, embedding_dim)`` float32.
+    """
+
+    folder: Path
+    manifest: dict
+    materials: pd.DataFrame
+    embeddings: np.ndarray
+    _row_of: dict[str, int] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._row_of = {mid: i for i, mid in enumerate(self.materials["material_id"])}
+
+    # ------------------------------------------------------------------ loading
+
+    @classmethod
+    def load(cls, dataset: str | None = None, model: str | None = None, root: Path | None = None) -> "MapArtifacts":
+        """Load the map of ``dataset`` / ``model`` (defaults from the settings).
+
+        Raises:
+            ArtifactError: the folder or one of its files is missing (the message says which
+                command builds it).
+        """
+        settings = get_settings()
+        dataset = dataset or settings.dataset
+        model = model or settings.model
+        folder = artifact_dir(dataset, model, root)
+        missing = [name for name in REQUIRED_FILES if not (folder / name).is_file()]
+        if missing:
+            raise ArtifactError(
+                f"no map of {dataset!r} with model {model!r} in {folder} (missing {', '.join(missing)}); "
+                f"build it with: python -m ml build --dataset {dataset}"
+            )
+        manifest = json.loads((folder / MANIFEST).read_text())
+        materials = pd.read_parquet(folder / MATERIALS)
+        embeddings = np.load(folder / EMBEDDINGS, mmap_mode="r")
+        if len(materials) != len(embeddings):
+            raise ArtifactError(f"{folder}: {len(materials)} materials but {len(embeddings)} embeddings")
+        return cls(folder=folder, manifest=manifest, materials=materials, embeddings=embeddings)
+
+    @cached_property
+    def index(self):
+        """The exact L2 faiss index (loaded on first use)."""
+        import faiss
+
+        return faiss.read_index(str(self.folder / INDEX))
+
+    @property
+    def dataset(self) -> str:
+        return self.manifest["dataset"]
+
+    @property
+    def model(self) -> str:
+        return self.manifest["model"]
+
+    @property
+    def coordinates(self) -> np.ndarray:
+        """Map coordinates, ``(n_materials, 2)`` float32."""
+        return self.materials[["x", "y"]].to_numpy(np.float32)
+
+    def __len__(self) -> int:
+        return len(self.materials)
+
+    # ------------------------------------------------------------------ look-ups
+
+    def __contains__(self, material_id: str) -> bool:
+        return material_id in self._row_of
+
+    def row_of(self, material_id: str) -> int:
+        """Row of a material in :attr:`materials`.
+
+        Raises:
+            UnknownMaterialError: the id is not in this map.
+        """
+        try:
+            return self._row_of[material_id]
+        except KeyError:
+            raise UnknownMaterialError(
+                f"{material_id!r} is not in the {self.dataset} map ({len(self)} materials)"
+            ) from None
+
+    def material(self, material_id: str) -> pd.Series:
+        """The table row of one material (raises :class:`UnknownMaterialError`)."""
+        return self.materials.iloc[self.row_of(material_id)]
+
+    def search(self, query: str, limit: int = 50) -> list[int]:
+        """Rows matching an id (exact) or a formula (reduced formula, case-insensitive, any
+        order of elements: ``O2Li Co`` finds LiCoO2), at most ``limit``."""
+        query = query.strip()
+        if not query:
+            return []
+        if query in self._row_of:
+            return [self._row_of[query]]
+        key = _formula_key(query)
+        if key is None:
+            return []
+        keys = self._formula_keys
+        return list(np.flatnonzero(keys == key)[:limit])
+
+    @cached_property
+    def _formula_keys(self) -> np.ndarray:
+        return np.array([_formula_key(f) or "" for f in self.materials["formula"]], dtype=object)
+
+    # ------------------------------------------------------------------ neighbours
+
+    def neighbors(self, material_id: str, k: int = 50) -> pd.DataFrame:
+        """The ``k`` nearest materials to ``material_id`` in embedding space (Euclidean).
+
+        Returns:
+            Table with :data:`NEIGHBOR_COLUMNS` (``rank`` from 1, ``distance`` in embedding
+            units) then the property columns; the query itself is left out.
+
+        Raises:
+            UnknownMaterialError: unknown id. ValueError: ``k`` outside 1 … 1000.
+        """
+        row = self.row_of(material_id)
+        query = np.asarray(self.embeddings[row], dtype=np.float32)
+        return self.neighbors_of_embedding(query, k, exclude_row=row)
+
+    def neighbors_of_embedding(self, embedding: np.ndarray, k: int = 50, exclude_row: int | None = None) -> pd.DataFrame:
+        """The ``k`` nearest materials to an embedding of shape ``(embedding_dim,)``."""
+        if not 1 <= int(k) <= MAX_NEIGHBORS:
+            raise ValueError(f"k must be between 1 and {MAX_NEIGHBORS}, got {k}")
+        k = min(int(k), len(self) - (exclude_row is not None))
+        query = np.ascontiguousarray(np.asarray(embedding, dtype=np.float32).reshape(1, -1))
+        if query.shape[1] != self.embeddings.shape[1]:
+            raise ValueError(f"embedding has {query.shape[1]} dimensions, the map {self.embeddings.shape[1]}")
+        squared, rows = self.index.search(query, k + (exclude_row is not None))
+        rows, squared = rows[0], squared[0]
+        keep = (rows >= 0) & (rows != (exclude_row if exclude_row is not None else -1))
+        rows, distance = rows[keep][:k], np.sqrt(np.maximum(squared[keep][:k], 0))
+        table = self.materials.iloc[rows]
+        out = pd.DataFrame(
+            {
+                "rank": np.arange(1, len(rows) + 1),
+                "material_id": table["material_id"].to_numpy(),
+                "formula": table["formula"].to_numpy(),
+                "distance": distance.astype(np.float64),
+            }
+        )
+        for column in NEIGHBOR_PROPERTY_COLUMNS:
+            if column in table:
+                out[column] = table[column].to_numpy()
+        return out
+
+
+    # ------------------------------------------------------------------ structures, XRD, locate
+
+    def cif(self, material_id: str) -> str:
+        """The CIF text of a material of the map.
+
+        Raises:
+            UnknownMaterialError: unknown id. ArtifactError: the map has no structure store.
+        """
+        self.row_of(material_id)
+        path = self.folder / STRUCTURES
+        if not path.is_file():
+            raise ArtifactError(f"{self.folder} has no {STRUCTURES}; rebuild the map")
+        cif = _cif_from_sqlite(path, material_id)
+        if cif is None:
+            raise UnknownMaterialError(f"no structure stored for {material_id!r}")
+        return cif
+
+
+    def structure(self, material_id: str):
+        """The pymatgen ``Structure`` of a material of the map (see :meth:`cif`)."""
+        from ml.structures import parse_cif
+
+        return parse_cif(self.cif(material_id))
+
+
+    def xrd_pattern(self, material_id: str) -> tuple[np.ndarray, np.ndarray]:
+        """``(two_theta, intensity)`` of a material's simulated XRD pattern: bin edges in
+        degrees and max-normalised intensities, both ``(5000,)`` (see :mod:`ml.xrd`)."""
+        from ml.xrd import XRDConfig, xrd_pattern
+
+        config = XRDConfig()
+        return config.two_theta(), xrd_pattern(self.structure(material_id), config)
+
+
+    def locate(self, cif_text: str, k: int = 10):
+        """Place a new CIF on this map: see :func:`ml.locate.locate_cif` (loads the model lazily).
+
+        Raises:
+            ml.structures.CifError, ml.graph.FeaturisationError: unusable input, with a message
+            for the user.
+        """
+        from ml.locate import locate_cif
+
+        return locate_cif(cif_text, self, k=k)
+
+
+def column_label(column: str) -> str:
+    """``"band_gap"`` → ``"band gap (eV)"``: a column name with its unit for tables and plots."""
+    unit = PROPERTY_UNITS.get(column)
+    name = column.replace("_", " ")
+    return f"{name} ({unit})" if unit else name
+
+
+_ELEMENT_TOKEN = re.compile(r"([A-Z][a-z]?)(\d*\.?\d*)")
+
+
+def _formula_key(formula: str) -> str | None:
+    """A canonical key of a formula (reduced, sorted by element), ``None`` if unreadable."""
+    text = formula.replace(" ", "")
+    tokens = _ELEMENT_TOKEN.findall(text)
+    if "".join(e + n for e, n in tokens) != text:
+        return None
+    counts: dict[str, float] = {}
+    for element, number in tokens:
+        counts[element] = counts.get(element, 0.0) + (float(number) if number else 1.0)
+    values = np.array(list(counts.values()))
+    if (values <= 0).any():
+        return None
+    if np.allclose(values, np.round(values)):
+        divisor = np.gcd.reduce(np.round(values).astype(int))
+        values = values / max(divisor, 1)
+    return " ".join(f"{e}{v:g}" for e, v in sorted(zip(counts, values)))
+
+
+
+def _cif_from_sqlite(path: Path, material_id: str) -> str | None:
+    import sqlite3
+
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as connection:
+        row = connection.execute("SELECT cif FROM structures WHERE material_id = ?", (material_id,)).fetchone()
+    return row[0] if row else None
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def _sha256(path: Path) -> str:  # no import of ml.models_registry: keep this module light
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_artifacts(
+    folder: Path,
+    manifest: dict,
+    materials: pd.DataFrame,
+    embeddings: np.ndarray,
+    tsne_embedding,
+    cifs: dict[str, str],
+) -> Path:
+    """Write a complete map into ``folder`` atomically.
+
+    Everything goes to ``<folder>.partial`` first; the folder is swapped in only when every
+    file is written, so an interrupted build leaves the previous map (or none) in place.
+
+    Args:
+        folder: the final artifact folder (``artifact_dir(dataset, model)``).
+        manifest: dataset, model and build settings; counts, versions and checksums are added.
+        materials: one row per material with at least ``material_id``, ``formula``, ``x``, ``y``.
+        embeddings: ``(n_materials, embedding_dim)``.
+        tsne_embedding: the fitted openTSNE ``TSNEEmbedding`` (pickled for ``transform``).
+        cifs: ``material_id -> CIF text`` for the structure store.
+
+    Raises:
+        ValueError: rows of ``materials`` and ``embeddings`` differ, or columns are missing.
+    """
+    import pickle
+    import shutil
+    import sqlite3
+
+    import faiss
+
+    missing = {"material_id", "formula", "x", "y"} - set(materials.columns)
+    if missing:
+        raise ValueError(f"materials table lacks {sorted(missing)}")
+    if len(materials) != len(embeddings):
+        raise ValueError(f"{len(materials)} materials but {len(embeddings)} embeddings")
+    partial = folder.with_name(folder.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)
+    materials.reset_index(drop=True).to_parquet(partial / MATERIALS, index=False)
+    np.save(partial / EMBEDDINGS, embeddings)
+    index = faiss.IndexFlatL2(embeddings.shape[1])
+    index.add(embeddings)
+    faiss.write_index(index, str(partial / INDEX))
+    with open(partial / TSNE, "wb") as handle:
+        pickle.dump(tsne_embedding, handle, protocol=pickle.HIGHEST_PROTOCOL)
+    with sqlite3.connect(partial / STRUCTURES) as connection:
+        connection.execute("CREATE TABLE structures (material_id TEXT PRIMARY KEY, cif TEXT NOT NULL)")
+        connection.executemany("INSERT INTO structures VALUES (?, ?)", cifs.items())
+    connection.close()
+    manifest = dict(manifest)
+    manifest.update(
+        n_materials=int(len(materials)),
+        embedding_dim=int(embeddings.shape[1]),
+        versions=_library_versions(),
+        files={name: _sha256(partial / name) for name in (*REQUIRED_FILES[1:], STRUCTURES)},
+    )
+    (partial / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str))
+    if folder.exists():
+        old = folder.with_name(folder.name + ".old")
+        shutil.rmtree(old, ignore_errors=True)
+        folder.rename(old)
+        partial.rename(folder)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        partial.rename(folder)
+    return folder
+
+
+def _library_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for name in ("numpy", "pandas", "torch", "torch_geometric", "pymatgen", "openTSNE", "faiss-cpu"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            continue
+    return out

@@ -1,0 +1,148 @@
+"""``python -m ml <verb>``: featurise, train, build maps, query neighbours, locate CIFs.
+
+Every verb has ``--help``. Errors the user can fix (unknown id, unreadable file, missing map)
+print one line ``error: …`` and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+EXIT_USER_ERROR = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m ml", description="matmap: maps of materials space")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    verbs = parser.add_subparsers(dest="verb", required=True)
+
+    p = verbs.add_parser("build", help="build (or update) the map of a dataset")
+    p.add_argument("--dataset", default="mp2024", help="mp2024 (default), mp2024-icsd, or a CIF folder / zip / file")
+    p.add_argument("--model", default=None, help="model name in data/models/ or a .pt path (default: cmml-cpu)")
+    p.add_argument("--perplexity", type=float, default=30.0, help="t-SNE perplexity (default 30)")
+    p.add_argument("--seed", type=int, default=0, help="t-SNE random seed")
+    p.add_argument("--processes", type=int, default=None, help="featurisation processes (default: all cores)")
+    p.add_argument("--force", action="store_true", help="rebuild even if the map is up to date")
+
+    p = verbs.add_parser("featurize", help="compute cached features of a dataset")
+    p.add_argument("--dataset", default="mp2024")
+    p.add_argument("--kind", choices=["graph", "xrd"], default="graph")
+    p.add_argument("--processes", type=int, default=None)
+
+    p = verbs.add_parser("train", help="train the CMML encoders")
+    p.add_argument("--config", choices=["cpu", "paper"], default="cpu")
+    p.add_argument("--dataset", default="mp2024")
+    p.add_argument("--run-dir", type=Path, default=None, help="checkpoints and log (default data/runs/<config>)")
+    p.add_argument("--out", type=Path, default=None, help="final model file (default data/models/cmml-<config>/model.pt)")
+    p.add_argument("--resume", action="store_true", help="continue from run-dir/last.pt")
+    p.add_argument("--epochs", type=int, default=None, help="override the config's epochs")
+    p.add_argument("--batch-size", type=int, default=None, help="override the config's batch size")
+    p.add_argument("--train-shards", type=int, default=None, help="override: train on the first N feature shards")
+    p.add_argument("--processes", type=int, default=None, help="featurisation processes")
+
+    p = verbs.add_parser("neighbors", help="nearest materials of a material as CSV")
+    p.add_argument("--dataset", default="mp2024")
+    p.add_argument("--model", default=None)
+    p.add_argument("--material-id", required=True)
+    p.add_argument("--k", type=int, default=50, help="number of neighbours, 1 to 1000")
+    p.add_argument("--out", default="-", help="CSV file, or - for standard output (default)")
+
+    p = verbs.add_parser("locate", help="place CIF files on a built map")
+    p.add_argument("files", nargs="+", type=Path, metavar="FILE.cif")
+    p.add_argument("--dataset", default="mp2024")
+    p.add_argument("--model", default=None)
+    p.add_argument("--k", type=int, default=10, help="neighbours listed per file")
+    return parser
+
+
+def _model_name(model: str | None) -> str | None:
+    """The artifact folder name of a ``--model`` value (a name, or a .pt path)."""
+    if model is None:
+        return None
+    from ml.models_registry import resolve_model
+
+    return resolve_model(model)[0]
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.verb == "build":
+        from ml.mapbuild import build_map
+
+        folder = build_map(args.dataset, args.model, args.perplexity, args.seed, args.processes, args.force)
+        print(f"map ready: {folder}")
+    elif args.verb == "featurize":
+        from ml.datasets import get_dataset
+        from ml.featurize import featurize, load_features
+
+        dataset = get_dataset(args.dataset)
+        folder = featurize(dataset, args.kind, processes=args.processes)
+        table = load_features(dataset, args.kind)
+        print(f"{len(table)} materials featurised, {len(table.failures)} failed; cache: {folder}")
+    elif args.verb == "train":
+        from dataclasses import replace
+
+        from ml.datasets import get_dataset
+        from ml.settings import get_settings
+        from ml.train import TRAIN_CONFIGS, train
+
+        config = TRAIN_CONFIGS[args.config]
+        overrides = {k: v for k, v in {"epochs": args.epochs, "batch_size": args.batch_size,
+                                       "train_shards": args.train_shards}.items() if v is not None}
+        config = replace(config, **overrides)
+        settings = get_settings()
+        run_dir = args.run_dir or settings.data_dir / "runs" / args.config
+        out = args.out or settings.models_dir / f"cmml-{args.config}" / "model.pt"
+        result = train(get_dataset(args.dataset), config, run_dir, resume=args.resume, out_model=out,
+                       processes=args.processes)
+        if "test" in result:
+            print("test retrieval: " + ", ".join(f"top-{k} {v:.3f}" for k, v in result["test"].items()))
+            print(f"model written to {out}")
+    elif args.verb == "neighbors":
+        from ml.artifacts import MapArtifacts
+        from ml.datasets import dataset_name
+
+        artifacts = MapArtifacts.load(dataset_name(args.dataset), _model_name(args.model))
+        table = artifacts.neighbors(args.material_id, args.k)
+        if args.out == "-":
+            table.to_csv(sys.stdout, index=False)
+        else:
+            table.to_csv(args.out, index=False)
+            print(f"{len(table)} neighbours of {args.material_id} written to {args.out}", file=sys.stderr)
+    elif args.verb == "locate":
+        import pandas as pd
+
+        from ml.artifacts import MapArtifacts
+        from ml.datasets import dataset_name
+
+        artifacts = MapArtifacts.load(dataset_name(args.dataset), _model_name(args.model))
+        texts = []
+        for path in args.files:
+            try:
+                texts.append(path.read_text(errors="replace"))
+            except OSError as exc:
+                raise FileNotFoundError(f"cannot read {path}: {exc.strerror}") from None
+        with pd.option_context("display.width", 200, "display.max_columns", 8):
+            for path, text in zip(args.files, texts):
+                located = artifacts.locate(text, k=args.k)
+                print(f"{path}: {located.formula} at map (x={located.x:.2f}, y={located.y:.2f})")
+                print(located.neighbors[["rank", "material_id", "formula", "distance"]].to_string(index=False))
+                print()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit status."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("faiss.loader").setLevel(logging.WARNING)
+    from ml.artifacts import ArtifactError, UnknownMaterialError
+    from ml.datasets import DatasetError
+
+    try:
+        return _run(args)
+    except (ArtifactError, UnknownMaterialError, DatasetError, FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR

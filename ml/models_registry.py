@@ -1,0 +1,38 @@
+"""Where trained models live: ``data/models/<name>/model.pt`` (committed, with MODEL_CARD.md)."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from ml.settings import get_settings
+
+DEFAULT_MODEL = "cmml-cpu"
+MODEL_FILE = "model.pt"
+
+
+def resolve_model(model: str | None) -> tuple[str, Path]:
+    """``(name, path)`` of a model given by name (a folder of ``data/models``) or by a file path.
+
+    Raises:
+        FileNotFoundError: neither a known model name nor an existing file.
+    """
+    model = model or get_settings().model or DEFAULT_MODEL
+    candidate = Path(model)
+    if candidate.suffix == ".pt" and candidate.is_file():
+        return candidate.stem if candidate.stem != "model" else candidate.parent.name, candidate
+    path = get_settings().models_dir / model / MODEL_FILE
+    if path.is_file():
+        return model, path
+    raise FileNotFoundError(
+        f"no model {model!r}: expected {path} (train one with: python -m ml train --config cpu)"
+    )
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 hex digest of a file."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

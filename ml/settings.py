@@ -1,0 +1,60 @@
+"""Settings shared by the CLI and the app, read from ``MATMAP_*`` environment variables.
+
+| variable | meaning | default |
+|---|---|---|
+| ``MATMAP_MIRROR_DIR`` | folder of the local data mirror (``mp2024_structures.jsonl.gz`` …) | ``../shared/datasets`` beside the repository |
+| ``MATMAP_DATA_DIR`` | caches and built artifacts | ``data/`` in the repository |
+| ``MATMAP_MP_API_KEY`` | Materials Project API key, used only when the mirror is missing (``MP_API_KEY`` is read too) | unset |
+| ``MATMAP_DATASET`` | dataset the app serves | ``mp2024`` |
+| ``MATMAP_MODEL`` | model whose map the app serves | ``cmml-cpu`` |
+| ``MATMAP_MAX_UPLOAD_MB`` | largest CIF upload the app accepts, MB | ``5`` |
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+class Settings(BaseSettings):
+    """matmap settings; every field can be set as ``MATMAP_<FIELD>`` in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="MATMAP_", extra="ignore")
+
+    mirror_dir: Path = Field(default=REPO_ROOT.parent / "shared" / "datasets")
+    data_dir: Path = Field(default=REPO_ROOT / "data")
+    mp_api_key: str | None = None
+    dataset: str = "mp2024"
+    model: str = "cmml-cpu"
+    max_upload_mb: float = 5.0
+
+    def api_key(self) -> str | None:
+        """The Materials Project API key from ``MATMAP_MP_API_KEY`` or ``MP_API_KEY``."""
+        return self.mp_api_key or os.environ.get("MP_API_KEY") or None
+
+    @property
+    def cache_dir(self) -> Path:
+        """Feature caches, keyed by a hash of the featuriser configuration."""
+        return self.data_dir / "cache"
+
+    @property
+    def artifacts_dir(self) -> Path:
+        """Built maps: ``artifacts/<dataset>/<model>/``."""
+        return self.data_dir / "artifacts"
+
+    @property
+    def models_dir(self) -> Path:
+        """Trained checkpoints with model cards: ``models/<model>/model.pt``."""
+        return self.data_dir / "models"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (read once from the environment)."""
+    return Settings()

@@ -1,0 +1,254 @@
+"""Training of the CMML encoders (Suzuki et al. 2022) on CPU, one GPU, or many via torchrun.
+
+Named configurations (:data:`TRAIN_CONFIGS`):
+
+- ``paper``: the published recipe — 1024-d embeddings, head width 1024, batch 512, Adam with
+  a constant learning rate of 1e-3, 1000 epochs, all training materials. For GPUs.
+- ``cpu``: what trains a useful model in about 2 hours on 2 CPU cores. Reduced: embedding
+  1024 → 128 and head width 1024 → 256 (the head's matrices dominate the parameter count and
+  a 128-d space already separates the ~7k materials of a test split), batch 512 → 256 (twice
+  the optimiser steps per epoch at the same cost per material), epochs 1000 → a few tens, and
+  the training set to the first ``train_shards`` feature shards (each a random ~1/71 of
+  ``mp2024``). Kept: the CGCNN depth (3 convolutions), the XRD CNN, the loss, margin, Adam and
+  its learning rate.
+
+Distributed: under ``torchrun`` (``WORLD_SIZE`` > 1) each process takes every
+``WORLD_SIZE``-th batch of a shared permutation, gradients are averaged by
+``DistributedDataParallel`` (backend ``nccl`` on CUDA, ``gloo`` on CPU), and rank 0 validates
+and writes checkpoints. The triplet negatives come from each process's own batch.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from ml.atom_features import atom_feature_table
+from ml.batches import GraphStore, XRDStore, align
+from ml.cmml import CMML, CMMLConfig, load_model, save_model
+from ml.datasets import Dataset
+from ml.embed import embed_crystals, embed_xrd
+from ml.featurize import featurize, load_features, n_shards_for
+from ml.loss import bidirectional_triplet_loss
+from ml.models.cgcnn import CGCNNConfig
+from ml.models.xrd_cnn import XRDCNNConfig
+from ml.retrieval import retrieval_topk
+from ml.splits import assign_splits
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training recipe; saved inside every checkpoint.
+
+    Attributes:
+        name: config name (``cpu``, ``paper``).
+        model: encoder sizes.
+        batch_size: materials per optimiser step (per process under torchrun).
+        lr: Adam learning rate (constant).
+        epochs: passes over the training materials.
+        margin: triplet margin m.
+        train_shards: use the first this many feature shards (``None``: all).
+        max_val: cap on validation materials scored each epoch (``None``: all).
+        seed: seed of the permutation and the negatives.
+    """
+
+    name: str
+    model: CMMLConfig = field(default_factory=CMMLConfig)
+    batch_size: int = 256
+    lr: float = 1e-3
+    epochs: int = 40
+    margin: float = 1.0
+    train_shards: int | None = None
+    max_val: int | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 2 or self.lr <= 0 or self.epochs < 1 or self.margin <= 0:
+            raise ValueError(f"invalid TrainConfig {self}")
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TrainConfig":
+        data = dict(data)
+        data["model"] = CMMLConfig.from_dict(data["model"])
+        return cls(**data)
+
+
+def _sized(embedding: int, head: int) -> CMMLConfig:
+    return CMMLConfig(
+        crystal=CGCNNConfig(embedding_dim=embedding, head_hidden=head),
+        xrd=XRDCNNConfig(embedding_dim=embedding, head_hidden=head),
+    )
+
+
+TRAIN_CONFIGS: dict[str, TrainConfig] = {
+    "paper": TrainConfig(name="paper", model=_sized(1024, 1024), batch_size=512, lr=1e-3, epochs=1000),
+    "cpu": TrainConfig(name="cpu", model=_sized(128, 256), batch_size=256, lr=1e-3, epochs=30, train_shards=24),
+}
+
+
+def pick_device() -> torch.device:
+    """CUDA when present (the local rank's GPU under torchrun), else CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    return torch.device("cpu")
+
+
+@dataclass
+class TrainingData:
+    """Aligned graph and XRD stores with the rows of each split."""
+
+    graphs: GraphStore
+    patterns: XRDStore
+    material_ids: np.ndarray
+    graph_rows: np.ndarray
+    xrd_rows: np.ndarray
+    split: np.ndarray
+
+    def rows(self, split: str) -> np.ndarray:
+        """Positions (into the aligned arrays) of one split."""
+        return np.flatnonzero(self.split == split)
+
+
+def load_training_data(dataset: Dataset, train_shards: int | None, processes: int | None = None) -> TrainingData:
+    """Featurise what is missing and load graphs and XRD patterns.
+
+    Training materials come from the first ``train_shards`` shards; validation and test
+    materials from every shard (retrieval is scored against the whole split).
+    """
+    n_shards = n_shards_for(len(dataset))
+    for kind in ("graph", "xrd"):
+        featurize(dataset, kind, processes=processes)
+    graphs = GraphStore(load_features(dataset, "graph"))
+    patterns = XRDStore(load_features(dataset, "xrd"))
+    ids, g_rows, x_rows = align(graphs.material_ids, patterns.material_ids)
+    split = assign_splits(ids)
+    if train_shards is not None and train_shards < n_shards:
+        from ml.featurize import shard_of
+
+        in_subset = np.array([shard_of(m, n_shards) < train_shards for m in ids])
+        split = np.where((split == "train") & ~in_subset, "unused", split)
+    return TrainingData(graphs, patterns, ids, g_rows, x_rows, split)
+
+
+def evaluate_retrieval(model: CMML, data: TrainingData, split: str, device, max_n: int | None = None,
+                       ks=(1, 5, 10)) -> dict[int, float]:
+    """Top-k retrieval (XRD query → crystal among all materials of ``split``)."""
+    rows = data.rows(split)
+    if max_n is not None and len(rows) > max_n:
+        rows = np.random.default_rng(0).choice(rows, max_n, replace=False)
+    crystal = embed_crystals(model, data.graphs, data.graph_rows[rows], device=device)
+    xrd = embed_xrd(model, data.patterns, data.xrd_rows[rows], device=device)
+    return retrieval_topk(xrd, crystal, ks)
+
+
+def _distributed() -> tuple[int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
+    return (dist.get_rank(), world) if world > 1 else (0, 1)
+
+
+def train(
+    dataset: Dataset,
+    config: TrainConfig,
+    run_dir: Path,
+    resume: bool = False,
+    out_model: Path | None = None,
+    processes: int | None = None,
+) -> dict:
+    """Train (or resume) a CMML model; checkpoint every epoch into ``run_dir``.
+
+    Writes ``run_dir/last.pt`` (model, optimiser, epoch, history) after every epoch,
+    ``run_dir/log.csv`` (epoch, loss, val top-1/5/10, seconds), and at the end the model file
+    ``out_model`` (default ``run_dir/model.pt``) with the history.
+
+    Returns:
+        The history: a list of per-epoch dicts, under ``"history"``, and ``"test"`` retrieval.
+
+    Raises:
+        FileNotFoundError: ``resume`` without a checkpoint in ``run_dir``.
+    """
+    rank, world = _distributed()
+    device = pick_device()
+    torch.manual_seed(config.seed)
+    data = load_training_data(dataset, config.train_shards, processes=processes) if rank == 0 or world == 1 else None
+    if world > 1:  # rank 0 featurises first; the others then read the finished cache
+        dist.barrier()
+        if data is None:
+            data = load_training_data(dataset, config.train_shards, processes=1)
+    model = CMML(config.model, torch.from_numpy(atom_feature_table())).to(device)
+    optimiser = torch.optim.Adam(model.parameters(), lr=config.lr)
+    history: list[dict] = []
+    start_epoch = 0
+    checkpoint = run_dir / "last.pt"
+    if resume:
+        if not checkpoint.is_file():
+            raise FileNotFoundError(f"--resume: no checkpoint at {checkpoint}")
+        state = torch.load(checkpoint, map_location=device, weights_only=True)
+        model.load_state_dict(state["state_dict"], strict=True)
+        optimiser.load_state_dict(state["optimiser"])
+        history, start_epoch = state["history"], state["epoch"]
+    wrapped = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    train_rows = data.rows("train")
+    generator = torch.Generator().manual_seed(config.seed + rank)
+    if rank == 0:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        log.info("training on %d materials, validating on %d", len(train_rows), len(data.rows("val")))
+    for epoch in range(start_epoch, config.epochs):
+        began = time.time()
+        wrapped.train()
+        permutation = np.random.default_rng(config.seed + epoch).permutation(train_rows)
+        batches = [permutation[s : s + config.batch_size] for s in range(0, len(permutation), config.batch_size)]
+        batches = [b for b in batches if len(b) >= 2][rank::world]
+        total = 0.0
+        for rows in batches:
+            graphs = data.graphs.batch(data.graph_rows[rows]).to(device)
+            patterns = data.patterns.batch(data.xrd_rows[rows]).to(device)
+            crystal, xrd = wrapped(*graphs.inputs(), patterns)
+            loss = bidirectional_triplet_loss(crystal, xrd, config.margin, generator)
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+            total += float(loss.detach())
+        if rank == 0:
+            val = evaluate_retrieval(model, data, "val", device, config.max_val)
+            row = {"epoch": epoch + 1, "loss": total / max(len(batches), 1),
+                   "val_top1": val[1], "val_top5": val[5], "val_top10": val[10],
+                   "seconds": time.time() - began}
+            history.append(row)
+            log.info("epoch %(epoch)d loss %(loss).4f val top-1 %(val_top1).3f top-10 %(val_top10).3f (%(seconds).0f s)", row)
+            torch.save({"state_dict": model.state_dict(), "optimiser": optimiser.state_dict(),
+                        "epoch": epoch + 1, "history": history, "config": asdict(config)},
+                       checkpoint.with_name("last.pt.part"))
+            checkpoint.with_name("last.pt.part").replace(checkpoint)
+            _write_log(run_dir / "log.csv", history)
+    result: dict = {"history": history}
+    if rank == 0:
+        test = evaluate_retrieval(model, data, "test", device, ks=tuple(range(1, 11)))
+        result["test"] = test
+        result["n_train"] = int(len(train_rows))
+        result["n_test"] = int(len(data.rows("test")))
+        save_model(out_model or run_dir / "model.pt", model,
+                   {"train_config": asdict(config), "history": history, "test_retrieval": test,
+                    "dataset": dataset.name, "n_train": result["n_train"], "n_test": result["n_test"]})
+    if world > 1:
+        dist.barrier()
+        dist.destroy_process_group()
+    return result
+
+
+def _write_log(path: Path, history: list[dict]) -> None:
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(history[0]))
+        writer.writeheader()
+        writer.writerows(history)
