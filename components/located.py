@@ -89,27 +89,33 @@ def locate_upload(atlas, contents: str | None, filename: str, key: str, max_byte
     }
 
 
-def located_points(results: list[dict], coordinates_of) -> list[LocatedPoint]:
-    """Map markers of the placed results; ``coordinates_of(ids) -> (k, 2)`` gives neighbour
-    positions."""
+def located_points(results: list[dict], row_of) -> list[LocatedPoint]:
+    """Map markers of the placed results (failed ones are left out); ``row_of(material_id)``
+    gives a neighbour's row in the materials table (ids it does not know are skipped)."""
     points = []
     for result in results:
         if not result.get("ok"):
             continue
-        ids = [row["material_id"] for row in result.get("rows", [])]
+        rows = []
+        for record in result.get("rows", []):
+            try:
+                rows.append(row_of(record["material_id"]))
+            except KeyError:
+                continue
         points.append(
             LocatedPoint(
                 label=f"{result['filename']} ({result['formula']})",
                 x=result["x"],
                 y=result["y"],
-                neighbor_xy=coordinates_of(ids) if ids else np.zeros((0, 2)),
+                neighbor_rows=np.asarray(rows, dtype=np.int64),
             )
         )
     return points
 
 
-def result_card(result: dict) -> html.Div:
-    """One uploaded file: its formula, position and neighbour grid, or why it failed."""
+def result_card(result: dict, color: str | None = None) -> html.Div:
+    """One uploaded file: its formula, position and neighbour grid, or why it failed;
+    ``color`` is its star's colour on the map."""
     if not result.get("ok"):
         return html.Div(
             className="card card--error located-card",
@@ -127,6 +133,7 @@ def result_card(result: dict) -> html.Div:
             html.Div(
                 className="located-card__title",
                 children=[
+                    html.Span("★", className="located-card__star", style={"color": color or "inherit"}),
                     html.Strong(result["filename"]),
                     html.Span(" → ", className="muted"),
                     html.Span(formula_children(result["formula"]), className="formula"),

@@ -8,7 +8,8 @@ in this order so that a Dash ``Patch`` can replace one of them without resending
 | :data:`BASE` | ``materials`` | every material, coordinates and hover text sent once |
 | :data:`FOREGROUND` | colour layer | the coloured subset of some colour modes, drawn on top (may be empty) |
 | :data:`HIGHLIGHT` | search result | rings around highlighted materials (may be empty) |
-| :data:`LOCATED` … | uploaded structures | one star per located CIF, with rings on its neighbours |
+| :data:`LOCATED` | uploaded CIFs' neighbours | rings on the nearest materials of each located CIF |
+| :data:`LOCATED` + 1 | uploaded CIFs | one star per located CIF |
 
 Colour modes (:data:`COLOR_MODES`):
 
@@ -83,8 +84,8 @@ LOCATED_COLORS = ("#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f
 
 #: Style defaults; copied with :func:`copy.deepcopy` by every builder.
 MAP_STYLE: dict = {
-    "point_size": 3.0,
-    "foreground_size": 4.0,
+    "point_size": None,  # None: auto_point_size(n)
+    "foreground_size": None,  # None: point size + 1
     "opacity": 0.85,
     "continuous_colorscale": "Viridis",
     "spacegroup_colorscale": "Turbo",
@@ -109,6 +110,11 @@ MAP_STYLE: dict = {
         "font": {"family": "Inter, system-ui, -apple-system, Segoe UI, Roboto, sans-serif", "size": 12},
     },
 }
+
+
+def auto_point_size(n: int) -> float:
+    """Marker diameter (px) for a map of ``n`` points: 6 for 300, about 3 for 140k."""
+    return float(np.clip(9.0 - 1.2 * np.log10(max(n, 1)), 2.5, 7.0))
 
 
 def style_defaults() -> dict:
@@ -236,6 +242,10 @@ def color_layers(materials: pd.DataFrame, mode: str, element: str | None = None,
     if style:
         s.update(copy.deepcopy(style))
     n = len(materials)
+    if s["point_size"] is None:
+        s["point_size"] = auto_point_size(n)
+    if s["foreground_size"] is None:
+        s["foreground_size"] = s["point_size"] + 1.0
     grey = {"color": MISSING_COLOR, "size": s["point_size"], "opacity": s["opacity"]}
     empty = np.zeros(0, dtype=np.int64)
 
@@ -379,39 +389,76 @@ class LocatedPoint:
     """An uploaded structure placed on the map.
 
     Attributes:
-        label: what the legend says (file name and formula).
+        label: hover text (file name and formula).
         x, y: map coordinates.
-        neighbor_xy: ``(k, 2)`` map coordinates of its neighbours (may be empty).
+        neighbor_rows: rows of its nearest materials in the materials table (may be empty).
     """
 
     label: str
     x: float
     y: float
-    neighbor_xy: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
+    neighbor_rows: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
 
-def located_traces(points: list[LocatedPoint]) -> list[go.Scattergl]:
-    """Two traces per located structure: its neighbours (open rings) and itself (a star),
-    in one colour per structure (cycling through :data:`LOCATED_COLORS`)."""
-    traces = []
-    for i, point in enumerate(points):
-        color = LOCATED_COLORS[i % len(LOCATED_COLORS)]
-        nxy = np.asarray(point.neighbor_xy, dtype=np.float32).reshape(-1, 2)
-        traces.append(
-            go.Scattergl(
-                x=nxy[:, 0], y=nxy[:, 1], mode="markers", name=f"neighbours of {point.label}",
-                legendgroup=f"located-{i}", showlegend=False, hoverinfo="skip",
-                marker={"symbol": "circle-open", "size": 9, "color": color, "line": {"width": 1.5}},
-            )
-        )
-        traces.append(
-            go.Scattergl(
-                x=[point.x], y=[point.y], mode="markers", name=point.label, legendgroup=f"located-{i}",
-                hovertemplate=f"{point.label}<br>uploaded structure<extra></extra>",
-                marker={"symbol": "star", "size": 20, "color": color, "line": {"width": 1.5, "color": "#000000"}},
-            )
-        )
-    return traces
+def located_color(index: int) -> str:
+    """The colour of the ``index``-th located structure (cycling through :data:`LOCATED_COLORS`)."""
+    return LOCATED_COLORS[index % len(LOCATED_COLORS)]
+
+
+def located_traces(coordinates: np.ndarray, points: list[LocatedPoint]) -> list[go.Scattergl]:
+    """Two traces for any number of located structures: the rings on their neighbours and the
+    stars on themselves, point ``i`` in :func:`located_color` ``(i)``. The ring trace carries
+    the neighbours' rows as ``customdata`` (a click opens the material)."""
+    coordinates = np.asarray(coordinates)
+    rows = [np.asarray(p.neighbor_rows, dtype=np.int64).ravel() for p in points]
+    ring_rows = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
+    ring_colors = [located_color(i) for i, r in enumerate(rows) for _ in range(len(r))]
+    rings = go.Scattergl(
+        x=np.asarray(coordinates[ring_rows, 0], dtype=np.float32),
+        y=np.asarray(coordinates[ring_rows, 1], dtype=np.float32),
+        mode="markers",
+        name="their nearest materials",
+        showlegend=len(ring_rows) > 0,
+        hoverinfo="skip",
+        customdata=ring_rows.astype(np.int32),
+        marker={"symbol": "circle-open", "size": 9, "color": ring_colors, "line": {"width": 1.5}},
+        uid="located-neighbours",
+    )
+    stars = go.Scattergl(
+        x=[float(p.x) for p in points],
+        y=[float(p.y) for p in points],
+        mode="markers",
+        name="uploaded structures",
+        showlegend=len(points) > 0,
+        hovertext=[p.label for p in points],
+        hovertemplate="%{hovertext}<br>uploaded structure<extra></extra>",
+        marker={
+            "symbol": "star",
+            "size": 20,
+            "color": [located_color(i) for i in range(len(points))],
+            "line": {"width": 1.5, "color": "#000000"},
+        },
+        uid="located",
+    )
+    return [rings, stars]
+
+
+def clicked_row(click_data: dict | None) -> int | None:
+    """The materials-table row of a clicked point of a map figure, or ``None``.
+
+    The base trace's point number is its row; overlay traces carry rows in ``customdata``;
+    points without one (an uploaded structure's star) give ``None``.
+    """
+    if not click_data or not click_data.get("points"):
+        return None
+    point = click_data["points"][0]
+    custom = point.get("customdata")
+    if isinstance(custom, (int, float)) and not isinstance(custom, bool):
+        return int(custom)
+    if point.get("curveNumber") == BASE:
+        index = point.get("pointIndex", point.get("pointNumber"))
+        return int(index) if index is not None else None
+    return None
 
 
 def zoom_ranges(coordinates: np.ndarray, rows, pad: float = 0.15, min_span: float | None = None) -> tuple[list[float], list[float]] | None:
@@ -453,7 +500,8 @@ def make_map_figure(
         highlight_rows: rows to ring (search result); the view zooms onto them when
             ``zoom_to_highlight``.
         highlight_name: legend name of the rings.
-        located: uploaded structures to mark with stars (see :func:`located_traces`).
+        located: uploaded structures to mark with stars (see :func:`located_traces`); their
+            two traces are always present, empty when ``located`` is empty.
         style: overrides of :data:`MAP_STYLE` (not modified).
 
     Returns:
@@ -467,7 +515,7 @@ def make_map_figure(
         base_trace(coordinates, text, layers),
         foreground_trace(coordinates, layers),
         highlight_trace(coordinates, highlight_rows, text, highlight_name),
-        *located_traces(located or []),
+        *located_traces(coordinates, located or []),
     ]
     figure = go.Figure(data=traces, layout=copy.deepcopy(s["layout"]))
     if zoom_to_highlight:
@@ -542,6 +590,12 @@ def make_neighbors_map_figure(
         figure.update_xaxes(range=ranges[0], autorange=False)
         figure.update_yaxes(range=ranges[1], autorange=False)
     return figure
+
+
+def trace_json(trace: go.Scattergl | go.Scatter) -> dict:
+    """A trace as the JSON plotly.js takes, numeric arrays base64-encoded as in a full figure
+    (for ``Patch`` updates, which would otherwise send them as long lists)."""
+    return go.Figure(data=[trace]).to_plotly_json()["data"][0]
 
 
 def sample_rows(n: int, limit: int, seed: int = 0) -> np.ndarray:

@@ -8,13 +8,15 @@ page view loads it without restarting the server.
 from __future__ import annotations
 
 import threading
-
-import numpy as np
+from collections.abc import Callable
+from typing import TypeVar
 
 from ml.artifacts import ArtifactError, MapArtifacts
 from ml.settings import get_settings
 
-_lock = threading.Lock()
+T = TypeVar("T")
+
+_lock = threading.RLock()
 _loaded: MapArtifacts | None = None
 
 
@@ -45,32 +47,37 @@ def reset() -> None:
     global _loaded
     with _lock:
         _loaded = None
+        _memo.clear()
     get_settings.cache_clear()
-    _element_cache.clear()
 
 
-_element_cache: dict[int, dict] = {}
+_memo: dict[tuple[int, str], object] = {}
+
+#: Id of the app-wide store of located uploads (session storage; see ``app.py``).
+LOCATED_STORE = "located-results"
 
 
-def element_presence(atlas: MapArtifacts) -> dict[str, np.ndarray]:
-    """``symbol -> (n_materials,) bool`` of the materials containing each element.
+def memo(atlas: MapArtifacts, name: str, compute: Callable[[MapArtifacts], T]) -> T:
+    """``compute(atlas)`` once per loaded map and ``name`` (element lists, hover text …)."""
+    key = (id(atlas), name)
+    if key not in _memo:
+        with _lock:
+            if key not in _memo:
+                if any(k[0] != id(atlas) for k in _memo):  # one map per process: drop the old
+                    _memo.clear()
+                _memo[key] = compute(atlas)
+    return _memo[key]  # type: ignore[return-value]
 
-    Computed once per loaded map from the space-separated ``elements`` column.
-    """
-    key = id(atlas)
-    cached = _element_cache.get(key)
-    if cached is None:
-        tokens = atlas.materials["elements"].fillna("").astype(str).str.split()
-        rows: dict[str, list[int]] = {}
-        for row, symbols in enumerate(tokens):
-            for symbol in symbols:
-                rows.setdefault(symbol, []).append(row)
-        n = len(atlas)
-        cached = {}
-        for symbol, where in rows.items():
-            mask = np.zeros(n, dtype=bool)
-            mask[where] = True
-            cached[symbol] = mask
-        _element_cache.clear()  # one map per process: keep only the current one
-        _element_cache[key] = cached
-    return cached
+
+def map_elements(atlas: MapArtifacts) -> list[str]:
+    """The element symbols present in the map, by atomic number (computed once)."""
+    from components.map_figure import available_elements
+
+    return memo(atlas, "elements", lambda a: available_elements(a.materials["elements"]))
+
+
+def map_hover_text(atlas: MapArtifacts):
+    """``"formula · id"`` of every material, ``(n,)`` object array (computed once)."""
+    from components.map_figure import hover_text
+
+    return memo(atlas, "hover_text", lambda a: hover_text(a.materials))

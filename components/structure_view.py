@@ -43,6 +43,9 @@ DEFAULT_SHOWN = ("bonds", "unit_cell")
 #: Cells larger than this are bonded with the cheap minimum-distance rule instead of CrystalNN.
 CRYSTALNN_MAX_SITES = 80
 #: Scene settings passed to ``CrystalToolkitScene`` (copied per component).
+#: An empty scene: ``CrystalToolkitScene`` fails on ``data=None``, so it gets this until a
+#: structure is drawn.
+EMPTY_SCENE = {"name": "empty", "contents": [], "origin": [0.0, 0.0, 0.0], "visible": True}
 SCENE_SETTINGS = {"renderer": "webgl", "extractAxis": True, "defaultZoom": 0.8, "transparentBackground": True}
 
 
@@ -186,7 +189,7 @@ class StructureView(html.Div):
                     style={"height": height},
                     children=mpc.CrystalToolkitScene(
                         id=self.ids.scene(aio_id),
-                        data=scene,
+                        data=scene or empty_scene(),
                         settings=dict(SCENE_SETTINGS),
                         axisView="SW",
                         showControls=False,
@@ -213,6 +216,11 @@ class StructureView(html.Div):
                 ),
             ],
         )
+
+
+def empty_scene() -> dict:
+    """A fresh copy of :data:`EMPTY_SCENE` (what to show when there is no structure)."""
+    return {**EMPTY_SCENE, "origin": list(EMPTY_SCENE["origin"]), "contents": []}
 
 
 def visibility(shown) -> dict[str, int]:

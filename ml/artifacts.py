@@ -93,14 +93,16 @@ class MapArtifacts:
 
     @classmethod
     def load(cls, dataset: str | None = None, model: str | None = None, root: Path | None = None) -> "MapArtifacts":
-        """Load the map of ``dataset`` / ``model`` (defaults from the settings).
+        """Load the map of ``dataset`` (registry name or CIF path) / ``model`` (defaults from settings).
 
         Raises:
             ArtifactError: the folder or one of its files is missing (the message says which
                 command builds it).
         """
+        from ml.datasets import dataset_name
+
         settings = get_settings()
-        dataset = dataset or settings.dataset
+        dataset = dataset_name(dataset or settings.dataset)
         model = model or settings.model
         folder = artifact_dir(dataset, model, root)
         missing = [name for name in REQUIRED_FILES if not (folder / name).is_file()]

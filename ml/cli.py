@@ -31,6 +31,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", default="mp2024")
     p.add_argument("--kind", choices=["graph", "xrd"], default="graph")
     p.add_argument("--processes", type=int, default=None)
+    p.add_argument("--shards", default=None, metavar="START:STOP", help="only these feature shards (default: all)")
 
     p = verbs.add_parser("train", help="train the CMML encoders")
     p.add_argument("--config", choices=["cpu", "paper"], default="cpu")
@@ -75,11 +76,16 @@ def _run(args: argparse.Namespace) -> int:
         print(f"map ready: {folder}")
     elif args.verb == "featurize":
         from ml.datasets import get_dataset
-        from ml.featurize import featurize, load_features
+        from ml.featurize import featurize, load_features, n_shards_for
 
         dataset = get_dataset(args.dataset)
-        folder = featurize(dataset, args.kind, processes=args.processes)
-        table = load_features(dataset, args.kind)
+        shards = None
+        if args.shards:
+            start, _, stop = args.shards.partition(":")
+            shards = range(int(start or 0), int(stop) if stop else 10**9)
+        folder = featurize(dataset, args.kind, shards=shards, processes=args.processes)
+        table = load_features(dataset, args.kind, shards=None if shards is None else
+                              [s for s in shards if s < n_shards_for(len(dataset))])
         print(f"{len(table)} materials featurised, {len(table.failures)} failed; cache: {folder}")
     elif args.verb == "train":
         from dataclasses import replace

@@ -81,6 +81,12 @@ class Dataset:
         wanted = set(self.material_ids) if material_ids is None else set(material_ids)
         return self.read_records(wanted)
 
+    def subset(self, suffix: str, material_ids: set[str]) -> "Dataset":
+        """The materials of this dataset that are in ``material_ids``, named ``<name>-<suffix>``
+        (its own feature caches), reading the same source."""
+        ids = tuple(m for m in self.material_ids if m in material_ids)
+        return Dataset(f"{self.name}-{suffix}", ids, self.read_records, self.properties.loc[list(ids)])
+
     def splits(self) -> np.ndarray:
         """``"train" | "val" | "test"`` per material, shape ``(n,)`` (see :mod:`ml.splits`)."""
         return assign_splits(self.material_ids)

@@ -78,9 +78,15 @@ def xrd_pattern(structure, config: XRDConfig = XRDConfig()) -> np.ndarray:
     calculator = XRDCalculator(wavelength=config.wavelength)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        peaks = calculator.get_pattern(
-            structure, scaled=False, two_theta_range=(config.two_theta_min, config.two_theta_max)
-        )
+        try:
+            peaks = calculator.get_pattern(
+                structure, scaled=False, two_theta_range=(config.two_theta_min, config.two_theta_max)
+            )
+        except ValueError as exc:  # pymatgen fails to unpack an empty reflection list
+            raise FeaturisationError(
+                f"no XRD reflection could be computed in the 2θ range "
+                f"{config.two_theta_min}–{config.two_theta_max}° ({exc})"
+            ) from exc
     pattern = bin_peaks(np.asarray(peaks.x), np.asarray(peaks.y), config)
     if not pattern.any():
         raise FeaturisationError("no XRD reflection in the 2θ range")

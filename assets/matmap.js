@@ -1,0 +1,22 @@
+/* Client-side helpers of matmap, used through dash.ClientsideFunction(namespace="matmap"). */
+window.dash_clientside = Object.assign({}, window.dash_clientside, {
+  matmap: {
+    /**
+     * Write the map view into the address bar (?color=…&element=…&highlight=…) with
+     * history.replaceState: the URL can be shared, and Dash does not re-render the page
+     * (which a dcc.Location change would do, resending every point).
+     */
+    syncMapUrl: function (color, element, highlight) {
+      var params = new URLSearchParams();
+      if (color) { params.set("color", color); }
+      if (color === "element" && element) { params.set("element", element); }
+      if (highlight) { params.set("highlight", highlight); }
+      var query = params.toString();
+      var url = window.location.pathname + (query ? "?" + query : "") + window.location.hash;
+      if (url !== window.location.pathname + window.location.search + window.location.hash) {
+        window.history.replaceState(window.history.state, "", url);
+      }
+      return window.dash_clientside.no_update;
+    },
+  },
+});

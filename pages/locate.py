@@ -1,0 +1,197 @@
+"""``/locate``: drop CIF files, see where they land on the map and what they are close to.
+
+Each file is decoded, parsed, embedded by the crystal encoder and placed by the fitted t-SNE
+(:meth:`ml.artifacts.MapArtifacts.locate`). Results are kept in the app-wide session store
+(:data:`components.state.LOCATED_STORE`), so they survive a visit to a neighbour's page.
+"""
+
+from __future__ import annotations
+
+import dash
+import numpy as np
+from dash import Input, Output, Patch, State, callback, ctx, dcc, html
+from dash.exceptions import PreventUpdate
+
+from components.common import map_missing
+from components.located import located_points, locate_upload, result_card
+from components.map_figure import (
+    LOCATED,
+    MISSING_COLOR,
+    ColorLayers,
+    clicked_row,
+    located_color,
+    located_traces,
+    make_map_figure,
+    trace_json,
+)
+from components.state import LOCATED_STORE, get_map, map_hover_text, map_or_error
+from ml.artifacts import MAX_NEIGHBORS
+from ml.settings import get_settings
+
+dash.register_page(__name__, path="/locate", name="Locate", title="matmap · locate a structure", order=1)
+
+DEFAULT_K = 10
+
+
+def layout(**_):
+    """The upload zone, the results and the map with the uploaded structures."""
+    atlas, error = map_or_error()
+    if atlas is None:
+        return html.Div(map_missing(error), className="page")
+    limit = get_settings().max_upload_mb
+    return html.Div(
+        className="page locate-page",
+        children=[
+            html.H1("Locate new structures"),
+            html.P(
+                [
+                    "Drop one or more CIF files. Each structure is embedded by the crystal encoder of model ",
+                    html.Code(atlas.model),
+                    " and placed on the map next to the materials it resembles most. Ordered structures only "
+                    "(no partial occupancies); ",
+                    html.Strong(f"at most {limit:g} MB per file"),
+                    ".",
+                ],
+                className="lead",
+            ),
+            html.Div(
+                className="locate-controls",
+                children=[
+                    dcc.Upload(
+                        id="locate-upload",
+                        multiple=True,
+                        className="upload-zone",
+                        className_active="upload-zone upload-zone--active",
+                        children=html.Div(
+                            [html.Strong("Drag and drop CIF files here"), html.Span(" or "),
+                             html.Span("choose files", className="upload-zone__link")]
+                        ),
+                    ),
+                    html.Div(
+                        className="locate-options",
+                        children=[
+                            html.Label("neighbours per structure", htmlFor="locate-k", className="field-label"),
+                            dcc.Input(id="locate-k", type="number", min=1, max=MAX_NEIGHBORS, step=1, value=DEFAULT_K,
+                                      className="number-input"),
+                            html.Button("Clear results", id="locate-clear", className="button button--secondary", n_clicks=0),
+                        ],
+                    ),
+                ],
+            ),
+            html.Div(id="locate-progress", className="locate-progress", role="status"),
+            html.Div(id="locate-status", className="locate-status", role="status"),
+            html.Div(
+                className="grid-locate",
+                children=[
+                    dcc.Loading(html.Div(id="locate-results", className="locate-results"), type="circle"),
+                    html.Section(
+                        className="card locate-map-card",
+                        children=dcc.Graph(id="locate-map", className="locate-map",
+                                           config={"displaylogo": False, "scrollZoom": True}),
+                    ),
+                ],
+            ),
+            dcc.Location(id="locate-nav", refresh="callback-nav"),
+        ],
+    )
+
+
+def _neutral_layers() -> ColorLayers:
+    return ColorLayers(
+        base_marker={"color": MISSING_COLOR, "size": 3, "opacity": 0.8},
+        base_name=None,
+        foreground_rows=np.zeros(0, dtype=np.int64),
+    )
+
+
+def clamp_k(k) -> int:
+    """A neighbour count within 1 … MAX_NEIGHBORS (default when empty)."""
+    if k is None:
+        return DEFAULT_K
+    return min(max(int(round(float(k))), 1), MAX_NEIGHBORS)
+
+
+def add_uploads(atlas, contents, filenames, k, results, max_bytes: int) -> tuple[list[dict], str]:
+    """Place every uploaded file and put the new results before the old ones.
+
+    Args:
+        contents, filenames: ``dcc.Upload``'s values (lists, or one string for one file).
+        k: neighbours per structure. results: the results so far. max_bytes: size limit.
+
+    Returns:
+        ``(results, status line)``.
+    """
+    if isinstance(contents, str):  # one file
+        contents, filenames = [contents], [filenames]
+    filenames = list(filenames or [None] * len(contents))
+    results = list(results or [])
+    start = 1 + max((int(r.get("key", 0)) for r in results), default=0)
+    new = [
+        locate_upload(atlas, content, name, str(start + i), max_bytes, clamp_k(k))
+        for i, (content, name) in enumerate(zip(contents, filenames))
+    ]
+    placed = sum(r["ok"] for r in new)
+    status = f"Placed {placed} of {len(new)} file{'s' if len(new) != 1 else ''}."
+    return new + results, status
+
+
+def result_cards(results: list[dict]) -> list:
+    """One card per result (newest first), each ok one marked in its star's colour."""
+    ok = [r for r in results if r.get("ok")]
+    colors = {r["key"]: located_color(i) for i, r in enumerate(ok)}
+    return [result_card(r, colors.get(r["key"])) for r in results] or [
+        html.P("No structure placed yet.", className="muted empty-state")
+    ]
+
+
+@callback(
+    Output(LOCATED_STORE, "data"),
+    Output("locate-upload", "contents"),
+    Output("locate-status", "children"),
+    Input("locate-upload", "contents"),
+    Input("locate-clear", "n_clicks"),
+    State("locate-upload", "filename"),
+    State("locate-k", "value"),
+    State(LOCATED_STORE, "data"),
+    prevent_initial_call=True,
+    running=[(Output("locate-upload", "disabled"), True, False),
+             (Output("locate-progress", "children"), "Embedding and placing the uploaded structures…", "")],
+)
+def locate_files(contents, _clear, filenames, k, results):
+    """Place each uploaded file; the store keeps every result (or why it failed)."""
+    if ctx.triggered_id == "locate-clear":
+        return [], None, ""
+    if not contents:
+        raise PreventUpdate
+    max_bytes = int(get_settings().max_upload_mb * 1e6)
+    results, status = add_uploads(get_map(), contents, filenames, k, results, max_bytes)
+    return results, None, status
+
+
+@callback(
+    Output("locate-results", "children"),
+    Output("locate-map", "figure"),
+    Input(LOCATED_STORE, "data"),
+)
+def show_results(results):
+    """Cards of the results and the map: whole on the first call, afterwards a ``Patch`` of the
+    two located traces only."""
+    atlas = get_map()
+    results = results or []
+    points = located_points(results, atlas.row_of)
+    if ctx.triggered_id is None:
+        return result_cards(results), make_map_figure(atlas.coordinates, _neutral_layers(), map_hover_text(atlas), located=points)
+    patch = Patch()
+    rings, stars = located_traces(atlas.coordinates, points)
+    patch["data"][LOCATED] = trace_json(rings)
+    patch["data"][LOCATED + 1] = trace_json(stars)
+    return result_cards(results), patch
+
+
+@callback(Output("locate-nav", "href"), Input("locate-map", "clickData"), prevent_initial_call=True)
+def open_material(click_data):
+    """A click on a material of the map opens its page."""
+    row = clicked_row(click_data)
+    if row is None:
+        raise PreventUpdate
+    return f"/material/{get_map().materials['material_id'].iat[row]}"

@@ -1,0 +1,281 @@
+"""``/``: every material of the map as one WebGL scatter, coloured, searchable, clickable.
+
+The URL keeps the view: ``?color=band_gap``, ``?color=element&element=Cu``,
+``?highlight=mp-22526`` (an id or a formula). The page writes the URL back with
+``history.replaceState`` (``assets/matmap.js``), which changes the address without making
+Dash re-render the page, so the 140k coordinates are sent once per visit; colour changes
+and searches are sent as ``Patch`` es of the figure.
+"""
+
+from __future__ import annotations
+
+import dash
+from dash import ClientsideFunction, Input, Output, Patch, State, callback, clientside_callback, ctx, dcc, html, no_update
+
+from components.common import map_missing, notice, page_link
+from components.map_figure import (
+    BASE,
+    COLOR_MODES,
+    DEFAULT_ELEMENT,
+    DEFAULT_MODE,
+    FOREGROUND,
+    HIGHLIGHT,
+    base_trace,
+    clicked_row,
+    color_layers,
+    foreground_trace,
+    highlight_trace,
+    make_map_figure,
+    parse_mode,
+    trace_json,
+    zoom_ranges,
+)
+from components.properties import format_value, formula_children
+from components.state import get_map, map_elements, map_hover_text, map_or_error
+
+dash.register_page(__name__, path="/", name="Map", title="matmap · materials map", order=0)
+
+GRAPH_CONFIG = {
+    "scrollZoom": True,
+    "displaylogo": False,
+    "modeBarButtonsToRemove": ["select2d", "lasso2d", "autoScale2d"],
+    "toImageButtonOptions": {"filename": "matmap", "scale": 2},
+}
+MAX_LISTED = 12
+
+
+def layout(color: str | None = None, element: str | None = None, highlight: str | None = None, **_):
+    """The map page; query parameters ``color``, ``element`` and ``highlight`` set the view."""
+    atlas, error = map_or_error()
+    if atlas is None:
+        return html.Div(map_missing(error), className="page")
+    notes = []
+    try:
+        mode = parse_mode(color)
+    except ValueError as bad:
+        notes.append(notice(f"{bad}. Showing {COLOR_MODES[DEFAULT_MODE].lower()} instead.", "warning"))
+        mode = DEFAULT_MODE
+    elements = map_elements(atlas)
+    symbol = element if element in elements else (DEFAULT_ELEMENT if DEFAULT_ELEMENT in elements else (elements or [None])[0])
+    if element and element not in elements:
+        notes.append(notice(f"No material of this map contains {element!r}; showing {symbol}.", "warning"))
+    query = (highlight or "").strip()
+    return html.Div(
+        className="map-page",
+        children=[
+            html.Aside(
+                className="sidebar",
+                children=[
+                    html.H1("Materials map", className="sidebar__title"),
+                    html.P(
+                        f"{len(atlas):,} crystals · dataset {atlas.dataset} · model {atlas.model}",
+                        className="muted",
+                        id="map-summary",
+                    ),
+                    *notes,
+                    html.Label("Colour by", htmlFor="map-color", className="field-label"),
+                    dcc.Dropdown(
+                        id="map-color",
+                        options=[{"label": label, "value": key} for key, label in COLOR_MODES.items()],
+                        value=mode,
+                        clearable=False,
+                        searchable=False,
+                    ),
+                    html.Div(
+                        id="map-element-row",
+                        style=_element_row_style(mode),
+                        children=[
+                            html.Label("Element", htmlFor="map-element", className="field-label"),
+                            dcc.Dropdown(id="map-element", options=elements, value=symbol, clearable=False),
+                        ],
+                    ),
+                    html.Label("Find a material", htmlFor="map-search", className="field-label"),
+                    html.Div(
+                        className="search-row",
+                        children=[
+                            dcc.Input(
+                                id="map-search",
+                                type="search",
+                                value=query,
+                                placeholder="mp-22526 or LiCoO2",
+                                debounce=True,
+                                className="text-input",
+                                autoComplete="off",
+                            ),
+                            html.Button("Find", id="map-search-button", className="button", n_clicks=0),
+                        ],
+                    ),
+                    html.Div(search_summary(atlas, query), id="map-search-result", className="search-result"),
+                    dcc.Store(id="map-highlight", data=query),
+                    html.Div(id="map-hover", className="hover-card", children=_hover_placeholder()),
+                    html.P(
+                        "Scroll to zoom, drag to pan, double-click to reset. Click a point to open its page.",
+                        className="hint",
+                    ),
+                ],
+            ),
+            html.Div(
+                className="map-main",
+                children=dcc.Loading(
+                    dcc.Graph(id="map-graph", config=GRAPH_CONFIG, className="map-graph", clear_on_unhover=True),
+                    type="circle",
+                    parent_className="map-loading",
+                ),
+            ),
+            dcc.Location(id="map-nav", refresh="callback-nav"),
+            dcc.Store(id="map-url-sync"),
+        ],
+    )
+
+
+def _element_row_style(mode: str) -> dict:
+    return {} if mode == "element" else {"display": "none"}
+
+
+def _hover_placeholder():
+    return html.Span("Hover over a point to see the material.", className="muted")
+
+
+def search_summary(atlas, query: str):
+    """What the sidebar says about a search: nothing, no match, or the matches as links."""
+    if not query:
+        return None
+    rows = atlas.search(query)
+    if not rows:
+        return notice(
+            [f"Nothing matches {query!r}. Try an id such as ", html.Code("mp-22526"), " or a formula such as ",
+             html.Code("LiCoO2"), "."],
+            "warning",
+        )
+    table = atlas.materials
+    links = []
+    for row in rows[:MAX_LISTED]:
+        mid = str(table["material_id"].iat[row])
+        links.append(html.Li([page_link(mid), " ", html.Span(formula_children(str(table["formula"].iat[row])), className="formula")]))
+    more = f" (first {MAX_LISTED} listed)" if len(rows) > MAX_LISTED else ""
+    head = "1 material" if len(rows) == 1 else f"{len(rows)} materials"
+    return html.Div([html.P(f"{head} ringed on the map{more}:", className="muted"), html.Ul(links, className="match-list")])
+
+
+def _highlight_rows(atlas, query: str) -> list[int]:
+    return atlas.search(query) if query else []
+
+
+def initial_figure(atlas, mode: str, element: str | None, query: str):
+    """The whole map figure: every material coloured by ``mode``, ``query``'s matches ringed."""
+    layers = color_layers(atlas.materials, mode, element)
+    rows = _highlight_rows(atlas, query or "")
+    return make_map_figure(atlas.coordinates, layers, map_hover_text(atlas), highlight_rows=rows,
+                           highlight_name=f"search: {query}")
+
+
+def recolor_patch(atlas, mode: str, element: str | None) -> Patch:
+    """A ``Patch`` giving the map another colour mode: the base trace's marker and legend
+    entry and the whole foreground trace; the coordinates and hover text stay."""
+    layers = color_layers(atlas.materials, mode, element)
+    patch = Patch()
+    base = trace_json(base_trace(atlas.coordinates[:0], None, layers))  # only marker and legend are used
+    patch["data"][BASE]["marker"] = base["marker"]
+    patch["data"][BASE]["name"] = base["name"]
+    patch["data"][BASE]["showlegend"] = base["showlegend"]
+    patch["data"][FOREGROUND] = trace_json(foreground_trace(atlas.coordinates, layers))
+    return patch
+
+
+def search_patch(atlas, query: str) -> Patch:
+    """A ``Patch`` ringing ``query``'s matches and zooming onto them (view kept when none)."""
+    rows = _highlight_rows(atlas, query)
+    patch = Patch()
+    patch["data"][HIGHLIGHT] = trace_json(highlight_trace(atlas.coordinates, rows, map_hover_text(atlas), f"search: {query}"))
+    ranges = zoom_ranges(atlas.coordinates, rows)
+    if ranges is not None:
+        patch["layout"]["xaxis"]["range"] = ranges[0]
+        patch["layout"]["yaxis"]["range"] = ranges[1]
+        patch["layout"]["xaxis"]["autorange"] = False
+        patch["layout"]["yaxis"]["autorange"] = False
+    return patch
+
+
+@callback(
+    Output("map-graph", "figure"),
+    Output("map-element-row", "style"),
+    Input("map-color", "value"),
+    Input("map-element", "value"),
+    State("map-highlight", "data"),
+)
+def draw_map(mode, element, query):
+    """First call: the whole figure; later calls (a new colour or element): a ``Patch``."""
+    atlas = get_map()
+    if ctx.triggered_id is None:
+        return initial_figure(atlas, mode, element, query), _element_row_style(mode)
+    return recolor_patch(atlas, mode, element), _element_row_style(mode)
+
+
+@callback(
+    Output("map-graph", "figure", allow_duplicate=True),
+    Output("map-search-result", "children"),
+    Output("map-highlight", "data"),
+    Input("map-search", "value"),
+    Input("map-search-button", "n_clicks"),
+    prevent_initial_call=True,
+)
+def search(query, _clicks):
+    """Ring the materials matching an id or a formula and zoom onto them."""
+    atlas = get_map()
+    query = (query or "").strip()
+    return search_patch(atlas, query), search_summary(atlas, query), query
+
+
+@callback(Output("map-nav", "href"), Input("map-graph", "clickData"), prevent_initial_call=True)
+def open_material(click_data):
+    """A click on a point opens that material's page."""
+    row = clicked_row(click_data)
+    if row is None:
+        return no_update
+    return f"/material/{get_map().materials['material_id'].iat[row]}"
+
+
+@callback(
+    Output("map-hover", "children"),
+    Input("map-graph", "hoverData"),
+    State("map-color", "value"),
+    State("map-element", "value"),
+    prevent_initial_call=True,
+)
+def describe_hovered(hover_data, mode, element):
+    """The hovered material: formula, id and the value the colour shows."""
+    row = clicked_row(hover_data)
+    if row is None:
+        return _hover_placeholder()
+    material = get_map().materials.iloc[row]
+    return hover_details(material, mode, element)
+
+
+def hover_details(material, mode: str, element: str | None):
+    """The hover card of one material row for the current colour mode."""
+    mode = parse_mode(mode)
+    if mode == "element":
+        symbol = element or DEFAULT_ELEMENT
+        shown = ("contains " + symbol, "yes" if symbol in str(material.get("elements", "")).split() else "no")
+    else:
+        fmt = "{:.3f}" if mode in ("formation_energy_per_atom", "band_gap", "density", "e_above_hull") else "{}"
+        fmt = "{:.2f}" if mode == "total_magnetization" else fmt
+        fmt = "{:.0f}" if mode in ("spacegroup_number", "nelements") else fmt
+        shown = (COLOR_MODES[mode], format_value(material.get(mode), fmt))
+    mid = str(material["material_id"])
+    return html.Div(
+        [
+            html.Div([html.Span(formula_children(str(material["formula"])), className="formula"), " ",
+                      html.Span(mid, className="badge")], className="hover-card__title"),
+            html.Div([html.Span(shown[0] + ": ", className="muted"), shown[1]]),
+        ]
+    )
+
+
+clientside_callback(
+    ClientsideFunction(namespace="matmap", function_name="syncMapUrl"),
+    Output("map-url-sync", "data"),
+    Input("map-color", "value"),
+    Input("map-element", "value"),
+    Input("map-highlight", "data"),
+)

@@ -1,0 +1,256 @@
+"""``/material/<material_id>``: one material's structure, properties, XRD and neighbours.
+
+The layout is cheap (one table row); the 3D scene, the XRD pattern and the neighbour table
+are filled by callbacks so the page shows at once and each part has its own spinner.
+"""
+
+from __future__ import annotations
+
+import dash
+from dash import Input, Output, State, callback, dcc, html, no_update
+from dash.exceptions import PreventUpdate
+
+from components.common import map_missing, notice
+from components.map_figure import make_neighbors_map_figure, sample_rows
+from components.neighbors import NeighborPanel, column_defs, neighbor_records, panel_meta
+from components.properties import external_link, formula_children, property_table
+from components.state import get_map, map_or_error
+from components.structure_view import StructureView, StructureViewError, empty_scene, legend_chips, structure_scene
+from components.xrd import make_xrd_figure
+from ml.artifacts import MAX_NEIGHBORS, ArtifactError, UnknownMaterialError
+
+dash.register_page(
+    __name__,
+    path_template="/material/<material_id>",
+    name="Material",
+    title=lambda material_id=None, **_: f"matmap · {material_id}" if material_id else "matmap · material",
+    nav=False,
+)
+
+DEFAULT_K = 25
+#: The small neighbour map draws at most this many background points (a fixed sample).
+BACKGROUND_POINTS = 30_000
+VIEW_ID = "material"
+
+
+def layout(material_id: str | None = None, **_):
+    """The page of ``material_id``, a "not in the map" page for an unknown id."""
+    atlas, error = map_or_error()
+    if atlas is None:
+        return html.Div(map_missing(error), className="page")
+    if material_id is None:  # Dash's validation layout: the components, no material
+        return _body(None, None)
+    try:
+        material = atlas.material(material_id)
+    except UnknownMaterialError as unknown:
+        return not_in_map(material_id, str(unknown))
+    return _body(material_id, material)
+
+
+def not_in_map(material_id: str, reason: str) -> html.Div:
+    """The page for an id the map does not hold."""
+    return html.Div(
+        className="page",
+        children=html.Div(
+            className="card card--notice not-in-map",
+            children=[
+                html.H1(f"{material_id} is not in the map"),
+                html.P(reason, className="muted"),
+                html.P(["Search the ", dcc.Link("map", href="/"), " by id or formula, or ",
+                        dcc.Link("place a CIF of your own", href="/locate"), "."]),
+            ],
+        ),
+    )
+
+
+def _body(material_id: str | None, material) -> html.Div:
+    formula = str(material["formula"]) if material is not None else ""
+    header = html.Div(
+        className="material-header",
+        children=[
+            html.H1([html.Span(formula_children(formula), className="formula"), " ",
+                     html.Span(material_id or "", className="badge badge--id")], id="material-title"),
+            html.Div(
+                className="material-header__actions",
+                children=[
+                    dcc.Link("Show on map", href=f"/?highlight={material_id}", className="button button--secondary"),
+                    html.Button("Download CIF", id="material-cif-button", className="button button--secondary", n_clicks=0),
+                    external_link(material_id or ""),
+                    dcc.Download(id="material-cif-download"),
+                ],
+            ),
+        ],
+    )
+    return html.Div(
+        className="page material-page",
+        children=[
+            dcc.Store(id="material-id", data=material_id),
+            dcc.Location(id="material-nav", refresh="callback-nav"),
+            header,
+            html.Div(
+                className="grid-2",
+                children=[
+                    html.Section(
+                        className="card",
+                        children=[
+                            html.H2("Structure"),
+                            dcc.Loading(StructureView(VIEW_ID), type="circle", delay_show=200),
+                            html.Div(id="material-structure-message"),
+                        ],
+                    ),
+                    html.Section(
+                        className="card",
+                        children=[html.H2("Properties"), property_table(material) if material is not None else None,
+                                  html.P("DFT values from the Materials Project; — where unknown.", className="hint")],
+                    ),
+                ],
+            ),
+            html.Section(
+                className="card",
+                children=[
+                    html.H2("Simulated powder XRD"),
+                    dcc.Loading(dcc.Graph(id="material-xrd", config={"displaylogo": False}, className="xrd-graph"),
+                                type="circle", delay_show=200),
+                    html.Div(id="material-xrd-message"),
+                ],
+            ),
+            html.Section(
+                className="card",
+                children=[
+                    html.Div(
+                        className="section-head",
+                        children=[
+                            html.H2("Nearest materials in the embedding"),
+                            html.Div(
+                                className="k-control",
+                                children=[
+                                    html.Label("neighbours", htmlFor="material-k", className="field-label field-label--inline"),
+                                    dcc.Input(id="material-k", type="number", min=1, max=MAX_NEIGHBORS, step=1,
+                                              value=DEFAULT_K, debounce=True, className="number-input"),
+                                    html.Span(f"(1–{MAX_NEIGHBORS})", className="muted"),
+                                ],
+                            ),
+                        ],
+                    ),
+                    html.P("Euclidean distance between crystal-encoder embeddings; smaller is more similar. "
+                           "Click an id to open its page.", className="hint"),
+                    html.Div(id="material-k-message"),
+                    html.Div(
+                        className="grid-neighbors",
+                        children=[
+                            dcc.Loading(
+                                NeighborPanel(VIEW_ID, filename=f"{material_id}_neighbors.csv"),
+                                type="circle", delay_show=200,
+                            ),
+                            dcc.Loading(
+                                dcc.Graph(id="material-neighbor-map", config={"displaylogo": False, "scrollZoom": True},
+                                          className="neighbor-map"),
+                                type="circle", delay_show=200,
+                            ),
+                        ],
+                    ),
+                ],
+            ),
+        ],
+    )
+
+
+@callback(
+    Output(StructureView.ids.scene(VIEW_ID), "data"),
+    Output(StructureView.ids.legend(VIEW_ID), "children"),
+    Output("material-structure-message", "children"),
+    Input("material-id", "data"),
+)
+def draw_structure(material_id):
+    """The crystal-toolkit scene of the material."""
+    if not material_id:
+        raise PreventUpdate
+    try:
+        scene, colors = structure_scene(get_map().structure(material_id))
+    except (StructureViewError, ArtifactError, ValueError) as error:
+        return empty_scene(), [], notice(f"The structure cannot be drawn: {error}", "error")
+    return scene, legend_chips(colors), None
+
+
+@callback(Output("material-xrd", "figure"), Output("material-xrd-message", "children"), Input("material-id", "data"))
+def draw_xrd(material_id):
+    """The simulated XRD pattern (Cu Kα, 2θ 10–110°)."""
+    if not material_id:
+        raise PreventUpdate
+    atlas = get_map()
+    try:
+        two_theta, intensity = atlas.xrd_pattern(material_id)
+    except (ArtifactError, ValueError) as error:
+        return no_update, notice(f"No XRD pattern: {error}", "error")
+    return make_xrd_figure(two_theta, intensity, title=str(atlas.material(material_id)["formula"])), None
+
+
+def clamp_k(k) -> tuple[int, str | None]:
+    """A neighbour count within 1 … MAX_NEIGHBORS and a note when ``k`` had to be changed."""
+    if k is None:
+        return DEFAULT_K, f"Enter a whole number from 1 to {MAX_NEIGHBORS}; showing {DEFAULT_K}."
+    value = int(round(float(k)))
+    clamped = min(max(value, 1), MAX_NEIGHBORS)
+    return clamped, (f"Showing {clamped}: the count must be between 1 and {MAX_NEIGHBORS}." if clamped != value else None)
+
+
+@callback(
+    Output(NeighborPanel.ids.grid(VIEW_ID), "rowData"),
+    Output(NeighborPanel.ids.grid(VIEW_ID), "columnDefs"),
+    Output(NeighborPanel.ids.meta(VIEW_ID), "data"),
+    Output("material-neighbor-map", "figure"),
+    Output("material-k-message", "children"),
+    Input("material-id", "data"),
+    Input("material-k", "value"),
+)
+def show_neighbors(material_id, k):
+    """The ``k`` nearest materials: grid rows, CSV metadata and the small map."""
+    if not material_id:
+        raise PreventUpdate
+    k, note = clamp_k(k)
+    atlas = get_map()
+    table = atlas.neighbors(material_id, k)
+    coordinates = atlas.coordinates
+    rows = [atlas.row_of(mid) for mid in table["material_id"]]
+    query_row = atlas.row_of(material_id)
+    background = coordinates[sample_rows(len(atlas), BACKGROUND_POINTS)]
+    figure = make_neighbors_map_figure(
+        background,
+        tuple(coordinates[query_row]),
+        coordinates[rows],
+        table["distance"].to_numpy(),
+        neighbor_text=[f"#{r} {f} · {m}" for r, f, m in zip(table["rank"], table["formula"], table["material_id"])],
+        neighbor_ids=list(table["material_id"]),
+        query_label=f"{atlas.material(material_id)['formula']} · {material_id}",
+    )
+    columns = list(table.columns)
+    return (
+        neighbor_records(table),
+        column_defs(columns),
+        panel_meta(columns, f"{material_id}_neighbors.csv"),
+        figure,
+        notice(note, "warning") if note else None,
+    )
+
+
+@callback(
+    Output("material-cif-download", "data"),
+    Input("material-cif-button", "n_clicks"),
+    State("material-id", "data"),
+    prevent_initial_call=True,
+)
+def download_cif(n_clicks, material_id):
+    """The material's CIF as a file."""
+    if not n_clicks or not material_id:
+        raise PreventUpdate
+    return {"content": get_map().cif(material_id), "filename": f"{material_id}.cif", "type": "chemical/x-cif"}
+
+
+@callback(Output("material-nav", "href"), Input("material-neighbor-map", "clickData"), prevent_initial_call=True)
+def open_neighbor(click_data):
+    """A click on a neighbour of the small map opens its page."""
+    points = (click_data or {}).get("points") or []
+    material_id = points[0].get("customdata") if points else None
+    if not isinstance(material_id, str):
+        return no_update
+    return f"/material/{material_id}"
