@@ -18,5 +18,17 @@ window.dash_clientside = Object.assign({}, window.dash_clientside, {
       }
       return window.dash_clientside.no_update;
     },
+
+    /**
+     * toggleVisibility of a CrystalToolkitScene from its "show" checklist, computed in the
+     * browser (no server round trip). Keys as TOGGLES in components/structure_view.py.
+     */
+    sceneVisibility: function (shown) {
+      var visibility = {};
+      ["bonds", "polyhedra", "unit_cell"].forEach(function (key) {
+        visibility[key] = (shown || []).indexOf(key) >= 0 ? 1 : 0;
+      });
+      return visibility;
+    },
   },
 });

@@ -464,7 +464,7 @@ def clicked_row(click_data: dict | None) -> int | None:
 def zoom_ranges(coordinates: np.ndarray, rows, pad: float = 0.15, min_span: float | None = None) -> tuple[list[float], list[float]] | None:
     """Axis ranges ``([x0, x1], [y0, y1])`` framing ``rows`` with a margin, or ``None`` if empty.
 
-    ``min_span`` (default 5 % of the whole map's extent) keeps a single point from zooming in
+    ``min_span`` (default 8 % of the whole map's extent) keeps a single point from zooming in
     infinitely; ranges are widened to a square window so the map keeps its aspect ratio.
     """
     rows = np.asarray(rows if rows is not None else [], dtype=np.int64)
@@ -472,7 +472,7 @@ def zoom_ranges(coordinates: np.ndarray, rows, pad: float = 0.15, min_span: floa
         return None
     xy = np.asarray(coordinates, dtype=np.float64)
     extent = float(np.ptp(xy, axis=0).max()) or 1.0
-    min_span = 0.05 * extent if min_span is None else min_span
+    min_span = 0.08 * extent if min_span is None else min_span
     chosen = xy[rows]
     lo, hi = chosen.min(axis=0), chosen.max(axis=0)
     centre = (lo + hi) / 2

@@ -30,11 +30,21 @@ DECIMALS = {
     "tc_kelvin": 1,
 }
 INTEGER_COLUMNS = {"rank", "spacegroup_number", "nsites", "nelements"}
+#: Short grid headers (units kept); the header tooltip gives the full ``column_label``.
 HEADERS = {
     "rank": "#",
     "material_id": "material",
+    "distance": "distance",
+    "formation_energy_per_atom": "E form (eV/atom)",
+    "energy_per_atom": "E (eV/atom)",
+    "e_above_hull": "E hull (eV/atom)",
+    "band_gap": "gap (eV)",
+    "total_magnetization": "mag. (μB/cell)",
+    "density": "ρ (g/cm³)",
     "spacegroup_number": "space group",
+    "crystal_system": "crystal system",
     "supercon_label": "SuperCon",
+    "tc_kelvin": "Tc (K)",
     "nelements": "elements",
     "nsites": "sites",
 }
@@ -122,7 +132,6 @@ class NeighborPanel(html.Div):
         def download(aio_id: str) -> dict:
             return {"component": "NeighborPanel", "subcomponent": "download", "aio_id": aio_id}
 
-    ids = ids
 
     def __init__(self, aio_id: str, rows: list[dict] | None = None, columns: list[str] | None = None,
                  filename: str = "neighbors.csv", height: str = "420px"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import re
 
+import numpy as np
 import pandas as pd
 from dash import html
 
@@ -44,7 +45,7 @@ def format_value(value, fmt: str = "{}") -> str:
     """``fmt`` applied to ``value``; ``"—"`` for a missing value, yes/no for booleans."""
     if _is_missing(value):
         return "—"
-    if isinstance(value, bool) or type(value).__name__ == "bool_":
+    if isinstance(value, (bool, np.bool_)):
         return "yes" if value else "no"
     if isinstance(value, str) and value.lower() in ("true", "false"):
         return "yes" if value.lower() == "true" else "no"

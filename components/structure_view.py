@@ -18,9 +18,14 @@ pymatgen 2026.10):
 - ``Scene.to_json()`` leaves numpy arrays inside; :func:`_plain` turns them into lists.
 - ``Legend`` needs ``webcolors`` (installed; not a dependency of ours otherwise).
 
+- ``CrystalToolkitScene`` fails on ``data=None`` (it reads ``data.origin``): it always gets
+  a scene, :func:`empty_scene` until a structure is drawn. Its canvas keeps a square of
+  ``sceneSize`` pixels; a percentage size let its wrapper push the canvas out of view.
+
 The viewer is the All-in-One component :class:`StructureView`: a ``CrystalToolkitScene``, an
 element legend and a "show" checklist wired to the scene's ``toggleVisibility`` by a
-module-level ``MATCH`` callback.
+module-level client-side ``MATCH`` callback (``matmap.sceneVisibility`` in
+``assets/matmap.js``).
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ import warnings
 
 import dash_mp_components as mpc
 import numpy as np
-from dash import MATCH, Input, Output, callback, dcc, html
+from dash import MATCH, ClientsideFunction, Input, Output, clientside_callback, dcc, html
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +51,7 @@ CRYSTALNN_MAX_SITES = 80
 #: An empty scene: ``CrystalToolkitScene`` fails on ``data=None``, so it gets this until a
 #: structure is drawn.
 EMPTY_SCENE = {"name": "empty", "contents": [], "origin": [0.0, 0.0, 0.0], "visible": True}
-SCENE_SETTINGS = {"renderer": "webgl", "extractAxis": True, "defaultZoom": 0.8, "transparentBackground": True}
+SCENE_SETTINGS = {"renderer": "webgl", "extractAxis": True, "defaultZoom": 1.4, "transparentBackground": True}
 
 
 class StructureViewError(RuntimeError):
@@ -163,6 +168,11 @@ class StructureView(html.Div):
     Fill it by giving ``scene`` / ``colors`` (from :func:`structure_scene`) at construction or
     by a page callback writing ``data`` of :meth:`ids.scene` and ``children`` of
     :meth:`ids.legend`.
+
+    Args:
+        aio_id: unique id of this viewer on its page.
+        scene, colors: the scene JSON and element colours (default: an empty scene).
+        scene_size: side of the square canvas, px.
     """
 
     class ids:
@@ -178,20 +188,20 @@ class StructureView(html.Div):
         def show(aio_id: str) -> dict:
             return {"component": "StructureView", "subcomponent": "show", "aio_id": aio_id}
 
-    ids = ids
 
-    def __init__(self, aio_id: str, scene: dict | None = None, colors: dict[str, str] | None = None, height: str = "420px"):
+    def __init__(self, aio_id: str, scene: dict | None = None, colors: dict[str, str] | None = None, scene_size: int = 420):
         super().__init__(
             className="structure-view",
             children=[
                 html.Div(
                     className="structure-view__canvas",
-                    style={"height": height},
+                    style={"height": f"{scene_size}px"},
                     children=mpc.CrystalToolkitScene(
                         id=self.ids.scene(aio_id),
                         data=scene or empty_scene(),
                         settings=dict(SCENE_SETTINGS),
                         axisView="SW",
+                        sceneSize=scene_size,
                         showControls=False,
                         showExpandButton=True,
                         showImageButton=True,
@@ -237,6 +247,10 @@ def legend_chips(colors: dict[str, str]) -> list:
     ]
 
 
-@callback(Output(StructureView.ids.scene(MATCH), "toggleVisibility"), Input(StructureView.ids.show(MATCH), "value"))
-def _toggle_parts(shown):
-    return visibility(shown)
+# Shows / hides scene parts in the browser; same keys as visibility() (TOGGLES).
+clientside_callback(
+    ClientsideFunction(namespace="matmap", function_name="sceneVisibility"),
+    Output(StructureView.ids.scene(MATCH), "toggleVisibility"),
+    Input(StructureView.ids.show(MATCH), "value"),
+    prevent_initial_call=True,
+)

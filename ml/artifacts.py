@@ -102,14 +102,15 @@ class MapArtifacts:
         from ml.datasets import dataset_name
 
         settings = get_settings()
-        dataset = dataset_name(dataset or settings.dataset)
+        requested = dataset or settings.dataset  # what `python -m ml build --dataset` takes
+        dataset = dataset_name(requested)
         model = model or settings.model
         folder = artifact_dir(dataset, model, root)
         missing = [name for name in REQUIRED_FILES if not (folder / name).is_file()]
         if missing:
             raise ArtifactError(
                 f"no map of {dataset!r} with model {model!r} in {folder} (missing {', '.join(missing)}); "
-                f"build it with: python -m ml build --dataset {dataset}"
+                f"build it with: python -m ml build --dataset {requested} --model {model}"
             )
         manifest = json.loads((folder / MANIFEST).read_text())
         materials = pd.read_parquet(folder / MATERIALS)

@@ -108,9 +108,9 @@ def _run(args: argparse.Namespace) -> int:
             print(f"model written to {out}")
     elif args.verb == "neighbors":
         from ml.artifacts import MapArtifacts
-        from ml.datasets import dataset_name
 
-        artifacts = MapArtifacts.load(dataset_name(args.dataset), _model_name(args.model))
+        # load() maps a CIF path to its map name itself; doing it here too gave "user-user-…"
+        artifacts = MapArtifacts.load(args.dataset, _model_name(args.model))
         table = artifacts.neighbors(args.material_id, args.k)
         if args.out == "-":
             table.to_csv(sys.stdout, index=False)
@@ -121,9 +121,9 @@ def _run(args: argparse.Namespace) -> int:
         import pandas as pd
 
         from ml.artifacts import MapArtifacts
-        from ml.datasets import dataset_name
 
-        artifacts = MapArtifacts.load(dataset_name(args.dataset), _model_name(args.model))
+        # load() maps a CIF path to its map name itself; doing it here too gave "user-user-…"
+        artifacts = MapArtifacts.load(args.dataset, _model_name(args.model))
         texts = []
         for path in args.files:
             try:

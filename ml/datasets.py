@@ -214,8 +214,11 @@ def material_id_for_file(relative_name: str) -> str:
 
 def dataset_name(name: str) -> str:
     """The name a dataset's caches and maps are filed under: the registry name, or
-    ``user-<stem>`` for a path (``/data/my_cifs`` → ``user-my_cifs``)."""
-    return name if name in REGISTRY else f"user-{Path(name).expanduser().resolve().stem}"
+    ``user-<stem>`` for a path (``/data/my_cifs`` → ``user-my_cifs``). A ``user-…`` name that is
+    not an existing path is already a map name and comes back unchanged (idempotent)."""
+    if name in REGISTRY or (name.startswith("user-") and not Path(name).expanduser().exists()):
+        return name
+    return f"user-{Path(name).expanduser().resolve().stem}"
 
 
 def _user_dataset(path: Path) -> Dataset:

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
+from tqdm.auto import tqdm
 
 from ml.atom_features import atom_feature_table
 from ml.batches import GraphStore, XRDStore, align
@@ -199,7 +200,6 @@ def train(
         history, start_epoch = state["history"], state["epoch"]
     wrapped = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
     train_rows = data.rows("train")
-    generator = torch.Generator().manual_seed(config.seed + rank)
     if rank == 0:
         run_dir.mkdir(parents=True, exist_ok=True)
         log.info("training on %d materials, validating on %d", len(train_rows), len(data.rows("val")))
@@ -207,10 +207,14 @@ def train(
         began = time.time()
         wrapped.train()
         permutation = np.random.default_rng(config.seed + epoch).permutation(train_rows)
+        # negatives from a stream fixed by (seed, epoch, rank), so a resumed run repeats an uninterrupted one
+        generator = torch.Generator().manual_seed(int(np.random.SeedSequence([config.seed, epoch, rank]).generate_state(1)[0]))
         batches = [permutation[s : s + config.batch_size] for s in range(0, len(permutation), config.batch_size)]
-        batches = [b for b in batches if len(b) >= 2][rank::world]
+        batches = [b for b in batches if len(b) >= 2]
+        # every process must run the same number of steps, or DDP's gradient all-reduce deadlocks
+        batches = batches[: len(batches) // world * world][rank::world]
         total = 0.0
-        for rows in batches:
+        for rows in tqdm(batches, desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch", disable=rank != 0, leave=False):
             graphs = data.graphs.batch(data.graph_rows[rows]).to(device)
             patterns = data.patterns.batch(data.xrd_rows[rows]).to(device)
             crystal, xrd = wrapped(*graphs.inputs(), patterns)

@@ -43,13 +43,19 @@ bound the indices; for a skewed cell whose box is much larger than the sphere th
 first LLL-reduced (the reflections and intensities are those of the same crystal). Everything
 else (form factors, Lorentz–polarisation, merging, thresholds) is vectorised over the
 reflections of a structure; the per-structure Python work is a few dozen NumPy calls.
+Structures are deliberately not padded into one array: their index boxes and site counts differ
+by orders of magnitude (2 to 600 sites in the mirror), so padding would multiply the work, while
+the per-structure call overhead is a few tenths of the ~1 ms a typical structure takes
+(``bench/xrd.py``: 20–50× pymatgen's throughput, identical vectors).
 
-Memory. Temporaries (the index box and the products above) are built in chunks of
-``h`` planes holding at most ``chunk_entries`` numbers each (default 2²² ≈ 4.2 M, 64 MB of
-complex128), so memory stays bounded whatever the cell. A structure whose half-sphere would hold
-more than ``max_reflections`` reflections (default 4 M, about a 110 Å cubic cell at the default
-range; pymatgen would take many minutes on it) is refused with a
-:class:`~ml.graph.FeaturisationError` before anything is allocated.
+Memory. Temporaries (the index box and the products above) are built in chunks of ``h`` planes
+holding at most ``chunk_entries`` numbers each (default 2²² ≈ 4.2 M, 64 MB of complex128; a
+chunk is never less than one plane), so memory stays bounded by the cell's reflection list
+(about 100 bytes per reflection while merging). A structure whose half-sphere would hold more
+than ``max_reflections`` reflections (default 4 M, about a 110 Å cubic cell at the default
+range) is refused with a :class:`~ml.graph.FeaturisationError` before anything is allocated;
+below the cap it runs, e.g. a 100 Å cubic cell (2.5 M reflections) in about 2 s and 0.3 GB,
+where pymatgen takes minutes.
 
 Threads. The matrix products are small (about 10⁵ complex multiply-adds for a typical cell), so
 OpenBLAS's threads cost more than they save, and on a machine busy with other work they made the
@@ -58,7 +64,9 @@ simulator 20× slower; NumPy's BLAS therefore runs on one thread inside these fu
 
 Device. ``device=None`` computes everything with NumPy; ``device="cpu"`` / ``"cuda"`` / a
 ``torch.device`` runs the matrix products and gathers (the only super-linear step) in torch on
-that device with the same code, in complex128.
+that device with the same code (``@``, ``reshape`` and indexing mean the same for both), in
+complex128. It is tested on torch's CPU only and not tuned for a GPU: each structure costs a
+few small transfers and kernel launches, so a GPU can only pay off for large cells.
 
 Not supported (a :class:`~ml.graph.FeaturisationError`, never a silent difference): anisotropic
 displacement site properties ``U11_cif …`` (pymatgen applies ``exp(−2π² hᵀU*h)`` per site) and
@@ -181,7 +189,9 @@ def _index_box(lattice: np.ndarray, g_max: float) -> tuple[int, int, int]:
     return tuple(int(math.floor(g_max * length + 1e-9)) for length in lengths)
 
 
-def _prepare(structure, config: XRDConfig, max_reflections: int, debye_waller_factors) -> tuple[_Cell, np.ndarray | None]:
+def _prepare(
+    structure, config: XRDConfig, max_reflections: int, debye_waller_factors
+) -> tuple[_Cell, np.ndarray | None]:
     """Read ``structure`` into a :class:`_Cell` (and its per-element B factors), or raise."""
     if len(structure) == 0:
         raise FeaturisationError("the structure has no sites")
@@ -276,7 +286,9 @@ def _to_device(device):
     return lambda array: torch.as_tensor(array, device=target)
 
 
-def _reflections(cell: _Cell, config: XRDConfig, debye_waller, chunk_entries: int, move) -> tuple[np.ndarray, np.ndarray]:
+def _reflections(
+    cell: _Cell, config: XRDConfig, debye_waller, chunk_entries: int, move
+) -> tuple[np.ndarray, np.ndarray]:
     """2θ (degrees) and intensity ``2 |F|² LP`` of every half-space reflection in range."""
     lam = config.wavelength
     g_min = 2 * math.sin(math.radians(config.two_theta_min / 2)) / lam
@@ -366,7 +378,9 @@ def _pattern(structure, config, chunk_entries, max_reflections, debye_waller_fac
     if not pattern.any():
         if two_theta.size and not intensity.any():
             raise FeaturisationError("every XRD reflection has zero intensity")
-        raise FeaturisationError("no XRD reflection in the 2θ range")
+        raise FeaturisationError(
+            f"no XRD reflection in the 2θ range {config.two_theta_min}–{config.two_theta_max}°"
+        )
     return pattern
 
 

@@ -94,6 +94,14 @@ def test_user_folder_dataset(cif_folder, crystals):
     assert dataset.properties.index.name == "material_id" and len(dataset.properties) == len(dataset)
 
 
+def test_dataset_name_is_idempotent(cif_folder):
+    assert dataset_name("mp2024") == "mp2024"
+    assert dataset_name(str(cif_folder)) == "user-cifs"
+    assert dataset_name(str(cif_folder) + "/") == "user-cifs"
+    # a map name is not read as a path again (no "user-user-cifs")
+    assert dataset_name("user-cifs") == "user-cifs"
+
+
 def test_zip_and_single_file_datasets(tmp_path, crystals):
     archive = tmp_path / "upload.zip"
     with zipfile.ZipFile(archive, "w") as z:

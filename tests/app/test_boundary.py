@@ -1,0 +1,62 @@
+"""pages/ and components/ may import from ``ml`` only the artifacts interface and settings."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+ALLOWED = {"ml.artifacts", "ml.settings"}
+
+
+def forbidden_ml_imports(source: str) -> list[str]:
+    """The ``ml`` modules a Python source imports that are not in :data:`ALLOWED`."""
+    bad = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            modules = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            if node.module == "ml":  # from ml import artifacts, locate
+                modules = [f"ml.{alias.name}" for alias in node.names]
+            else:
+                modules = [node.module]
+        else:
+            continue
+        bad += [m for m in modules if (m == "ml" or m.startswith("ml.")) and m not in ALLOWED]
+    return bad
+
+
+def app_sources() -> list[Path]:
+    return sorted([*ROOT.joinpath("pages").rglob("*.py"), *ROOT.joinpath("components").rglob("*.py")])
+
+
+def test_checker_catches_every_form():
+    source = """
+import ml
+import ml.locate
+from ml import artifacts, structures
+from ml.graph import FeaturisationError
+from ml.artifacts import MapArtifacts
+from ml.settings import get_settings
+import mlflow
+from . import ml
+def f():
+    from ml.xrd import xrd_pattern
+"""
+    assert forbidden_ml_imports(source) == ["ml", "ml.locate", "ml.structures", "ml.graph", "ml.xrd"]
+
+
+def test_pages_and_components_use_only_the_artifacts_interface():
+    sources = app_sources()
+    assert {p.parent.name for p in sources} == {"pages", "components"}
+    offenders = {str(p.relative_to(ROOT)): bad for p in sources if (bad := forbidden_ml_imports(p.read_text()))}
+    assert offenders == {}, f"import from ml only {sorted(ALLOWED)}: {offenders}"
+
+
+def test_pages_never_import_the_app():
+    for path in ROOT.joinpath("pages").rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module] if isinstance(node, ast.ImportFrom) and node.module else [])
+            assert "app" not in names, f"{path.name} imports app"

@@ -1,0 +1,202 @@
+"""The map figure builders, on a hand-made table (no map, no browser)."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import pytest
+
+from components import map_figure as mf
+
+
+@pytest.fixture
+def table() -> pd.DataFrame:
+    """Six materials with the map's columns, some values missing."""
+    return pd.DataFrame(
+        {
+            "material_id": [f"mp-{i}" for i in range(1, 7)],
+            "formula": ["LiCoO2", "NaCl", "Cu", "CuO", "SiO2", "YBa2Cu3O7"],
+            "elements": ["Co Li O", "Cl Na", "Cu", "Cu O", "O Si", "Ba Cu O Y"],
+            "nelements": [3, 2, 1, 2, 2, 4],
+            "band_gap": [2.1, 5.0, 0.0, 1.2, np.nan, 0.0],
+            "density": [5.0, 2.2, 8.9, 6.3, 2.6, 6.4],
+            "formation_energy_per_atom": [-1.8, -2.1, 0.0, -0.8, -3.0, np.nan],
+            "total_magnetization": [0.0, 0.0, 0.0, 0.5, 0.0, 1.0],
+            "e_above_hull": [0.0, 0.0, 0.0, 0.01, 0.0, np.nan],
+            "spacegroup_number": [166, 225, 225, 15, 154, 47],
+            "crystal_system": ["trigonal", "cubic", "cubic", "monoclinic", "trigonal", None],
+            "supercon_label": ["no SuperCon entry", "non-superconductor", "no SuperCon entry", "doped match",
+                               "no SuperCon entry", "superconductor"],
+            "x": np.array([0, 1, 2, 3, 4, 5], dtype=np.float32),
+            "y": np.array([0, 1, 0, 1, 0, 1], dtype=np.float32),
+        }
+    )
+
+
+def coords(table):
+    return table[["x", "y"]].to_numpy(np.float32)
+
+
+@pytest.mark.parametrize("mode", list(mf.COLOR_MODES))
+def test_every_mode_builds_one_base_trace_of_all_points(table, mode):
+    layers = mf.color_layers(table, mode, element="Cu")
+    figure = mf.make_map_figure(coords(table), layers, mf.hover_text(table))
+    assert [t.type for t in figure.data] == ["scattergl"] * 5
+    base = figure.data[mf.BASE]
+    assert len(base.x) == len(table) and len(base.hovertext) == len(table)
+    assert base.hovertext[0] == "LiCoO2 · mp-1"
+
+
+@pytest.mark.parametrize(
+    ("mode", "title"),
+    [
+        ("band_gap", "band gap (eV)"),
+        ("density", "density (g/cm³)"),
+        ("formation_energy_per_atom", "formation energy per atom (eV/atom)"),
+        ("total_magnetization", "total magnetization (μB/cell)"),
+        ("e_above_hull", "e above hull (eV/atom)"),
+        ("spacegroup_number", "space group number"),
+    ],
+)
+def test_property_colour_bar_title_carries_the_unit(table, mode, title):
+    layers = mf.color_layers(table, mode)
+    assert layers.foreground_marker["colorbar"]["title"]["text"] == title
+    figure = mf.make_map_figure(coords(table), layers)
+    assert figure.data[mf.FOREGROUND].marker.colorbar.title.text == title
+
+
+def test_property_mode_draws_only_known_values_in_colour(table):
+    layers = mf.color_layers(table, "band_gap")
+    assert list(layers.foreground_rows) == [0, 1, 2, 3, 5]  # SiO2 has no band gap
+    np.testing.assert_allclose(layers.foreground_marker["color"], [2.1, 5.0, 0.0, 1.2, 0.0])
+    assert layers.base_marker["color"] == mf.MISSING_COLOR
+    assert layers.base_name == "no data (1)"
+    assert layers.foreground_marker["cmin"] == 0.0  # a band gap starts at zero
+    assert layers.foreground_marker["cmax"] <= 5.0
+
+
+def test_spacegroup_scale_spans_1_to_230(table):
+    marker = mf.color_layers(table, "spacegroup_number").foreground_marker
+    assert (marker["cmin"], marker["cmax"]) == (1.0, 230.0)
+
+
+def test_element_mode_colours_exactly_the_materials_with_the_element(table):
+    layers = mf.color_layers(table, "element", element="Cu")
+    assert list(layers.foreground_rows) == [2, 3, 5]  # Cu, CuO, YBa2Cu3O7 — not "Co"
+    assert layers.foreground_name == "contains Cu (3)"
+    assert layers.base_name == "no Cu"
+    assert list(mf.color_layers(table, "element", element="O").foreground_rows) == [0, 3, 4, 5]
+
+
+def test_categorical_modes_name_their_categories(table):
+    marker = mf.color_layers(table, "crystal_system").base_marker
+    ticks = marker["colorbar"]["ticktext"]
+    assert ticks == [*mf.CRYSTAL_SYSTEMS, "unknown"]
+    assert [ticks[int(c)] for c in marker["color"]] == ["trigonal", "cubic", "cubic", "monoclinic", "trigonal", "unknown"]
+    nel = mf.color_layers(table, "nelements").base_marker
+    assert nel["colorbar"]["ticktext"] == ["1", "2", "3", "4"]
+    assert [nel["colorbar"]["ticktext"][int(c)] for c in nel["color"]] == ["3", "2", "1", "2", "2", "4"]
+
+
+def test_supercon_mode_colours_the_labelled_materials(table):
+    layers = mf.color_layers(table, "supercon_label")
+    assert list(layers.foreground_rows) == [1, 3, 5]
+    names = layers.foreground_marker["colorbar"]["ticktext"]
+    assert [names[int(c)] for c in layers.foreground_marker["color"]] == [
+        "non-superconductor", "doped match", "superconductor"]
+    assert layers.base_name == "no SuperCon entry"
+
+
+def test_unknown_mode_is_an_error_not_a_default(table):
+    with pytest.raises(ValueError, match="unknown colour mode 'bandgap'"):
+        mf.color_layers(table, "bandgap")
+    assert mf.parse_mode(None) == mf.DEFAULT_MODE
+
+
+def test_highlight_rings_the_rows_and_zooms_onto_them(table):
+    layers = mf.color_layers(table, "nelements")
+    figure = mf.make_map_figure(coords(table), layers, mf.hover_text(table), highlight_rows=[1, 3], highlight_name="search: x")
+    ring = figure.data[mf.HIGHLIGHT]
+    assert list(ring.x) == [1, 3] and list(ring.customdata) == [1, 3]
+    assert ring.marker.symbol == "circle-open" and ring.name == "search: x" and ring.showlegend
+    x0, x1 = figure.layout.xaxis.range
+    y0, y1 = figure.layout.yaxis.range
+    assert x0 < 1 < 3 < x1 and y0 < 1 < y1
+    assert x1 - x0 == pytest.approx(y1 - y0)  # square window: the map keeps its aspect
+
+
+def test_no_highlight_leaves_autorange(table):
+    figure = mf.make_map_figure(coords(table), mf.color_layers(table, "nelements"))
+    assert len(figure.data[mf.HIGHLIGHT].x) == 0
+    assert figure.layout.xaxis.range is None
+
+
+def test_zoom_onto_one_point_keeps_a_minimum_window(table):
+    (x0, x1), (y0, y1) = mf.zoom_ranges(coords(table), [2])
+    assert x1 - x0 == pytest.approx(0.08 * 5) and (x0 + x1) / 2 == pytest.approx(2.0)
+    assert mf.zoom_ranges(coords(table), []) is None
+
+
+def test_located_structures_get_stars_and_neighbour_rings(table):
+    points = [
+        mf.LocatedPoint("a.cif (NaCl)", 1.5, 0.5, np.array([1, 2])),
+        mf.LocatedPoint("b.cif (Cu)", 4.5, 0.5, np.array([5])),
+    ]
+    rings, stars = mf.located_traces(coords(table), points)
+    assert list(stars.x) == [1.5, 4.5] and list(stars.hovertext) == ["a.cif (NaCl)", "b.cif (Cu)"]
+    assert list(stars.marker.color) == [mf.located_color(0), mf.located_color(1)]
+    assert list(rings.customdata) == [1, 2, 5]
+    assert list(rings.marker.color) == [mf.located_color(0)] * 2 + [mf.located_color(1)]
+    figure = mf.make_map_figure(coords(table), mf.color_layers(table, "nelements"), located=points)
+    assert len(figure.data) == mf.LOCATED + 2
+
+
+def test_clicked_row_resolves_base_and_overlay_points():
+    assert mf.clicked_row({"points": [{"curveNumber": mf.BASE, "pointIndex": 4}]}) == 4
+    assert mf.clicked_row({"points": [{"curveNumber": mf.HIGHLIGHT, "pointIndex": 0, "customdata": 7}]}) == 7
+    assert mf.clicked_row({"points": [{"curveNumber": mf.LOCATED + 1, "pointIndex": 0}]}) is None
+    assert mf.clicked_row(None) is None and mf.clicked_row({"points": []}) is None
+
+
+def test_style_defaults_are_never_mutated(table):
+    before = copy.deepcopy(mf.MAP_STYLE)
+    figure = mf.make_map_figure(coords(table), mf.color_layers(table, "band_gap"), style={"point_size": 9.0})
+    figure.layout.legend.x = 0.5
+    figure.data[mf.BASE].marker.size = 20
+    mf.make_neighbors_map_figure(coords(table), (0, 0), coords(table)[:2], np.array([0.1, 0.2]))
+    assert mf.MAP_STYLE == before
+
+
+def test_point_size_follows_the_number_of_points():
+    assert mf.auto_point_size(300) == pytest.approx(6.03, abs=0.01)
+    assert 2.5 <= mf.auto_point_size(140_000) < 3.0
+
+
+def test_trace_json_base64_encodes_arrays_for_patches(table):
+    trace = mf.foreground_trace(coords(table), mf.color_layers(table, "density"))
+    as_json = mf.trace_json(trace)
+    assert set(as_json["x"]) == {"dtype", "bdata"} and set(as_json["marker"]["color"]) == {"dtype", "bdata"}
+
+
+def test_neighbours_map_colours_by_distance_and_marks_the_query(table):
+    figure = mf.make_neighbors_map_figure(
+        coords(table), (0.0, 0.0), coords(table)[1:4], np.array([0.1, 0.2, 0.3]),
+        neighbor_text=["a", "b", "c"], neighbor_ids=["mp-2", "mp-3", "mp-4"], query_label="LiCoO2 · mp-1")
+    background, neighbours, query = figure.data
+    assert neighbours.marker.colorbar.title.text == "embedding distance"
+    assert list(neighbours.customdata) == ["mp-2", "mp-3", "mp-4"]
+    assert query.marker.symbol == "star" and query.name == "LiCoO2 · mp-1"
+    assert isinstance(figure, go.Figure)
+
+
+def test_sample_rows_is_deterministic_and_bounded():
+    assert list(mf.sample_rows(5, 10)) == [0, 1, 2, 3, 4]
+    a, b = mf.sample_rows(1000, 100), mf.sample_rows(1000, 100)
+    assert len(a) == 100 and np.array_equal(a, b) and np.all(np.diff(a) > 0)
+
+
+def test_available_elements_are_sorted_by_atomic_number(table):
+    assert mf.available_elements(table["elements"]) == ["Li", "O", "Na", "Si", "Cl", "Co", "Cu", "Y", "Ba"]
