@@ -74,9 +74,11 @@ def _scene_modules():
             package.__path__ = [folder]
             package.__package__ = name
             sys.modules[name] = package
-    from crystal_toolkit.core.legend import Legend
-    from crystal_toolkit.core.scene import Scene
-    from crystal_toolkit.renderables import lattice, site, structure, structuregraph  # noqa: F401  (attach get_scene)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # crystal-toolkit imports scipy.spatial.qhull
+        from crystal_toolkit.core.legend import Legend
+        from crystal_toolkit.core.scene import Scene
+        from crystal_toolkit.renderables import lattice, site, structure, structuregraph  # noqa: F401  (attach get_scene)
 
     return Legend, Scene
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dash
 import numpy as np
-from dash import Input, Output, Patch, State, callback, ctx, dcc, html
+from dash import Input, Output, Patch, State, callback, ctx, dcc, html, no_update
 from dash.exceptions import PreventUpdate
 
 from components.common import map_missing
@@ -92,6 +92,7 @@ def layout(**_):
                 ],
             ),
             dcc.Location(id="locate-nav", refresh="callback-nav"),
+            dcc.Store(id="locate-map-drawn", data=False),  # has this page's map got its points?
         ],
     )
 
@@ -162,7 +163,10 @@ def locate_files(contents, _clear, filenames, k, results):
     if ctx.triggered_id == "locate-clear":
         return [], None, ""
     if not contents:
-        raise PreventUpdate
+        # Dash also calls this when the page is shown (its output store lives outside the
+        # page, so prevent_initial_call does not hold). Passing the store through unchanged,
+        # rather than PreventUpdate, lets show_results draw the page from it.
+        return results or [], no_update, no_update
     max_bytes = int(get_settings().max_upload_mb * 1e6)
     results, status = add_uploads(get_map(), contents, filenames, k, results, max_bytes)
     return results, None, status
@@ -171,21 +175,29 @@ def locate_files(contents, _clear, filenames, k, results):
 @callback(
     Output("locate-results", "children"),
     Output("locate-map", "figure"),
+    Output("locate-map-drawn", "data"),
     Input(LOCATED_STORE, "data"),
+    State("locate-map-drawn", "data"),
 )
-def show_results(results):
-    """Cards of the results and the map: whole on the first call, afterwards a ``Patch`` of the
-    two located traces only."""
+def show_results(results, drawn):
+    """Cards of the results and the map: the whole figure the first time this page shows it,
+    afterwards a ``Patch`` of the two located traces only."""
     atlas = get_map()
     results = results or []
     points = located_points(results, atlas.row_of)
-    if ctx.triggered_id is None:
-        return result_cards(results), make_map_figure(atlas.coordinates, _neutral_layers(), map_hover_text(atlas), located=points)
+    if not drawn:
+        figure = make_map_figure(atlas.coordinates, _neutral_layers(), map_hover_text(atlas), located=points)
+        return result_cards(results), figure, True
+    return result_cards(results), located_patch(atlas, points), no_update
+
+
+def located_patch(atlas, points) -> Patch:
+    """A ``Patch`` replacing the two located traces of the map (the rest is not resent)."""
     patch = Patch()
     rings, stars = located_traces(atlas.coordinates, points)
     patch["data"][LOCATED] = trace_json(rings)
     patch["data"][LOCATED + 1] = trace_json(stars)
-    return result_cards(results), patch
+    return patch
 
 
 @callback(Output("locate-nav", "href"), Input("locate-map", "clickData"), prevent_initial_call=True)

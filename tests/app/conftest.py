@@ -20,9 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from fixture_map import DATASET, MODEL, build_fixture_map, fake_locate
+from fixture_map import DATASET, MODEL, REAL_MODEL, build_fixture_map, fake_locate
 
-REAL_MODEL = os.environ.get("MATMAP_TEST_REAL_MODEL") == "1"
 CHROMIUM = os.environ.get("MATMAP_TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--enable-unsafe-swiftshader", "--disable-background-networking"]
 

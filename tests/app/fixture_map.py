@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import warnings
 from pathlib import Path
 from types import SimpleNamespace
@@ -22,6 +23,9 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 
+#: Run the app's tests on a map built with a trained model (``MATMAP_DATA_DIR`` …) and the
+#: real ``MapArtifacts.locate`` instead of the fixture map and :func:`fake_locate`.
+REAL_MODEL = os.environ.get("MATMAP_TEST_REAL_MODEL") == "1"
 DATASET = "fixture"
 MODEL = "composition"
 MAX_SITES = 40

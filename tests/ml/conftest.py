@@ -90,18 +90,29 @@ def crystals() -> SimpleNamespace:
                            broken_loop_cif=broken_loop_cif)
 
 
+@pytest.fixture(scope="session")
+def cif_texts() -> dict[str, str]:
+    """File stem → CIF text: NaCl, CsCl and Si, plus an empty, a non-CIF, a broken and a
+    disordered (partial occupancy) one."""
+    disordered = Structure(Lattice.cubic(3.6), [{"Fe": 0.5, "Ni": 0.5}], [[0, 0, 0]])
+    return {
+        "NaCl": nacl().to(fmt="cif"),
+        "CsCl": cscl().to(fmt="cif"),
+        "Si": silicon().to(fmt="cif"),
+        "empty": "",
+        "notes": "these are my lab notes, not a crystal\n",
+        "broken": broken_loop_cif(),
+        "FeNi_disordered": disordered.to(fmt="cif"),
+    }
+
+
 @pytest.fixture
-def cif_folder(tmp_path: Path) -> Path:
-    """NaCl, CsCl and Si CIFs plus an empty, a non-CIF, a broken and a disordered one."""
+def cif_folder(tmp_path: Path, cif_texts: dict[str, str]) -> Path:
+    """A folder ``cifs/`` of the :func:`cif_texts`, ``<stem>.cif`` each."""
     folder = tmp_path / "cifs"
     folder.mkdir()
-    for name, structure in {"NaCl": nacl(), "CsCl": cscl(), "Si": silicon()}.items():
-        (folder / f"{name}.cif").write_text(structure.to(fmt="cif"))
-    (folder / "empty.cif").write_text("")
-    (folder / "notes.cif").write_text("these are my lab notes, not a crystal\n")
-    (folder / "broken.cif").write_text(broken_loop_cif())
-    disordered = Structure(Lattice.cubic(3.6), [{"Fe": 0.5, "Ni": 0.5}], [[0, 0, 0]])
-    (folder / "FeNi_disordered.cif").write_text(disordered.to(fmt="cif"))
+    for stem, text in cif_texts.items():
+        (folder / f"{stem}.cif").write_text(text)
     return folder
 
 

@@ -53,7 +53,10 @@ def test_failures_are_recorded_with_reasons(cif_folder, kind):
     else:
         patterns = XRDStore(table).batch(np.arange(len(table))).numpy()
         for row, material_id in enumerate(table.material_ids):
-            np.testing.assert_array_equal(patterns[row], xrd_pattern(structures[material_id]))
+            # the cache's simulator (ml.xrd_sim) agrees with pymatgen's to float precision
+            expected = xrd_pattern(structures[material_id])
+            np.testing.assert_array_equal(np.flatnonzero(patterns[row]), np.flatnonzero(expected))
+            np.testing.assert_allclose(patterns[row], expected, atol=1e-5)
 
 
 def test_unexpected_errors_are_recorded_not_raised(cif_folder, monkeypatch):

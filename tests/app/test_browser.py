@@ -1,0 +1,203 @@
+"""The app in headless Chromium: map, material page, locating uploads.
+
+Every test waits for elements or conditions (Playwright's waits, or :func:`poll` which
+re-checks a condition until a deadline), never for a fixed time. The ``page`` fixture fails a
+test whose page fetched anything from outside this machine or threw a JavaScript error.
+
+``test_locate_with_the_trained_model`` runs only with ``MATMAP_TEST_REAL_MODEL=1`` and
+``MATMAP_DATA_DIR`` / ``MATMAP_DATASET`` / ``MATMAP_MODEL`` pointing at a map built by
+``python -m ml build`` with a trained model; the other locate tests use the real CIF parsing
+and checks with the fixture map's stand-in embedding (see ``fixture_map.fake_locate``).
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fixture_map import REAL_MODEL
+
+pytestmark = pytest.mark.browser
+
+DISORDERED = (Path(__file__).parent / "data" / "disordered.cif").read_text()
+
+
+def poll(check, timeout: float = 30.0, interval_ms: int = 250, page=None):
+    """Re-evaluate ``check()`` until it is truthy or ``timeout`` seconds pass; its last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value or time.monotonic() > deadline:
+            return value
+        page.wait_for_timeout(interval_ms)  # yields to the browser between checks
+
+
+def colourful_fraction(png: bytes) -> float:
+    """Share of pixels that are clearly coloured (not white / grey / black)."""
+    from PIL import Image
+
+    pixels = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(np.int16)
+    return float((pixels.max(axis=2) - pixels.min(axis=2) > 40).mean())
+
+
+def wait_until_drawn(page, selector: str, minimum: float = 0.002) -> float:
+    """Wait until the element's screenshot has coloured pixels (a WebGL canvas was drawn)."""
+    locator = page.locator(selector).first
+    return poll(lambda: (f := colourful_fraction(locator.screenshot())) > minimum and f, page=page)
+
+
+def open_map(page, live_server, query: str = ""):
+    page.goto(f"{live_server}/{query}")
+    page.wait_for_function(
+        "() => { const gd = document.querySelector('#map-graph .js-plotly-plot');"
+        " return gd && gd._fullData && gd._fullData.length === 5 && gd.querySelector('canvas'); }"
+    )
+
+
+def isolated_row(atlas) -> int:
+    """A material far from the others and away from the map's edges (legend, colour bar)."""
+    xy = atlas.coordinates.astype(np.float64)
+    lo, hi = xy.min(axis=0), xy.max(axis=0)
+    inner = np.all((xy > lo + 0.2 * (hi - lo)) & (xy < hi - 0.2 * (hi - lo)), axis=1)
+    distance = np.sqrt(((xy[:, None, :] - xy[None, :, :]) ** 2).sum(-1))
+    np.fill_diagonal(distance, np.inf)
+    nearest = np.where(inner, distance.min(axis=1), -1)
+    return int(np.argmax(nearest))
+
+
+def point_position(page, row: int) -> dict:
+    """Screen position of a point of the map's base trace."""
+    return page.evaluate(
+        """(row) => {
+            const gd = document.querySelector('#map-graph .js-plotly-plot');
+            const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis, trace = gd._fullData[0];
+            const box = gd.getBoundingClientRect();
+            return {x: box.left + xa._offset + xa.l2p(trace.x[row]), y: box.top + ya._offset + ya.l2p(trace.y[row])};
+        }""",
+        row,
+    )
+
+
+def upload(page, files: list[tuple[str, bytes]]):
+    page.set_input_files(
+        "#locate-upload input[type=file]",
+        files=[{"name": name, "mimeType": "application/octet-stream", "buffer": data} for name, data in files],
+    )
+
+
+# --------------------------------------------------------------------------- map
+
+
+def test_map_draws_every_material_in_webgl(page, live_server, atlas):
+    open_map(page, live_server)
+    n_points = page.evaluate("() => document.querySelector('#map-graph .js-plotly-plot')._fullData[0].x.length")
+    assert n_points == len(atlas)
+    assert wait_until_drawn(page, "#map-graph"), "the WebGL scatter stayed blank"
+    page.get_by_text(f"{len(atlas):,} crystals").wait_for()
+
+
+def test_url_sets_and_keeps_the_colour(page, live_server, atlas):
+    open_map(page, live_server, "?color=band_gap")
+    page.locator("#map-graph .colorbar").get_by_text("band gap (eV)").wait_for()
+    page.locator("#map-color").click()
+    page.get_by_role("option", name="Density (g/cm³)").click()
+    page.locator("#map-graph .colorbar").get_by_text("density (g/cm³)").wait_for()
+    page.wait_for_url(re.compile(r"\?color=density$"))
+
+
+def test_search_highlights_and_lists_matches(page, live_server, atlas):
+    open_map(page, live_server, "?highlight=mp-172")
+    page.locator("#map-search-result").get_by_role("link", name="mp-172").wait_for()
+    rings = page.evaluate("() => document.querySelector('#map-graph .js-plotly-plot')._fullData[2].x.length")
+    assert rings == 1
+    page.fill("#map-search", "Xx9")
+    page.press("#map-search", "Enter")
+    page.locator("#map-search-result").get_by_text("Nothing matches 'Xx9'").wait_for()
+    page.wait_for_url(re.compile(r"highlight=Xx9"))
+
+
+def test_click_a_point_opens_its_page_with_neighbours_and_structure(page, live_server, atlas):
+    row = isolated_row(atlas)
+    material_id = atlas.materials["material_id"].iat[row]
+    open_map(page, live_server)
+    position = point_position(page, row)
+    page.mouse.move(position["x"], position["y"])
+    page.locator("#map-hover").get_by_text(material_id).wait_for()  # hover card follows the pointer
+    page.mouse.click(position["x"], position["y"])
+    page.wait_for_url(f"**/material/{material_id}")
+    page.locator("#material-title").get_by_text(material_id).wait_for()
+    grid_rows = page.locator(".neighbor-panel .ag-center-cols-container .ag-row")
+    grid_rows.first.wait_for()
+    assert grid_rows.count() >= 10
+    assert wait_until_drawn(page, ".structure-view__canvas", minimum=0.005), "the 3D structure stayed blank"
+
+
+def test_material_page_downloads_the_neighbour_csv(page, live_server, atlas):
+    page.goto(f"{live_server}/material/mp-172")
+    page.locator(".neighbor-panel .ag-row").first.wait_for()
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Download CSV").click()
+    assert download.value.suggested_filename == "mp-172_neighbors.csv"
+    assert Path(download.value.path()).read_text() == atlas.neighbors("mp-172", 25).to_csv(index=False)
+
+
+def test_unknown_material(page, live_server, atlas):
+    page.goto(f"{live_server}/material/mp-0")
+    page.get_by_text("mp-0 is not in the map").wait_for()
+
+
+# --------------------------------------------------------------------------- locate
+
+
+def test_locate_places_an_uploaded_cif(page, live_server, atlas):
+    page.goto(f"{live_server}/locate")
+    page.get_by_text("at most 5 MB per file").wait_for()
+    page.wait_for_function("() => { const gd = document.querySelector('#locate-map .js-plotly-plot'); return gd && gd._fullData; }")
+    upload(page, [("nd5ge4.cif", atlas.cif("mp-172").encode())])
+    card = page.locator(".located-card").filter(has_text="nd5ge4.cif")
+    card.locator(".ag-center-cols-container .ag-row").first.wait_for()
+    assert card.locator(".ag-center-cols-container .ag-row").count() == 10
+    page.wait_for_function(
+        "() => document.querySelector('#locate-map .js-plotly-plot')._fullData[4].x.length === 1"
+    )
+    page.get_by_text("Placed 1 of 1 file.").wait_for()
+
+
+def test_locate_says_why_a_file_is_refused(page, live_server, atlas):
+    page.goto(f"{live_server}/locate")
+    page.get_by_text("at most 5 MB per file").wait_for()
+    upload(page, [
+        ("notes.cif", b"these are my notes, not a crystal"),
+        ("picture.png", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR"),
+        ("disordered.cif", DISORDERED.encode()),
+    ])
+    page.get_by_text("Placed 0 of 3 files.").wait_for()
+    errors = page.locator(".located-card.card--error")
+    errors.nth(2).wait_for()
+    assert errors.count() == 3
+    text = " ".join(errors.all_inner_texts())
+    assert "not a CIF" in text and "binary file" in text and "disordered" in text
+    page.goto(f"{live_server}/")  # the server still serves
+    page.locator("#map-graph").wait_for()
+
+
+@pytest.mark.real_model
+@pytest.mark.skipif(not REAL_MODEL, reason="needs a map built with a trained model: MATMAP_TEST_REAL_MODEL=1 "
+                    "with MATMAP_DATA_DIR, MATMAP_DATASET, MATMAP_MODEL of that map")
+def test_locate_with_the_trained_model(page, live_server, atlas):
+    from ml.artifacts import MapArtifacts
+
+    assert MapArtifacts.locate.__module__ == "ml.artifacts", "the real locate must be in use"
+    material_id = atlas.materials.sort_values("nsites")["material_id"].iat[0]
+    page.goto(f"{live_server}/locate")
+    upload(page, [("own.cif", atlas.cif(material_id).encode())])
+    card = page.locator(".located-card").filter(has_text="own.cif")
+    card.locator(".ag-center-cols-container .ag-row").first.wait_for(timeout=120_000)
+    # the map's own structure is its own nearest neighbour
+    first = card.locator(".ag-center-cols-container .ag-row[row-index='0']")
+    assert material_id in first.inner_text()

@@ -1,0 +1,134 @@
+"""Neighbour grid and CSV, property table, uploads: plain functions on the fixture map."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from dash import no_update
+
+from components import located, neighbors, properties
+
+
+def data_url(raw: bytes, mime: str = "application/octet-stream") -> str:
+    return f"data:{mime};base64," + base64.b64encode(raw).decode()
+
+
+# --------------------------------------------------------------------------- neighbours
+
+
+def test_records_are_json_and_csv_matches_the_cli(atlas):
+    material_id = atlas.materials["material_id"].iat[0]
+    table = atlas.neighbors(material_id, 20)
+    records = neighbors.neighbor_records(table)
+    text = json.dumps(records, allow_nan=False)  # NaN became null
+    assert len(records) == 20 and list(records[0]) == list(table.columns)
+    # the browser sends the rows back as JSON; the CSV is what `python -m ml neighbors` writes
+    csv = neighbors.neighbors_csv(json.loads(text), list(table.columns))
+    assert csv == table.to_csv(index=False)
+    assert csv.splitlines()[0].startswith("rank,material_id,formula,distance,")
+
+
+def test_column_defs_link_ids_and_give_units():
+    defs = {d["field"]: d for d in neighbors.column_defs(["rank", "material_id", "formula", "distance", "band_gap", "density"])}
+    assert defs["material_id"]["cellRenderer"] == "MaterialLink"
+    assert defs["band_gap"]["headerName"] == "gap (eV)" and defs["band_gap"]["headerTooltip"] == "band gap (eV)"
+    assert defs["density"]["headerName"] == "ρ (g/cm³)"
+    assert "d3.format('.3f')" in defs["distance"]["valueFormatter"]["function"]
+
+
+def test_download_csv_callback(atlas):
+    table = atlas.neighbors(atlas.materials["material_id"].iat[1], 5)
+    meta = neighbors.panel_meta(list(table.columns), "x_neighbors.csv")
+    out = neighbors.download_csv(1, neighbors.neighbor_records(table), meta)
+    assert out["filename"] == "x_neighbors.csv" and out["content"] == table.to_csv(index=False)
+    assert neighbors.download_csv(0, [], meta) is no_update
+
+
+def test_panel_layout_has_its_pattern_ids():
+    panel = neighbors.NeighborPanel("p", rows=[{"rank": 1, "material_id": "mp-1"}], filename="f.csv")
+    ids = [c.id for c in panel.children if getattr(c, "id", None)]
+    assert neighbors.NeighborPanel.ids.grid("p") in ids and neighbors.NeighborPanel.ids.meta("p") in ids
+    grid = next(c for c in panel.children if getattr(c, "id", None) == neighbors.NeighborPanel.ids.grid("p"))
+    assert grid.rowData == [{"rank": 1, "material_id": "mp-1"}] and grid.getRowId == "params.data.material_id"
+
+
+# --------------------------------------------------------------------------- properties
+
+
+def test_property_rows_have_units_and_dashes_for_missing():
+    row = pd.Series({"band_gap": 1.23456, "density": np.nan, "icsd_origin": np.bool_(True), "spacegroup_number": 225.0,
+                     "crystal_system": "cubic"})
+    rows = dict(properties.property_rows(row))
+    assert rows == {"Band gap (eV)": "1.235", "Density (g/cm³)": "—", "Space group number": "225",
+                    "Crystal system": "cubic", "ICSD origin (experimental)": "yes"}
+
+
+def test_formula_subscripts_and_mp_links():
+    children = properties.formula_children("YBa2Cu3O7")
+    assert [c if isinstance(c, str) else c.children for c in children] == ["Y", "Ba", "2", "Cu", "3", "O", "7"]
+    assert properties.formula_children("not a formula!") == ["not a formula!"]
+    assert properties.external_link("mp-22526").href == "https://next-gen.materialsproject.org/materials/mp-22526"
+    assert properties.external_link("my-upload") is None
+
+
+# --------------------------------------------------------------------------- uploads
+
+
+def test_decode_upload_refuses_what_is_not_cif_text():
+    assert located.decode_upload(data_url(b"data_x\n_cell_length_a 1\n"), 1000).startswith("data_x")
+    assert located.decode_upload(data_url("é".encode("latin-1")), 1000) == "é"
+    with pytest.raises(located.UploadError, match="empty"):
+        located.decode_upload(data_url(b""), 1000)
+    with pytest.raises(located.UploadError, match="binary"):
+        located.decode_upload(data_url(b"\x89PNG\r\n\x1a\n\x00\x00"), 1000)
+    with pytest.raises(located.UploadError, match="limit"):
+        located.decode_upload(data_url(b"x" * 5000), 1000)
+    with pytest.raises(located.UploadError, match="decoded"):
+        located.decode_upload("data:text/plain;base64,@@@@", 1000)
+
+
+def test_locate_upload_places_a_cif_of_the_map_next_to_itself(atlas):
+    material_id = atlas.materials["material_id"].iat[3]
+    result = located.locate_upload(atlas, data_url(atlas.cif(material_id).encode()), "own.cif", "1", 10**6, k=5)
+    assert result["ok"] and result["message"] is None
+    assert result["formula"] == atlas.material(material_id)["formula"]
+    assert len(result["rows"]) == 5 and result["columns"][:4] == ["rank", "material_id", "formula", "distance"]
+    assert result["rows"][0]["distance"] == pytest.approx(0.0, abs=1e-3)
+    json.dumps(result, allow_nan=False)
+    points = located.located_points([result, {"key": "2", "ok": False}], atlas.row_of)
+    assert len(points) == 1 and len(points[0].neighbor_rows) == 5
+
+
+DISORDERED = (Path(__file__).parent / "data" / "disordered.cif").read_text()
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b"hello, this is not a crystal", "not a CIF"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00", "binary"),
+        (DISORDERED.encode(), "disordered"),
+        (b"", "empty"),
+    ],
+)
+def test_locate_upload_says_why_a_file_is_refused(atlas, raw, reason):
+    result = located.locate_upload(atlas, data_url(raw), "bad.cif", "1", 10**6, k=5)
+    assert not result["ok"] and reason in result["message"]
+    assert reason in json.dumps(located.result_card(result).to_plotly_json(), default=str)
+
+
+def test_an_unexpected_failure_is_reported_for_that_file_only(atlas, caplog):
+    class Broken:
+        def locate(self, text, k):
+            raise RuntimeError("model file missing")
+
+    with caplog.at_level(logging.ERROR):
+        result = located.locate_upload(Broken(), data_url(b"data_x\n_cell_length_a 1\n"), "a.cif", "1", 10**6, k=5)
+    assert not result["ok"] and "model file missing" in result["message"]
+    assert "locating a.cif failed" in caplog.text

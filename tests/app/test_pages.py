@@ -1,0 +1,184 @@
+"""Page layouts and callbacks called as plain functions, on the fixture map."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import numpy as np
+import pytest
+
+from components.map_figure import BASE, FOREGROUND, HIGHLIGHT, LOCATED
+from components.neighbors import NeighborPanel
+
+
+def text_of(component) -> str:
+    """Everything a layout would render, as one string (for "the page says …" checks)."""
+    return json.dumps(component.to_plotly_json() if hasattr(component, "to_plotly_json") else component,
+                      default=lambda c: c.to_plotly_json() if hasattr(c, "to_plotly_json") else str(c),
+                      ensure_ascii=False)
+
+
+def ids_of(component) -> set:
+    found = set()
+
+    def walk(node):
+        if hasattr(node, "to_plotly_json"):
+            if getattr(node, "id", None) is not None:
+                found.add(json.dumps(node.id, sort_keys=True) if isinstance(node.id, dict) else node.id)
+            walk(getattr(node, "children", None))
+        elif isinstance(node, (list, tuple)):
+            for child in node:
+                walk(child)
+
+    walk(component)
+    return found
+
+
+def patch_ops(patch) -> dict:
+    return {tuple(op["location"]): op["params"].get("value") for op in patch.to_plotly_json()["operations"]}
+
+
+# --------------------------------------------------------------------------- app shell
+
+
+def test_navbar_lists_map_and_locate(dash_app):
+    import app
+
+    links = app.navbar().children[1].children
+    assert [(link.children, link.href) for link in links] == [("Map", "/"), ("Locate", "/locate")]
+    assert dash_app.config.suppress_callback_exceptions is False
+
+
+# --------------------------------------------------------------------------- map page
+
+
+def test_map_layout_reads_the_view_from_the_url(pages, atlas):
+    layout = pages["map"].layout(color="element", element="Cd", highlight="HoCd")
+    ids = ids_of(layout)
+    assert {"map-graph", "map-color", "map-element", "map-search", "map-highlight"} <= ids
+    text = text_of(layout)
+    assert "300 crystals" in text and "1 material ringed on the map" in text and "mp-170" in text
+
+
+def test_map_layout_explains_a_bad_url(pages, atlas):
+    text = text_of(pages["map"].layout(color="bandgap", element="Xx"))
+    assert "unknown colour mode 'bandgap'" in text and "No material of this map contains 'Xx'" in text
+
+
+def test_initial_figure_and_patches(pages, atlas):
+    page = pages["map"]
+    figure = page.initial_figure(atlas, "band_gap", None, "HoCd")
+    assert len(figure.data[BASE].x) == len(atlas)
+    assert figure.data[FOREGROUND].marker.colorbar.title.text == "band gap (eV)"
+    assert list(figure.data[HIGHLIGHT].customdata) == atlas.search("HoCd")
+
+    ops = patch_ops(page.recolor_patch(atlas, "element", "Cd"))
+    assert set(ops) == {("data", BASE, "marker"), ("data", BASE, "name"), ("data", BASE, "showlegend"), ("data", FOREGROUND)}
+    assert "x" not in ops[("data", BASE, "marker")]  # the coordinates are not sent again
+    assert ops[("data", FOREGROUND)]["name"].startswith("contains Cd")
+
+    ops = patch_ops(page.search_patch(atlas, "mp-172"))
+    assert ops[("data", HIGHLIGHT)]["customdata"] == {"dtype": "i4", "bdata": base64.b64encode(
+        np.array([atlas.row_of("mp-172")], dtype=np.int32).tobytes()).decode()}
+    assert ("layout", "xaxis", "range") in ops
+    assert ("layout", "xaxis", "range") not in patch_ops(page.search_patch(atlas, "no such thing"))
+
+
+def test_search_summary(pages, atlas):
+    page = pages["map"]
+    assert page.search_summary(atlas, "") is None
+    assert "Nothing matches 'Xx9'" in text_of(page.search_summary(atlas, "Xx9"))
+    assert "1 material ringed" in text_of(page.search_summary(atlas, "mp-172"))
+
+
+def test_click_opens_the_material_page(pages, atlas):
+    row = atlas.row_of("mp-172")
+    assert pages["map"].open_material({"points": [{"curveNumber": BASE, "pointIndex": row}]}) == "/material/mp-172"
+
+
+def test_hover_card_shows_the_coloured_value(pages, atlas):
+    material = atlas.material("mp-172")
+    text = text_of(pages["map"].hover_details(material, "density", None))
+    assert "mp-172" in text and "Density (g/cm³)" in text and "6.895" in text
+    assert '"yes"' in text_of(pages["map"].hover_details(material, "element", "Ge"))
+
+
+# --------------------------------------------------------------------------- material page
+
+
+def test_material_layout(pages, atlas):
+    layout = pages["material"].layout(material_id="mp-172")
+    text = text_of(layout)
+    assert "mp-172" in text and "Formation energy (eV/atom)" in text
+    assert "https://next-gen.materialsproject.org/materials/mp-172" in text
+    assert "/?highlight=mp-172" in text
+    assert json.dumps(NeighborPanel.ids.grid("material"), sort_keys=True) in ids_of(layout)
+
+
+def test_unknown_material_says_it_is_not_in_the_map(pages, atlas):
+    text = text_of(pages["material"].layout(material_id="mp-0"))
+    assert "mp-0 is not in the map" in text
+
+
+def test_material_callbacks(pages, atlas):
+    page = pages["material"]
+    scene, legend, message = page.draw_structure("mp-172")
+    assert {c["name"] for c in scene["contents"]} >= {"atoms", "unit_cell"} and message is None
+    figure, message = page.draw_xrd("mp-172")
+    assert len(figure.data[0].x) == 5000 and message is None
+    rows, defs, meta, small_map, note = page.show_neighbors("mp-172", 7)
+    assert [r["rank"] for r in rows] == list(range(1, 8)) and note is None
+    assert meta == {"columns": [d["field"] for d in defs], "filename": "mp-172_neighbors.csv"}
+    assert len(small_map.data[1].x) == 7
+    rows, *_, note = page.show_neighbors("mp-172", 5000)
+    assert len(rows) == len(atlas) - 1 and "between 1 and 1000" in text_of(note)
+    assert page.download_cif(1, "mp-172")["content"] == atlas.cif("mp-172")
+    assert page.open_neighbor({"points": [{"customdata": "mp-170"}]}) == "/material/mp-170"
+
+
+def test_k_is_clamped(pages):
+    clamp = pages["material"].clamp_k
+    assert clamp(25) == (25, None)
+    assert clamp(0)[0] == 1 and clamp(1001)[0] == 1000 and clamp(None)[0] == 25
+
+
+# --------------------------------------------------------------------------- locate page
+
+
+def test_locate_layout_states_the_size_limit(pages, atlas):
+    text = text_of(pages["locate"].layout())
+    assert "at most 5 MB per file" in text
+
+
+def test_add_uploads_keeps_every_result_newest_first(pages, atlas):
+    page = pages["locate"]
+    good = "data:chemical/x-cif;base64," + base64.b64encode(atlas.cif("mp-172").encode()).decode()
+    bad = "data:text/plain;base64," + base64.b64encode(b"garbage").decode()
+    results, status = page.add_uploads(atlas, [good, bad], ["nd5ge4.cif", "junk.txt"], 4, [], 10**6)
+    assert status == "Placed 1 of 2 files." and [r["key"] for r in results] == ["1", "2"]
+    more, _ = page.add_uploads(atlas, good, "again.cif", 4, results, 10**6)  # one file: a string
+    assert [r["filename"] for r in more] == ["again.cif", "nd5ge4.cif", "junk.txt"] and more[0]["key"] == "3"
+    cards = text_of(page.result_cards(more))
+    assert "junk.txt" in cards and "not a CIF" in cards and "Nd" in cards
+
+
+def test_located_patch_only_touches_located_traces(pages, atlas):
+    from components.located import located_points
+
+    page = pages["locate"]
+    good = "data:chemical/x-cif;base64," + base64.b64encode(atlas.cif("mp-172").encode()).decode()
+    results, _ = page.add_uploads(atlas, [good], ["a.cif"], 3, [], 10**6)
+    ops = patch_ops(page.located_patch(atlas, located_points(results, atlas.row_of)))
+    assert set(ops) == {("data", LOCATED), ("data", LOCATED + 1)}
+    assert ops[("data", LOCATED + 1)]["hovertext"] == ["a.cif (Nd5Ge4)"]
+    assert "No structure placed yet" in text_of(page.result_cards([]))
+
+
+# --------------------------------------------------------------------------- no map
+
+
+def test_every_page_explains_a_missing_map(pages, no_map):
+    for name, kwargs in (("map", {}), ("material", {"material_id": "mp-172"}), ("locate", {})):
+        text = text_of(pages[name].layout(**kwargs))
+        assert "No map to show yet" in text and "python -m ml build --dataset" in text, name

@@ -1,0 +1,130 @@
+"""The map interface the app reads (ml.artifacts), on a small synthetic map."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ml.artifacts import (
+    MANIFEST,
+    ArtifactError,
+    MapArtifacts,
+    UnknownMaterialError,
+    _formula_key,
+    artifact_dir,
+    column_label,
+    write_artifacts,
+)
+from ml.models_registry import file_sha256
+from ml.settings import REPO_ROOT, get_settings
+
+
+@pytest.fixture
+def small_map(crystals):
+    """Five materials on a line in a 3-d embedding space, written with write_artifacts."""
+    materials = pd.DataFrame(
+        {
+            "material_id": ["mp-1", "mp-2", "mp-3", "mp-4", "mp-5"],
+            "formula": ["NaCl", "LiCoO2", "CsCl", "Si", "CoLiO2"],
+            "x": np.arange(5, dtype=np.float32),
+            "y": np.zeros(5, dtype=np.float32),
+            "band_gap": [5.0, 2.7, 6.0, 1.1, np.nan],
+        }
+    )
+    embeddings = np.array([[0, 0, 0], [1, 0, 0], [3, 0, 0], [7, 0, 0], [10, 0, 0]], dtype=np.float32)
+    cifs = {"mp-1": crystals.nacl().to(fmt="cif"), "mp-3": crystals.cscl().to(fmt="cif")}
+    folder = artifact_dir("user-toy", "m")
+    assert str(folder).startswith(str(get_settings().data_dir))
+    write_artifacts(folder, {"dataset": "user-toy", "model": "m"}, materials, embeddings, {"a": "picklable stand-in"}, cifs)
+    return folder
+
+
+def test_written_folder_and_manifest(small_map):
+    manifest = json.loads((small_map / MANIFEST).read_text())
+    assert manifest["n_materials"] == 5 and manifest["embedding_dim"] == 3
+    for name, digest in manifest["files"].items():
+        assert file_sha256(small_map / name) == digest
+    assert "numpy" in manifest["versions"]
+    assert not small_map.with_name("m.partial").exists()
+
+
+def test_load_and_look_up(small_map):
+    artifacts = MapArtifacts.load("user-toy", "m")
+    assert len(artifacts) == 5 and artifacts.dataset == "user-toy" and artifacts.model == "m"
+    assert "mp-3" in artifacts and "mp-9" not in artifacts
+    assert artifacts.material("mp-2")["formula"] == "LiCoO2"
+    np.testing.assert_array_equal(artifacts.coordinates[:, 0], np.arange(5))
+    with pytest.raises(UnknownMaterialError, match="'mp-9' is not in the user-toy map"):
+        artifacts.row_of("mp-9")
+
+
+def test_neighbors(small_map):
+    artifacts = MapArtifacts.load("user-toy", "m")
+    table = artifacts.neighbors("mp-3", k=3)
+    assert list(table.columns[:4]) == ["rank", "material_id", "formula", "distance"]
+    assert list(table["material_id"]) == ["mp-2", "mp-1", "mp-4"]
+    np.testing.assert_allclose(table["distance"], [2.0, 3.0, 4.0])
+    assert "band_gap" in table and table["band_gap"].iloc[0] == 2.7
+    # k beyond the map gives every other material
+    assert len(artifacts.neighbors("mp-1", k=50)) == 4
+    for bad in (0, 1001):
+        with pytest.raises(ValueError, match="between 1 and 1000"):
+            artifacts.neighbors("mp-1", k=bad)
+    with pytest.raises(ValueError, match="dimensions"):
+        artifacts.neighbors_of_embedding(np.zeros(4))
+    # a point off the map: every material is a candidate
+    outside = artifacts.neighbors_of_embedding(np.array([6.2, 0, 0]), k=2)
+    assert list(outside["material_id"]) == ["mp-4", "mp-3"]
+
+
+def test_search_by_id_and_formula(small_map):
+    artifacts = MapArtifacts.load("user-toy", "m")
+    assert artifacts.search("mp-4") == [3]
+    assert artifacts.search("LiCoO2") == [1, 4]  # CoLiO2 is the same formula
+    assert artifacts.search("O2 Li Co") == [1, 4]
+    assert artifacts.search("Li2Co2O4") == [1, 4]  # reduced
+    assert artifacts.search("nacl") == []  # element symbols are case-sensitive
+    assert artifacts.search("   ") == [] and artifacts.search("Xx!") == []
+    assert _formula_key("Fe2O3") == _formula_key("O3Fe2") != _formula_key("FeO")
+
+
+def test_structures_from_the_store(small_map):
+    artifacts = MapArtifacts.load("user-toy", "m")
+    assert artifacts.structure("mp-1").composition.reduced_formula == "NaCl"
+    with pytest.raises(UnknownMaterialError):
+        artifacts.cif("mp-2")  # on the map, but no structure stored
+    two_theta, intensity = artifacts.xrd_pattern("mp-3")
+    assert two_theta.shape == intensity.shape == (5000,) and intensity.max() == 1.0
+
+
+def test_missing_map_and_mismatched_files(small_map):
+    with pytest.raises(ArtifactError, match="python -m ml build --dataset user-toy --model other"):
+        MapArtifacts.load("user-toy", "other")
+    np.save(small_map / "embeddings.npy", np.zeros((4, 3), dtype=np.float32))
+    with pytest.raises(ArtifactError, match="5 materials but 4 embeddings"):
+        MapArtifacts.load("user-toy", "m")
+
+
+def test_write_refuses_inconsistent_input(tmp_path):
+    table = pd.DataFrame({"material_id": ["a"], "formula": ["X"], "x": [0.0], "y": [0.0]})
+    with pytest.raises(ValueError, match="1 materials but 2 embeddings"):
+        write_artifacts(tmp_path / "f", {}, table, np.zeros((2, 3)), {}, {})
+    with pytest.raises(ValueError, match="lacks"):
+        write_artifacts(tmp_path / "f", {}, table.drop(columns="y"), np.zeros((1, 3)), {}, {})
+    assert not (tmp_path / "f").exists()
+
+
+def test_column_label():
+    assert column_label("band_gap") == "band gap (eV)"
+    assert column_label("crystal_system") == "crystal system"
+
+
+def test_artifacts_module_does_not_import_torch():
+    code = "import sys, ml.artifacts; sys.exit('torch' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr or "ml.artifacts imported torch"
