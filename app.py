@@ -44,6 +44,7 @@ def create_app() -> Dash:
         title="matmap",
         update_title=None,
         serve_locally=True,
+        compress=True,  # the map page sends ~5 MB of coordinates and hover text for 140k points
         meta_tags=[{"name": "viewport", "content": "width=device-width, initial-scale=1"}],
     )
     app.layout = html.Div(
@@ -71,7 +72,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8050)
     parser.add_argument("--debug", action="store_true", help="Dash dev tools and reloading")
     args = parser.parse_args(argv)
-    app.run(host=args.host, port=args.port, debug=args.debug)
+    # no dev-tools version check: it calls a plotly server, and the app must work offline
+    app.run(host=args.host, port=args.port, debug=args.debug, dev_tools_disable_version_check=True)
 
 
 if __name__ == "__main__":

@@ -36,6 +36,12 @@ def map_missing(message: str) -> html.Div:
     )
 
 
+def missing_page(message: str, skeleton) -> html.Div:
+    """A page without its map: the :func:`map_missing` message, and the page's components
+    hidden, so that the callbacks Dash validates against the layout still find their ids."""
+    return html.Div([map_missing(message), html.Div(skeleton, hidden=True)], className="page")
+
+
 def notice(children, kind: str = "info", **kwargs) -> html.Div:
     """A coloured message box; ``kind`` is ``info``, ``warning`` or ``error``."""
     if kind not in ("info", "warning", "error"):

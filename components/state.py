@@ -34,6 +34,17 @@ def get_map() -> MapArtifacts:
     return _loaded
 
 
+def require_map() -> MapArtifacts:
+    """The map, for callbacks: raises ``PreventUpdate`` (nothing changes on the page) when it
+    is missing, since the page already says so."""
+    from dash.exceptions import PreventUpdate
+
+    try:
+        return get_map()
+    except ArtifactError:
+        raise PreventUpdate from None
+
+
 def map_or_error() -> tuple[MapArtifacts | None, str | None]:
     """``(map, None)`` when the map loads, ``(None, message)`` when it does not."""
     try:

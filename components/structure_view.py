@@ -33,6 +33,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import sys
+import threading
 import types
 import warnings
 
@@ -58,8 +59,28 @@ class StructureViewError(RuntimeError):
     """crystal-toolkit could not build a scene for this structure."""
 
 
+_import_lock = threading.RLock()
+
+
+def preload() -> None:
+    """Import crystal-toolkit's scene modules and pymatgen's diffraction module now, once.
+
+    Call it before callbacks that draw structures and XRD patterns can run in parallel
+    threads (the material page does, from its layout): both import ``palettable``, and two
+    threads importing it for the first time at once die with ``_DeadlockError``.
+    """
+    with _import_lock:
+        _scene_modules()
+        import pymatgen.analysis.diffraction.xrd  # noqa: F401  (imports palettable too)
+
+
 def _scene_modules():
     """crystal-toolkit's ``Legend``, ``Scene`` and the renderables, without its package ``__init__``."""
+    with _import_lock:
+        return _load_scene_modules()
+
+
+def _load_scene_modules():
     if "crystal_toolkit" not in sys.modules:
         spec = importlib.util.find_spec("crystal_toolkit")
         if spec is None or not spec.submodule_search_locations:

@@ -213,12 +213,13 @@ def material_id_for_file(relative_name: str) -> str:
 
 
 def dataset_name(name: str) -> str:
-    """The name a dataset's caches and maps are filed under: the registry name, or
-    ``user-<stem>`` for a path (``/data/my_cifs`` → ``user-my_cifs``). A ``user-…`` name that is
-    not an existing path is already a map name and comes back unchanged (idempotent)."""
-    if name in REGISTRY or (name.startswith("user-") and not Path(name).expanduser().exists()):
+    """The name a dataset's caches and maps are filed under: a registry name as is,
+    ``user-<stem>`` for an existing path (``/data/my_cifs`` → ``user-my_cifs``); any other
+    name is already a map name (``user-my_cifs``, ``mp2024-test``) and comes back unchanged."""
+    path = Path(name).expanduser()
+    if name in REGISTRY or not path.exists():
         return name
-    return f"user-{Path(name).expanduser().resolve().stem}"
+    return f"user-{path.resolve().stem}"
 
 
 def _user_dataset(path: Path) -> Dataset:

@@ -71,8 +71,8 @@ def embed_structures(structures: list, artifacts: MapArtifacts) -> np.ndarray:
     from ml.embed import embed_crystals
     from ml.featurize import FeatureTable
 
+    graphs = [crystal_graph(s, GraphConfig()) for s in structures]  # input errors before model errors
     model = _model_for(artifacts.model, artifacts.manifest.get("model_sha256"))
-    graphs = [crystal_graph(s, GraphConfig()) for s in structures]
     table = FeatureTable(
         material_ids=np.array([str(i) for i in range(len(graphs))]),
         arrays={

@@ -120,7 +120,7 @@ def materials_table(dataset: Dataset, graphs) -> pd.DataFrame:
 
 
 def build_map(
-    dataset_name: str,
+    dataset: str | Dataset,
     model: str | None = None,
     perplexity: float = 30.0,
     seed: int = 0,
@@ -129,6 +129,8 @@ def build_map(
     progress: bool = True,
 ) -> Path:
     """Everything a map needs that is not built yet; returns the artifact folder.
+
+    ``dataset`` is a registry name, a CIF path, or a :class:`Dataset` (e.g. a ``subset``).
 
     Steps: crystal graphs (cached, parallel), embeddings with the model, t-SNE, neighbour
     index, structure store, manifest. An up-to-date map (same model file, same materials,
@@ -143,7 +145,8 @@ def build_map(
     from ml.cmml import load_model
 
     began = time.time()
-    dataset = get_dataset(dataset_name)
+    if isinstance(dataset, str):
+        dataset = get_dataset(dataset)
     model_name, model_path = resolve_model(model)
     folder = artifact_dir(dataset.name, model_name)
     settings = {"perplexity": perplexity, "seed": seed, "model_sha256": file_sha256(model_path),

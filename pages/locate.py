@@ -12,7 +12,7 @@ import numpy as np
 from dash import Input, Output, Patch, State, callback, ctx, dcc, html, no_update
 from dash.exceptions import PreventUpdate
 
-from components.common import map_missing
+from components.common import missing_page
 from components.located import located_points, locate_upload, result_card
 from components.map_figure import (
     LOCATED,
@@ -24,7 +24,7 @@ from components.map_figure import (
     make_map_figure,
     trace_json,
 )
-from components.state import LOCATED_STORE, get_map, map_hover_text, map_or_error
+from components.state import LOCATED_STORE, map_hover_text, map_or_error, require_map
 from ml.artifacts import MAX_NEIGHBORS
 from ml.settings import get_settings
 
@@ -36,8 +36,12 @@ DEFAULT_K = 10
 def layout(**_):
     """The upload zone, the results and the map with the uploaded structures."""
     atlas, error = map_or_error()
-    if atlas is None:
-        return html.Div(map_missing(error), className="page")
+    if atlas is None:  # the message, and the components hidden (for Dash's callback checks)
+        return missing_page(error, _page(get_settings().model))
+    return _page(atlas.model)
+
+
+def _page(model: str):
     limit = get_settings().max_upload_mb
     return html.Div(
         className="page locate-page",
@@ -46,7 +50,7 @@ def layout(**_):
             html.P(
                 [
                     "Drop one or more CIF files. Each structure is embedded by the crystal encoder of model ",
-                    html.Code(atlas.model),
+                    html.Code(model),
                     " and placed on the map next to the materials it resembles most. Ordered structures only "
                     "(no partial occupancies); ",
                     html.Strong(f"at most {limit:g} MB per file"),
@@ -168,7 +172,7 @@ def locate_files(contents, _clear, filenames, k, results):
         # rather than PreventUpdate, lets show_results draw the page from it.
         return results or [], no_update, no_update
     max_bytes = int(get_settings().max_upload_mb * 1e6)
-    results, status = add_uploads(get_map(), contents, filenames, k, results, max_bytes)
+    results, status = add_uploads(require_map(), contents, filenames, k, results, max_bytes)
     return results, None, status
 
 
@@ -182,7 +186,7 @@ def locate_files(contents, _clear, filenames, k, results):
 def show_results(results, drawn):
     """Cards of the results and the map: the whole figure the first time this page shows it,
     afterwards a ``Patch`` of the two located traces only."""
-    atlas = get_map()
+    atlas = require_map()
     results = results or []
     points = located_points(results, atlas.row_of)
     if not drawn:
@@ -206,4 +210,4 @@ def open_material(click_data):
     row = clicked_row(click_data)
     if row is None:
         raise PreventUpdate
-    return f"/material/{get_map().materials['material_id'].iat[row]}"
+    return f"/material/{require_map().materials['material_id'].iat[row]}"

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dash
 from dash import ClientsideFunction, Input, Output, Patch, State, callback, clientside_callback, ctx, dcc, html, no_update
 
-from components.common import map_missing, notice, page_link
+from components.common import missing_page, notice, page_link
 from components.map_figure import (
     BASE,
     COLOR_MODES,
@@ -31,7 +31,7 @@ from components.map_figure import (
     zoom_ranges,
 )
 from components.properties import format_value, formula_children
-from components.state import get_map, map_elements, map_hover_text, map_or_error
+from components.state import map_elements, map_hover_text, map_or_error, require_map
 
 dash.register_page(__name__, path="/", name="Map", title="matmap · materials map", order=0)
 
@@ -47,8 +47,8 @@ MAX_LISTED = 12
 def layout(color: str | None = None, element: str | None = None, highlight: str | None = None, **_):
     """The map page; query parameters ``color``, ``element`` and ``highlight`` set the view."""
     atlas, error = map_or_error()
-    if atlas is None:
-        return html.Div(map_missing(error), className="page")
+    if atlas is None:  # the message, and the components hidden (for Dash's callback checks)
+        return missing_page(error, _page(DEFAULT_MODE, [], None, "", [], None, None))
     notes = []
     try:
         mode = parse_mode(color)
@@ -60,6 +60,11 @@ def layout(color: str | None = None, element: str | None = None, highlight: str 
     if element and element not in elements:
         notes.append(notice(f"No material of this map contains {element!r}; showing {symbol}.", "warning"))
     query = (highlight or "").strip()
+    summary = f"{len(atlas):,} crystals · dataset {atlas.dataset} · model {atlas.model}"
+    return _page(mode, elements, symbol, query, notes, summary, search_summary(atlas, query))
+
+
+def _page(mode: str, elements: list[str], symbol: str | None, query: str, notes: list, summary: str | None, found):
     return html.Div(
         className="map-page",
         children=[
@@ -67,11 +72,7 @@ def layout(color: str | None = None, element: str | None = None, highlight: str 
                 className="sidebar",
                 children=[
                     html.H1("Materials map", className="sidebar__title"),
-                    html.P(
-                        f"{len(atlas):,} crystals · dataset {atlas.dataset} · model {atlas.model}",
-                        className="muted",
-                        id="map-summary",
-                    ),
+                    html.P(summary, className="muted", id="map-summary"),
                     *notes,
                     html.Label("Colour by", htmlFor="map-color", className="field-label"),
                     dcc.Dropdown(
@@ -105,7 +106,7 @@ def layout(color: str | None = None, element: str | None = None, highlight: str 
                             html.Button("Find", id="map-search-button", className="button", n_clicks=0),
                         ],
                     ),
-                    html.Div(search_summary(atlas, query), id="map-search-result", className="search-result"),
+                    html.Div(found, id="map-search-result", className="search-result"),
                     dcc.Store(id="map-highlight", data=query),
                     html.Div(id="map-hover", className="hover-card", children=_hover_placeholder()),
                     html.P(
@@ -205,7 +206,7 @@ def search_patch(atlas, query: str) -> Patch:
 )
 def draw_map(mode, element, query):
     """First call: the whole figure; later calls (a new colour or element): a ``Patch``."""
-    atlas = get_map()
+    atlas = require_map()
     if ctx.triggered_id is None:
         return initial_figure(atlas, mode, element, query), _element_row_style(mode)
     return recolor_patch(atlas, mode, element), _element_row_style(mode)
@@ -221,7 +222,7 @@ def draw_map(mode, element, query):
 )
 def search(query, _clicks):
     """Ring the materials matching an id or a formula and zoom onto them."""
-    atlas = get_map()
+    atlas = require_map()
     query = (query or "").strip()
     return search_patch(atlas, query), search_summary(atlas, query), query
 
@@ -232,7 +233,7 @@ def open_material(click_data):
     row = clicked_row(click_data)
     if row is None:
         return no_update
-    return f"/material/{get_map().materials['material_id'].iat[row]}"
+    return f"/material/{require_map().materials['material_id'].iat[row]}"
 
 
 @callback(
@@ -247,7 +248,7 @@ def describe_hovered(hover_data, mode, element):
     row = clicked_row(hover_data)
     if row is None:
         return _hover_placeholder()
-    material = get_map().materials.iloc[row]
+    material = require_map().materials.iloc[row]
     return hover_details(material, mode, element)
 
 

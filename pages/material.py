@@ -10,12 +10,19 @@ import dash
 from dash import Input, Output, State, callback, dcc, html, no_update
 from dash.exceptions import PreventUpdate
 
-from components.common import map_missing, notice
+from components.common import missing_page, notice
 from components.map_figure import make_neighbors_map_figure, sample_rows
 from components.neighbors import NeighborPanel, column_defs, neighbor_records, panel_meta
 from components.properties import external_link, formula_children, property_table
-from components.state import get_map, map_or_error
-from components.structure_view import StructureView, StructureViewError, empty_scene, legend_chips, structure_scene
+from components.state import map_or_error, require_map
+from components.structure_view import (
+    StructureView,
+    StructureViewError,
+    empty_scene,
+    legend_chips,
+    preload,
+    structure_scene,
+)
 from components.xrd import make_xrd_figure
 from ml.artifacts import MAX_NEIGHBORS, ArtifactError, UnknownMaterialError
 
@@ -36,8 +43,9 @@ VIEW_ID = "material"
 def layout(material_id: str | None = None, **_):
     """The page of ``material_id``, a "not in the map" page for an unknown id."""
     atlas, error = map_or_error()
-    if atlas is None:
-        return html.Div(map_missing(error), className="page")
+    if atlas is None:  # the message, and the components hidden (for Dash's callback checks)
+        return missing_page(error, _body(None, None))
+    preload()  # before this page's structure and XRD callbacks import in parallel
     if material_id is None:  # Dash's validation layout: the components, no material
         return _body(None, None)
     try:
@@ -166,7 +174,7 @@ def draw_structure(material_id):
     if not material_id:
         raise PreventUpdate
     try:
-        scene, colors = structure_scene(get_map().structure(material_id))
+        scene, colors = structure_scene(require_map().structure(material_id))
     except (StructureViewError, ArtifactError, ValueError) as error:
         return empty_scene(), [], notice(f"The structure cannot be drawn: {error}", "error")
     return scene, legend_chips(colors), None
@@ -177,7 +185,7 @@ def draw_xrd(material_id):
     """The simulated XRD pattern (Cu Kα, 2θ 10–110°)."""
     if not material_id:
         raise PreventUpdate
-    atlas = get_map()
+    atlas = require_map()
     try:
         two_theta, intensity = atlas.xrd_pattern(material_id)
     except (ArtifactError, ValueError) as error:
@@ -208,7 +216,7 @@ def show_neighbors(material_id, k):
     if not material_id:
         raise PreventUpdate
     k, note = clamp_k(k)
-    atlas = get_map()
+    atlas = require_map()
     table = atlas.neighbors(material_id, k)
     coordinates = atlas.coordinates
     rows = [atlas.row_of(mid) for mid in table["material_id"]]
@@ -243,7 +251,7 @@ def download_cif(n_clicks, material_id):
     """The material's CIF as a file."""
     if not n_clicks or not material_id:
         raise PreventUpdate
-    return {"content": get_map().cif(material_id), "filename": f"{material_id}.cif", "type": "chemical/x-cif"}
+    return {"content": require_map().cif(material_id), "filename": f"{material_id}.cif", "type": "chemical/x-cif"}
 
 
 @callback(Output("material-nav", "href"), Input("material-neighbor-map", "clickData"), prevent_initial_call=True)

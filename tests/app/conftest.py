@@ -1,11 +1,9 @@
 """Fixtures of the app's tests: a small real map, the app pointed at it, and for the browser
 tests a live server and headless Chromium.
 
-The map is built once per session by :func:`fixture_map.build_fixture_map` (swap that for
-the real ``python -m ml build`` on a tiny slice when it can make one). Until the app's tests
-run against a map built with a trained model, ``MapArtifacts.locate`` is replaced by
-:func:`fixture_map.fake_locate`, which keeps the real CIF parsing and structure checks; set
-``MATMAP_TEST_REAL_MODEL=1`` to use the real one (see ``test_browser.py``).
+The map is built once per session by :func:`fixture_map.build_fixture_map`: the real
+pipeline (``ml.mapbuild.build_map``) on 300 small mp2024 materials with the committed model,
+so locating a CIF runs the real encoder and t-SNE ``transform``.
 
 Browser tests use Debian's Chromium (``/usr/bin/chromium``; ``MATMAP_TEST_CHROMIUM`` to
 override), never a browser downloaded by Playwright.
@@ -20,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from fixture_map import DATASET, MODEL, REAL_MODEL, build_fixture_map, fake_locate
+from fixture_map import DATASET, MODEL, build_fixture_map
 
 CHROMIUM = os.environ.get("MATMAP_TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--enable-unsafe-swiftshader", "--disable-background-networking"]
@@ -28,17 +26,11 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--enable-unsafe-swiftshader",
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "browser: drives the app in headless Chromium (needs /usr/bin/chromium)")
-    config.addinivalue_line(
-        "markers", "real_model: needs a map built with a trained model (MATMAP_TEST_REAL_MODEL=1 and MATMAP_DATA_DIR)"
-    )
 
 
 @pytest.fixture(scope="session")
 def map_data_dir(tmp_path_factory) -> Path:
-    """A data folder holding the fixture map (or, with ``MATMAP_TEST_REAL_MODEL=1``, the
-    ``MATMAP_DATA_DIR`` of a map built with a trained model)."""
-    if REAL_MODEL:
-        return Path(os.environ["MATMAP_DATA_DIR"])
+    """A data folder holding the fixture map and the model it was built with."""
     data_dir = tmp_path_factory.mktemp("matmap-data")
     build_fixture_map(data_dir)
     return data_dir
@@ -48,14 +40,11 @@ def map_data_dir(tmp_path_factory) -> Path:
 def app_env(map_data_dir):
     """Point the settings (and so the app) at the test map for the whole session."""
     from components import state
-    from ml.artifacts import MapArtifacts
 
     with pytest.MonkeyPatch.context() as patch:
-        if not REAL_MODEL:
-            patch.setenv("MATMAP_DATA_DIR", str(map_data_dir))
-            patch.setenv("MATMAP_DATASET", DATASET)
-            patch.setenv("MATMAP_MODEL", MODEL)
-            patch.setattr(MapArtifacts, "locate", fake_locate)
+        patch.setenv("MATMAP_DATA_DIR", str(map_data_dir))
+        patch.setenv("MATMAP_DATASET", DATASET)
+        patch.setenv("MATMAP_MODEL", MODEL)
         state.reset()
         yield map_data_dir
     state.reset()
@@ -129,7 +118,8 @@ def browser():
 @pytest.fixture
 def page(browser, live_server):
     """A fresh browser page; fails the test if the page asked for anything off this machine
-    (the UI must not need a CDN) or threw an uncaught JavaScript error."""
+    (the UI must not need a CDN), threw an uncaught JavaScript error or logged an error (Dash
+    reports failed callbacks and bad figure patches there)."""
     context = browser.new_context(viewport={"width": 1400, "height": 900}, accept_downloads=True)
     context.set_default_timeout(60_000)
     outside: list[str] = []
@@ -146,7 +136,8 @@ def page(browser, live_server):
     context.route("**/*", route)
     page = context.new_page()
     page.on("pageerror", lambda error: errors.append(str(error)))
+    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
     yield page
     context.close()
     assert not outside, f"the page fetched from outside this machine: {outside}"
-    assert not errors, f"uncaught JavaScript errors: {errors}"
+    assert not errors, f"JavaScript errors: {errors}"

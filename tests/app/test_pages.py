@@ -179,6 +179,18 @@ def test_located_patch_only_touches_located_traces(pages, atlas):
 
 
 def test_every_page_explains_a_missing_map(pages, no_map):
-    for name, kwargs in (("map", {}), ("material", {"material_id": "mp-172"}), ("locate", {})):
-        text = text_of(pages[name].layout(**kwargs))
+    for name, kwargs, some_id in (("map", {}, "map-graph"), ("material", {"material_id": "mp-172"}, "material-xrd"),
+                                  ("locate", {}, "locate-upload")):
+        layout = pages[name].layout(**kwargs)
+        text = text_of(layout)
         assert "No map to show yet" in text and "python -m ml build --dataset" in text, name
+        assert some_id in ids_of(layout), "the hidden components keep Dash's callback checks quiet"
+
+
+def test_callbacks_change_nothing_without_a_map(pages, no_map):
+    from dash.exceptions import PreventUpdate
+
+    with pytest.raises(PreventUpdate):
+        pages["map"].search("mp-172", 1)
+    with pytest.raises(PreventUpdate):
+        pages["material"].draw_xrd("mp-172")
