@@ -252,12 +252,13 @@ class MapArtifacts:
 
     def xrd_pattern(self, material_id: str) -> tuple[np.ndarray, np.ndarray]:
         """``(two_theta, intensity)`` of a material's simulated XRD pattern: bin edges in
-        degrees and max-normalised intensities, both ``(5000,)`` (see :mod:`ml.xrd`)."""
-        from ml.xrd import XRDConfig, xrd_pattern
+        degrees and max-normalised intensities, both ``(5000,)`` (see :mod:`ml.xrd`; computed
+        by :mod:`ml.xrd_sim`, which gives pymatgen's pattern ~30× faster)."""
+        from ml.xrd import XRDConfig
+        from ml.xrd_sim import xrd_pattern_fast
 
         config = XRDConfig()
-        return config.two_theta(), xrd_pattern(self.structure(material_id), config)
-
+        return config.two_theta(), xrd_pattern_fast(self.structure(material_id), config)
 
     def locate(self, cif_text: str, k: int = 10):
         """Place a new CIF on this map: see :func:`ml.locate.locate_cif` (loads the model lazily).
