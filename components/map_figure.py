@@ -461,6 +461,12 @@ def clicked_row(click_data: dict | None) -> int | None:
     return None
 
 
+def clicked_material_href(material_ids, click_data: dict | None) -> str | None:
+    """``/material/<id>`` of a clicked point (``material_ids`` by table row), or ``None``."""
+    row = clicked_row(click_data)
+    return None if row is None else f"/material/{material_ids.iat[row]}"
+
+
 def zoom_ranges(coordinates: np.ndarray, rows, pad: float = 0.15, min_span: float | None = None) -> tuple[list[float], list[float]] | None:
     """Axis ranges ``([x0, x1], [y0, y1])`` framing ``rows`` with a margin, or ``None`` if empty.
 

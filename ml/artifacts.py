@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from ml.datasets import PROPERTY_UNITS
+from ml.models_registry import file_sha256
 from ml.settings import get_settings
 
 MANIFEST = "manifest.json"
@@ -312,16 +313,6 @@ def _cif_from_sqlite(path: Path, material_id: str) -> str | None:
 # --------------------------------------------------------------------------- writing
 
 
-def _sha256(path: Path) -> str:  # no import of ml.models_registry: keep this module light
-    import hashlib
-
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def write_artifacts(
     folder: Path,
     manifest: dict,
@@ -377,7 +368,7 @@ def write_artifacts(
         n_materials=int(len(materials)),
         embedding_dim=int(embeddings.shape[1]),
         versions=_library_versions(),
-        files={name: _sha256(partial / name) for name in (*REQUIRED_FILES[1:], STRUCTURES)},
+        files={name: file_sha256(partial / name) for name in (*REQUIRED_FILES[1:], STRUCTURES)},
     )
     (partial / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str))
     if folder.exists():

@@ -62,6 +62,22 @@ class GraphStore:
         self.atom_offsets = np.concatenate([[0], np.cumsum(a["n_atoms"])])
         self.edge_offsets = np.concatenate([[0], np.cumsum(a["n_edges"])])
 
+    @classmethod
+    def from_graphs(cls, graphs: list) -> "GraphStore":
+        """A store of in-memory :class:`ml.graph.CrystalGraph` objects (ids ``"0"``, ``"1"`` …)."""
+        table = FeatureTable(
+            material_ids=np.array([str(i) for i in range(len(graphs))]),
+            arrays={
+                "n_atoms": np.array([len(g.atomic_numbers) for g in graphs]),
+                "n_edges": np.array([len(g.edge_src) for g in graphs]),
+                "atomic_numbers": np.concatenate([g.atomic_numbers for g in graphs]),
+                "edge_src": np.concatenate([g.edge_src for g in graphs]),
+                "edge_dst": np.concatenate([g.edge_dst for g in graphs]),
+                "edge_distance": np.concatenate([g.edge_distance for g in graphs]),
+            },
+        )
+        return cls(table)
+
     def __len__(self) -> int:
         return len(self.material_ids)
 

@@ -69,23 +69,11 @@ def embed_structures(structures: list, artifacts: MapArtifacts) -> np.ndarray:
 
     from ml.batches import GraphStore
     from ml.embed import embed_crystals
-    from ml.featurize import FeatureTable
 
     graphs = [crystal_graph(s, GraphConfig()) for s in structures]  # input errors before model errors
     model = _model_for(artifacts.model, artifacts.manifest.get("model_sha256"))
-    table = FeatureTable(
-        material_ids=np.array([str(i) for i in range(len(graphs))]),
-        arrays={
-            "n_atoms": np.array([len(g.atomic_numbers) for g in graphs]),
-            "n_edges": np.array([len(g.edge_src) for g in graphs]),
-            "atomic_numbers": np.concatenate([g.atomic_numbers for g in graphs]),
-            "edge_src": np.concatenate([g.edge_src for g in graphs]),
-            "edge_dst": np.concatenate([g.edge_dst for g in graphs]),
-            "edge_distance": np.concatenate([g.edge_distance for g in graphs]),
-        },
-    )
     with torch.inference_mode():
-        return embed_crystals(model, GraphStore(table))
+        return embed_crystals(model, GraphStore.from_graphs(graphs))
 
 
 def locate_structures(structures: list, artifacts: MapArtifacts, k: int = 10) -> list[LocatedMaterial]:

@@ -15,10 +15,10 @@ from dash.exceptions import PreventUpdate
 from components.common import missing_page
 from components.located import located_points, locate_upload, result_card
 from components.map_figure import (
+    clicked_material_href,
     LOCATED,
     MISSING_COLOR,
     ColorLayers,
-    clicked_row,
     located_color,
     located_traces,
     make_map_figure,
@@ -207,7 +207,7 @@ def located_patch(atlas, points) -> Patch:
 @callback(Output("locate-nav", "href"), Input("locate-map", "clickData"), prevent_initial_call=True)
 def open_material(click_data):
     """A click on a material of the map opens its page."""
-    row = clicked_row(click_data)
-    if row is None:
+    href = clicked_material_href(require_map().materials["material_id"], click_data)
+    if href is None:
         raise PreventUpdate
-    return f"/material/{require_map().materials['material_id'].iat[row]}"
+    return href

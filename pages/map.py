@@ -14,6 +14,7 @@ from dash import ClientsideFunction, Input, Output, Patch, State, callback, clie
 
 from components.common import missing_page, notice, page_link
 from components.map_figure import (
+    clicked_material_href,
     BASE,
     COLOR_MODES,
     DEFAULT_ELEMENT,
@@ -230,10 +231,10 @@ def search(query, _clicks):
 @callback(Output("map-nav", "href"), Input("map-graph", "clickData"), prevent_initial_call=True)
 def open_material(click_data):
     """A click on a point opens that material's page."""
-    row = clicked_row(click_data)
-    if row is None:
+    href = clicked_material_href(require_map().materials["material_id"], click_data)
+    if href is None:
         return no_update
-    return f"/material/{require_map().materials['material_id'].iat[row]}"
+    return href
 
 
 @callback(

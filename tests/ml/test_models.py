@@ -12,7 +12,6 @@ from ml.atom_features import atom_feature_table
 from ml.batches import GraphStore
 from ml.cmml import CMML, CMMLConfig, load_model, save_model
 from ml.embed import embed_crystals
-from ml.featurize import FeatureTable
 from ml.graph import crystal_graph
 from ml.models.cgcnn import CGCNNConfig, CGCNNConv, CrystalEncoder, GaussianDistance
 from ml.models.xrd_cnn import XRDCNNConfig, XRDEncoder
@@ -79,19 +78,7 @@ def test_gaussian_distance_expansion():
 
 
 def graphs_of(structures) -> GraphStore:
-    graphs = [crystal_graph(s) for s in structures]
-    table = FeatureTable(
-        material_ids=np.array([str(i) for i in range(len(graphs))]),
-        arrays={
-            "n_atoms": np.array([len(g.atomic_numbers) for g in graphs]),
-            "n_edges": np.array([len(g.edge_src) for g in graphs]),
-            "atomic_numbers": np.concatenate([g.atomic_numbers for g in graphs]),
-            "edge_src": np.concatenate([g.edge_src for g in graphs]),
-            "edge_dst": np.concatenate([g.edge_dst for g in graphs]),
-            "edge_distance": np.concatenate([g.edge_distance for g in graphs]),
-        },
-    )
-    return GraphStore(table)
+    return GraphStore.from_graphs([crystal_graph(s) for s in structures])
 
 
 @pytest.fixture(scope="module")
