@@ -7,7 +7,6 @@ import warnings
 
 import numpy as np
 
-from ml.graph import FeaturisationError
 
 #: Crystal system of each space-group number range (International Tables).
 _CRYSTAL_SYSTEMS = [

@@ -25,7 +25,7 @@ import csv
 import logging
 import os
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 
 from ml.atom_features import atom_feature_table
 from ml.batches import GraphStore, XRDStore, align
-from ml.cmml import CMML, CMMLConfig, load_model, save_model
+from ml.cmml import CMML, CMMLConfig, save_model
 from ml.datasets import Dataset
 from ml.embed import embed_crystals, embed_xrd
 from ml.featurize import featurize, load_features, n_shards_for
