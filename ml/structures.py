@@ -7,7 +7,6 @@ import warnings
 
 import numpy as np
 
-
 #: Crystal system of each space-group number range (International Tables).
 _CRYSTAL_SYSTEMS = [
     (2, "triclinic"),
