@@ -105,12 +105,12 @@ def featurize_cif(kind: str, config, cif: str, engine: str = "fast"):
     return xrd_pattern_fast(structure, config)
 
 
-def _featurize_chunk(job: tuple[str, object, list[tuple[str, str]]]) -> list[tuple[str, object, str | None]]:
-    kind, config, records = job
+def _featurize_chunk(job: tuple[str, object, str, list[tuple[str, str]]]) -> list[tuple[str, object, str | None]]:
+    kind, config, xrd_engine, records = job
     out = []
     for material_id, cif in records:
         try:
-            out.append((material_id, featurize_cif(kind, config, cif), None))
+            out.append((material_id, featurize_cif(kind, config, cif, xrd_engine), None))
         except (CifError, FeaturisationError) as exc:
             out.append((material_id, None, str(exc)))
         except Exception as exc:  # never abort a build on one structure; keep the reason
@@ -177,6 +177,7 @@ def featurize(
     shards: Iterable[int] | None = None,
     processes: int | None = None,
     progress: bool = True,
+    xrd_engine: str = "fast",
 ) -> Path:
     """Compute the missing shards of ``kind`` features for ``dataset``; return the cache folder.
 
@@ -187,10 +188,14 @@ def featurize(
         shards: shard indices to compute (all when ``None``).
         processes: worker processes (default: all cores); 1 runs in this process.
         progress: show a tqdm bar of materials.
+        xrd_engine: ``"fast"`` (:mod:`ml.xrd_sim`) or ``"pymatgen"`` (the reference); both give
+            the same patterns, so they share one cache.
 
     Raises:
-        ValueError: unknown kind.
+        ValueError: unknown kind or engine.
     """
+    if xrd_engine not in ("fast", "pymatgen"):
+        raise ValueError(f"unknown XRD engine {xrd_engine!r}; expected 'fast' or 'pymatgen'")
     config = _config_for(kind, config)
     folder = cache_dir(dataset, kind, config)
     folder.mkdir(parents=True, exist_ok=True)
@@ -221,7 +226,7 @@ def featurize(
         for s in sorted(by_shard):
             records = by_shard.pop(s)
             for start in range(0, len(records), CHUNK_SIZE):
-                yield (kind, config, records[start : start + CHUNK_SIZE])
+                yield (kind, config, xrd_engine, records[start : start + CHUNK_SIZE])
 
     processes = processes or os.cpu_count() or 1
     bar = tqdm(total=len(wanted_ids), desc=f"{kind} features ({dataset.name})", unit="mat", disable=not progress)

@@ -4,14 +4,14 @@ Named configurations (:data:`TRAIN_CONFIGS`):
 
 - ``paper``: the published recipe — 1024-d embeddings, head width 1024, batch 512, Adam with
   a constant learning rate of 1e-3, 1000 epochs, all training materials. For GPUs.
-- ``cpu``: what trains a useful model in about 2 hours on 2 CPU cores. Reduced: embedding
+- ``cpu``: what trains a useful model in under an hour on 2 CPU cores. Reduced: embedding
   1024 → 128 and head width 1024 → 256 (the head's matrices dominate the parameter count and
   a 128-d space already separates the ~7k materials of a test split), batch 512 → 256 (twice
   the optimiser steps per epoch at the same cost per material), epochs 1000 → 10, and
   the training set to the first ``train_shards`` = 20 feature shards (each a random ~1/71 of
-  ``mp2024``, so about 36k training materials), because the XRD patterns (pymatgen, ~24 ms
-  each) and each epoch cost time in proportion to the materials used. Kept: the CGCNN depth (3 convolutions), the XRD CNN, the loss, margin, Adam and
-  its learning rate.
+  ``mp2024``, so about 36k training materials), because each epoch costs time in proportion
+  to the materials used. Kept: the CGCNN depth (3 convolutions), the XRD CNN, the loss,
+  margin, Adam and its learning rate.
 
 Distributed: under ``torchrun`` (``WORLD_SIZE`` > 1) each process takes every
 ``WORLD_SIZE``-th batch of a shared permutation, gradients are averaged by
@@ -127,8 +127,8 @@ def load_training_data(dataset: Dataset, train_shards: int | None, processes: in
 
     With ``train_shards`` set, XRD patterns are computed and loaded for the first
     ``train_shards`` feature shards only (a random share of the dataset): training and
-    per-epoch validation use the materials there. The final test (:func:`train`) reloads with
-    ``train_shards=None`` so that retrieval is scored against the whole test split.
+    per-epoch validation use the materials there. The final test (:func:`train`) loads the
+    whole test split on its own (``dataset.subset("test", …)``).
     """
     n_shards = n_shards_for(len(dataset))
     shards = None if train_shards is None or train_shards >= n_shards else range(train_shards)
@@ -269,7 +269,8 @@ def train(
             _write_log(run_dir / "log.csv", history)
     result: dict = {"history": history}
     if rank == 0:
-        recalibrate_batch_norm(model, data, train_rows, config.batch_size, seed=config.epochs, device=device)
+        if start_epoch >= config.epochs:  # each epoch recalibrates; a resume that runs none may hold older statistics
+            recalibrate_batch_norm(model, data, train_rows, config.batch_size, seed=config.epochs, device=device)
         if config.train_shards is None:
             full = data
         else:  # XRD of the whole test split only, not of every material outside the training shards

@@ -103,7 +103,7 @@ def test_resume_rebuilds_only_missing_shards(cif_folder, monkeypatch):
     original = ml.featurize._featurize_chunk
 
     def counting(job):
-        featurised.extend(mid for mid, _ in job[2])
+        featurised.extend(mid for mid, _ in job[-1])  # the records are last in a job
         return original(job)
 
     monkeypatch.setattr(ml.featurize, "_featurize_chunk", counting)
@@ -166,3 +166,22 @@ def test_multiprocessing_path_gives_the_same_shards(cif_folder, tmp_path, monkey
         np.testing.assert_array_equal(a.atomic_numbers, b.atomic_numbers)
         np.testing.assert_array_equal(a.edge_index, b.edge_index)
         np.testing.assert_array_equal(a.edge_distance, b.edge_distance)
+
+
+def test_pymatgen_engine_gives_the_same_cache_content(cif_folder, tmp_path):
+    dataset = get_dataset(str(cif_folder))
+    featurize(dataset, "xrd", processes=1, progress=False)
+    fast = load_features(dataset, "xrd")
+    folder = cache_dir(dataset, "xrd")
+    for path in folder.glob("shard_*.npz"):
+        path.unlink()
+    featurize(dataset, "xrd", processes=1, progress=False, xrd_engine="pymatgen")
+    reference = load_features(dataset, "xrd")
+    assert list(fast.material_ids) == list(reference.material_ids) and len(fast) > 0
+    assert np.array_equal(fast.arrays["bins"], reference.arrays["bins"])
+    assert np.allclose(fast.arrays["values"], reference.arrays["values"], atol=1e-5)
+
+
+def test_unknown_xrd_engine_is_refused(cif_folder):
+    with pytest.raises(ValueError, match="unknown XRD engine"):
+        featurize(get_dataset(str(cif_folder)), "xrd", processes=1, progress=False, xrd_engine="cromer")
