@@ -1,0 +1,358 @@
+"""Materials concepts from a few labels: a random forest on the embedding scores every material.
+
+The user marks materials as *positives* of a concept (superconductor, battery cathode …) and
+optionally as *negatives*; without negatives, randomly drawn unlabelled materials stand in
+for them (positive–unlabelled learning: most materials are not in any given concept). A
+random forest (scikit-learn) on the crystal embeddings then gives every material the
+probability of the positive class. This is the concept classification of Suzuki et al.,
+*Mach. Learn.: Sci. Technol.* 3, 045034 (2022), section "materials concepts" (random forest on
+the embeddings, balanced classes), run interactively.
+
+Training materials are scored by their *out-of-bag* probability (only the trees that did not
+see them vote), so a random negative is not pushed to 0 because it was trained as one, and
+the out-of-bag ROC AUC says how well the forest separates the labels.
+
+Pure functions only (no Dash): :func:`parse_ids`, :func:`fit_concept`, :func:`score_layers`,
+:func:`candidate_table`, and the compact score encoding kept in the page's session store.
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import re
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from components.map_figure import MISSING_COLOR, ColorLayers, auto_point_size
+from ml.artifacts import NEIGHBOR_PROPERTY_COLUMNS
+
+#: Fewest positives (and, when the user gives negatives, fewest negatives) a forest is fitted on.
+MIN_LABELS = 3
+#: Columns of the candidate table before the property columns.
+CANDIDATE_COLUMNS = ["rank", "material_id", "formula", "score"]
+
+#: Ready label sets from the materials table: key -> (label shown, column, value, role).
+#: ``superconductor`` rows are direct (undoped) SuperCon matches with Tc > 0 K;
+#: ``non-superconductor`` rows were measured with Tc = 0 K (3DSC / SuperCon, see SOURCES.md).
+LABEL_SETS: dict[str, tuple[str, str, str, str]] = {
+    "superconductors": ("SuperCon superconductors (direct match, Tc > 0 K) as positives",
+                        "supercon_label", "superconductor", "positives"),
+    "non-superconductors": ("SuperCon non-superconductors (measured Tc = 0 K) as negatives",
+                            "supercon_label", "non-superconductor", "negatives"),
+}
+
+_ID_SEPARATORS = re.compile(r"[\s,;]+")
+
+
+class ConceptError(ValueError):
+    """Labels a concept cannot be learnt from (no positives, too few, contradictory); the
+    message is meant for the user."""
+
+
+@dataclass(frozen=True)
+class ConceptConfig:
+    """Settings of the concept forest.
+
+    Attributes:
+        n_estimators: trees of the forest (fitted in ``chunks`` steps, for progress).
+        min_samples_leaf: smallest leaf of a tree.
+        negatives_per_positive: random negatives drawn per positive when the user gives none.
+        min_random_negatives, max_random_negatives: bounds on that number (and never more
+            than the unlabelled materials).
+        seed: seed of the random negatives and of the forest (same labels, same scores).
+        chunks: the forest is grown in this many steps, the scoring done in as many.
+    """
+
+    n_estimators: int = 150
+    min_samples_leaf: int = 1
+    negatives_per_positive: float = 5.0
+    min_random_negatives: int = 500
+    max_random_negatives: int = 20_000
+    seed: int = 0
+    chunks: int = 10
+
+    def __post_init__(self) -> None:
+        if self.n_estimators < 10:
+            raise ValueError(f"n_estimators must be at least 10, got {self.n_estimators}")
+        if self.min_samples_leaf < 1:
+            raise ValueError(f"min_samples_leaf must be at least 1, got {self.min_samples_leaf}")
+        if self.negatives_per_positive <= 0:
+            raise ValueError(f"negatives_per_positive must be positive, got {self.negatives_per_positive}")
+        if not 1 <= self.min_random_negatives <= self.max_random_negatives:
+            raise ValueError("need 1 <= min_random_negatives <= max_random_negatives")
+        if not 1 <= self.chunks <= self.n_estimators:
+            raise ValueError(f"chunks must be between 1 and n_estimators, got {self.chunks}")
+
+
+@dataclass
+class ConceptScores:
+    """What :func:`fit_concept` returns.
+
+    Attributes:
+        scores: ``(n_materials,)`` float32 probability of the positive class, in [0, 1]
+            (out-of-bag for the training materials).
+        positive_rows, negative_rows: ``(p,)``, ``(q,)`` int64 rows the forest was trained on.
+        random_negatives: the negatives were drawn at random from the unlabelled materials.
+        oob_auc: out-of-bag ROC AUC on the training rows (``nan`` when undefined).
+    """
+
+    scores: np.ndarray
+    positive_rows: np.ndarray
+    negative_rows: np.ndarray
+    random_negatives: bool
+    oob_auc: float
+
+
+Progress = Callable[[int, int, str], None]
+
+
+def parse_ids(text: str | None, known) -> tuple[list[str], list[str]]:
+    """Split pasted text (ids separated by spaces, commas, semicolons or new lines) into
+    ``(ids in the map, ids not in it)``, each in first-seen order without repeats;
+    ``known`` supports ``in`` (a :class:`~ml.artifacts.MapArtifacts` or a set)."""
+    found, unknown, seen = [], [], set()
+    for token in _ID_SEPARATORS.split(text or ""):
+        token = token.strip().strip("\"'")
+        if not token or token in seen:
+            continue
+        seen.add(token)
+        (found if token in known else unknown).append(token)
+    return found, unknown
+
+
+def label_set_ids(materials: pd.DataFrame, key: str) -> tuple[list[str], str]:
+    """``(material ids, role)`` of a ready label set of :data:`LABEL_SETS`; role is
+    ``"positives"`` or ``"negatives"``. A map without the set's column gives no ids.
+
+    Raises:
+        ValueError: unknown ``key``.
+    """
+    if key not in LABEL_SETS:
+        raise ValueError(f"unknown label set {key!r}; choose one of {', '.join(LABEL_SETS)}")
+    _, column, value, role = LABEL_SETS[key]
+    if column not in materials:
+        return [], role
+    chosen = materials["material_id"][materials[column].astype(object).to_numpy() == value]
+    return [str(m) for m in chosen], role
+
+
+def _unique_rows(rows, n: int, name: str) -> np.ndarray:
+    rows = np.unique(np.asarray(rows if rows is not None else [], dtype=np.int64).ravel())
+    if rows.size and (rows[0] < 0 or rows[-1] >= n):
+        raise ValueError(f"{name} rows must lie in 0 … {n - 1}")
+    return rows
+
+
+def fit_concept(
+    embeddings: np.ndarray,
+    positive_rows,
+    negative_rows=None,
+    config: ConceptConfig | None = None,
+    progress: Progress | None = None,
+) -> ConceptScores:
+    """Fit a random forest to the labelled rows of ``embeddings`` and score every row.
+
+    Args:
+        embeddings: ``(n_materials, embedding_dim)`` crystal embeddings (a memory map is fine).
+        positive_rows: rows of the positives (at least :data:`MIN_LABELS`).
+        negative_rows: rows of the negatives; empty or ``None``: random unlabelled rows,
+            ``negatives_per_positive`` per positive within the config's bounds.
+        config: forest settings (default :class:`ConceptConfig`).
+        progress: called as ``progress(done, total, what)`` while fitting and scoring.
+
+    Returns:
+        :class:`ConceptScores`.
+
+    Raises:
+        ConceptError: no positives, fewer than :data:`MIN_LABELS` positives (or given
+            negatives), a row both positive and negative, or no unlabelled material left to
+            serve as a negative.
+        ValueError: a row outside the table.
+    """
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.metrics import roc_auc_score
+    from sklearn.utils.class_weight import compute_class_weight
+
+    config = config or ConceptConfig()
+    n = len(embeddings)
+    positives = _unique_rows(positive_rows, n, "positive")
+    negatives = _unique_rows(negative_rows, n, "negative")
+    if positives.size == 0:
+        raise ConceptError("No positives: mark at least a few materials as examples of the concept.")
+    if positives.size < MIN_LABELS:
+        raise ConceptError(f"Too few positives: {positives.size}; mark at least {MIN_LABELS}.")
+    both = np.intersect1d(positives, negatives)
+    if both.size:
+        raise ConceptError(f"{both.size} material(s) are marked both positive and negative; unmark them in one list.")
+    random_negatives = negatives.size == 0
+    if random_negatives:
+        unlabelled = np.setdiff1d(np.arange(n), positives)
+        wanted = int(np.clip(round(config.negatives_per_positive * positives.size),
+                             config.min_random_negatives, config.max_random_negatives))
+        wanted = min(wanted, unlabelled.size)
+        if wanted < MIN_LABELS:
+            raise ConceptError("Too few unlabelled materials left to serve as negatives; mark some negatives.")
+        negatives = np.sort(np.random.default_rng(config.seed).choice(unlabelled, size=wanted, replace=False))
+    elif negatives.size < MIN_LABELS:
+        raise ConceptError(f"Too few negatives: {negatives.size}; mark at least {MIN_LABELS}, "
+                           "or none to use random unlabelled materials.")
+
+    rows = np.concatenate([positives, negatives])
+    order = np.argsort(rows)  # read the (possibly memory-mapped) embeddings in row order
+    x = np.asarray(embeddings[rows[order]], dtype=np.float32)
+    y = np.concatenate([np.ones(positives.size, dtype=np.int8), np.zeros(negatives.size, dtype=np.int8)])[order]
+    train_rows = rows[order]
+
+    total = 2 * config.chunks
+    # "balanced" weights, computed once (the preset warns under warm_start; same data here)
+    weights = compute_class_weight("balanced", classes=np.array([0, 1]), y=y)
+    forest = RandomForestClassifier(
+        n_estimators=0, warm_start=True, class_weight={0: weights[0], 1: weights[1]}, min_samples_leaf=config.min_samples_leaf,
+        max_features="sqrt", n_jobs=1, random_state=config.seed,
+    )
+    steps = np.linspace(0, config.n_estimators, config.chunks + 1).round().astype(int)[1:]
+    for i, n_trees in enumerate(steps):
+        forest.set_params(n_estimators=int(n_trees), oob_score=bool(i == len(steps) - 1))
+        with warnings.catch_warnings():  # rows without out-of-bag votes are handled below
+            warnings.filterwarnings("ignore", message="Some inputs do not have OOB scores")
+            forest.fit(x, y)
+        if progress:
+            progress(i + 1, total, f"growing trees: {n_trees} of {config.n_estimators}")
+
+    scores = np.empty(n, dtype=np.float32)
+    bounds = np.linspace(0, n, config.chunks + 1).round().astype(int)
+    for i, (lo, hi) in enumerate(itertools.pairwise(bounds)):
+        if hi > lo:
+            scores[lo:hi] = forest.predict_proba(np.asarray(embeddings[lo:hi], dtype=np.float32))[:, 1]
+        if progress:
+            progress(config.chunks + i + 1, total, f"scoring materials: {hi:,} of {n:,}")
+
+    oob = forest.oob_decision_function_[:, 1]
+    seen_oob = np.isfinite(oob)  # a row every tree trained on has no out-of-bag vote
+    scores[train_rows[seen_oob]] = oob[seen_oob]
+    try:
+        auc = float(roc_auc_score(y[seen_oob], oob[seen_oob]))
+    except ValueError:  # one class only among the out-of-bag rows
+        auc = float("nan")
+    return ConceptScores(scores=scores, positive_rows=positives, negative_rows=negatives,
+                         random_negatives=random_negatives, oob_auc=auc)
+
+
+def score_layers(scores: np.ndarray, n: int | None = None, title: str = "concept score") -> ColorLayers:
+    """How the map shows concept scores: every material coloured by its score (0 … 1,
+    "Plasma"), the highest drawn last (on top); ``scores`` ``None`` gives the grey map."""
+    if scores is None:
+        size = auto_point_size(n or 0)
+        return ColorLayers(base_marker={"color": MISSING_COLOR, "size": size, "opacity": 0.8}, base_name=None,
+                           foreground_rows=np.zeros(0, dtype=np.int64), title=title)
+    scores = np.asarray(scores, dtype=np.float32)
+    size = auto_point_size(len(scores))
+    order = np.argsort(scores, kind="stable")
+    return ColorLayers(
+        base_marker={"color": MISSING_COLOR, "size": size, "opacity": 0.8},
+        base_name=None,
+        foreground_rows=order,
+        foreground_marker={
+            "color": scores[order],
+            "colorscale": "Plasma",
+            "cmin": 0.0,
+            "cmax": 1.0,
+            "showscale": True,
+            "colorbar": {"title": {"text": title}, "thickness": 14, "len": 0.9},
+            "size": size + 0.5,
+            "opacity": 0.9,
+        },
+        foreground_name=None,
+        title=title,
+    )
+
+
+def candidate_table(materials: pd.DataFrame, scores: np.ndarray, labelled_rows, limit: int = 200) -> pd.DataFrame:
+    """The ``limit`` highest-scoring materials that are not labelled, best first.
+
+    Returns:
+        Table with :data:`CANDIDATE_COLUMNS` (``rank`` from 1, ``score`` in [0, 1]) then the
+        property columns of neighbour tables present in ``materials``.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    mask = np.ones(len(scores), dtype=bool)
+    mask[np.asarray(labelled_rows, dtype=np.int64)] = False
+    rows = np.flatnonzero(mask)
+    rows = rows[np.argsort(-scores[rows], kind="stable")[:limit]]
+    table = materials.iloc[rows]
+    out = pd.DataFrame({
+        "rank": np.arange(1, len(rows) + 1),
+        "material_id": table["material_id"].to_numpy(),
+        "formula": table["formula"].to_numpy(),
+        "score": scores[rows],
+    })
+    for column in NEIGHBOR_PROPERTY_COLUMNS:
+        if column in table:
+            out[column] = table[column].to_numpy()
+    return out
+
+
+def encode_scores(scores: np.ndarray) -> str:
+    """Scores as base64 float32 (4 bytes a material) for a JSON store."""
+    return base64.b64encode(np.asarray(scores, dtype="<f4").tobytes()).decode("ascii")
+
+
+def decode_scores(text: str, n: int) -> np.ndarray:
+    """The inverse of :func:`encode_scores`.
+
+    Raises:
+        ValueError: the text does not hold ``n`` scores (a result of another map).
+    """
+    scores = np.frombuffer(base64.b64decode(text), dtype="<f4")
+    if scores.size != n:
+        raise ValueError(f"stored scores are for {scores.size} materials, the map has {n}")
+    return scores.astype(np.float32)
+
+
+ROLES = ("positives", "negatives")
+
+
+def empty_labels() -> dict:
+    """No material labelled: ``{"positives": [], "negatives": []}`` (the store's shape)."""
+    return {role: [] for role in ROLES}
+
+
+def apply_labels(labels: dict | None, role: str, material_ids, toggle: bool = False) -> dict:
+    """New labels with ``material_ids`` given ``role`` (``"positives"`` or ``"negatives"``)
+    and removed from the other role; with ``toggle``, ids already labelled (in either role)
+    are unlabelled instead (a second click on a point). The input is not modified.
+
+    Raises:
+        ValueError: unknown role.
+    """
+    if role not in ROLES:
+        raise ValueError(f"unknown role {role!r}; choose one of {', '.join(ROLES)}")
+    out = {r: list((labels or {}).get(r) or []) for r in ROLES}
+    other = ROLES[1 - ROLES.index(role)]
+    for material_id in dict.fromkeys(material_ids):  # unique, in order
+        labelled = material_id in out[role] or material_id in out[other]
+        if toggle and labelled:
+            for r in ROLES:
+                if material_id in out[r]:
+                    out[r].remove(material_id)
+            continue
+        if material_id in out[other]:
+            out[other].remove(material_id)
+        if material_id not in out[role]:
+            out[role].append(material_id)
+    return out
+
+
+def labels_key(labels: dict | None) -> str:
+    """A key of a label set that does not depend on the order of marking (ties a result to
+    the labels it was trained on)."""
+    import hashlib
+
+    labels = labels or {}
+    text = "|".join(",".join(sorted(labels.get(role) or [])) for role in ROLES)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
