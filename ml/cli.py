@@ -58,6 +58,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", default="mp2024")
     p.add_argument("--model", default=None)
     p.add_argument("--k", type=int, default=10, help="neighbours listed per file")
+
+    from ml.vae_cli import add_vae_verbs  # train-vae, evaluate-vae, generate
+
+    add_vae_verbs(verbs)
     return parser
 
 
@@ -138,6 +142,10 @@ def _run(args: argparse.Namespace) -> int:
                 print(f"{path}: {located.formula} at map (x={located.x:.2f}, y={located.y:.2f})")
                 print(located.neighbors[["rank", "material_id", "formula", "distance"]].to_string(index=False))
                 print()
+    elif args.verb in ("train-vae", "evaluate-vae", "generate"):
+        from ml.vae_cli import run_vae_verb
+
+        return run_vae_verb(args)
     return 0
 
 
