@@ -313,7 +313,7 @@ def train_unet(dataset: Dataset, config: VAETrainConfig, run_dir: Path, out_dir:
         total, batches = 0.0, _batches(train, config.unet_batch_size, rng)
         for rows in tqdm(batches, desc=f"UNet epoch {epoch + 1}/{config.unet_epochs}", unit="batch", leave=False):
             batch = voxel_batch(arrays, rows, device, rng if config.augment else None)
-            loss, _ = unet_loss(unet(batch.density), batch.species, unet.class_weights)
+            loss, _ = unet.loss(batch.density, batch.species)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()

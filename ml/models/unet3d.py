@@ -119,13 +119,39 @@ class UNet3D(nn.Module):
             maps.append(x)
         return maps
 
-    def forward(self, density: Tensor) -> UNetOutput:
+    def hidden(self, density: Tensor) -> Tensor:
+        """The decoder's last map, shared by both heads, ``(B, base_channels, G, G, G)``."""
         maps = self.features(density)
         x = maps[-1]
         for block, skip in zip(self.up, reversed(maps[:-1])):
             x = F.interpolate(x, scale_factor=2, mode="nearest")
             x = block(torch.cat([x, skip], dim=1))
+        return x
+
+    def forward(self, density: Tensor) -> UNetOutput:
+        x = self.hidden(density)
         return UNetOutput(self.species_head(x), self.occupied_head(x))
+
+    def loss(self, density: Tensor, species: Tensor) -> tuple[Tensor, dict[str, float]]:
+        """:func:`unet_loss` of this model on a batch, computed faster: the species head runs only
+        on the voxels of non-zero true species, the only ones with a non-zero class weight (the
+        value is the same; the 1×1 species convolution over every voxel was half the cost).
+
+        Shapes:
+            density ``(B, 1, G, G, G)``, species ``(B, G, G, G)`` int64.
+        """
+        x = self.hidden(density)
+        occupied_logits = self.occupied_head(x)
+        mask = species > 0
+        features = x.permute(0, 2, 3, 4, 1)[mask]  # (n_occupied, C)
+        logits = F.linear(features, self.species_head.weight.flatten(1), self.species_head.bias)
+        targets = species[mask]
+        weights = self.class_weights
+        summed = F.cross_entropy(logits, targets, weight=weights, reduction="sum")
+        species_loss = summed / weights[targets].sum().clamp_min(1e-12)
+        occupied_loss = F.binary_cross_entropy_with_logits(occupied_logits, mask.to(occupied_logits.dtype).unsqueeze(1))
+        total = species_loss + occupied_loss
+        return total, {"species": float(species_loss.detach()), "occupied": float(occupied_loss.detach())}
 
 
 def species_class_weights(counts: Tensor) -> Tensor:

@@ -85,6 +85,18 @@ def test_unet_loss_ignores_species_logits_of_empty_voxels():
     assert parts_empty["species"] == 0.0 and torch.isfinite(loss_empty)
 
 
+def test_fast_training_loss_equals_the_full_weighted_loss():
+    torch.manual_seed(0)
+    unet = _tiny_unet().eval()
+    density, species = _blobs(3)
+    unet.class_weights.copy_(torch.tensor([0.0, 2.0, 0.5, 1.0, 3.0, 1.0]))
+    with torch.no_grad():
+        full, full_parts = unet_loss(unet(density), species, unet.class_weights)
+        fast, fast_parts = unet.loss(density, species)
+    assert float(fast) == pytest.approx(float(full), rel=1e-5)
+    assert fast_parts["species"] == pytest.approx(full_parts["species"], rel=1e-5)
+
+
 def test_unet_overfits_a_tiny_batch():
     torch.manual_seed(0)
     unet = _tiny_unet()
@@ -94,7 +106,7 @@ def test_unet_overfits_a_tiny_batch():
     optimiser = torch.optim.Adam(unet.parameters(), lr=1e-2)
     losses = []
     for _ in range(25):
-        loss, _ = unet_loss(unet(density), species, unet.class_weights)
+        loss, _ = unet.loss(density, species)
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
