@@ -46,12 +46,43 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--train-shards", type=int, default=None, help="override: train on the first N feature shards")
     p.add_argument("--processes", type=int, default=None, help="featurisation processes")
 
+    p = verbs.add_parser("train-property", help="train a CGCNN property predictor (formation energy, band gap)")
+    p.add_argument("--target", required=True, help="property column: formation_energy_per_atom or band_gap")
+    p.add_argument("--dataset", default="mp2024")
+    p.add_argument("--run-dir", type=Path, default=None, help="checkpoints (default data/runs/<model name>)")
+    p.add_argument("--out", type=Path, default=None, help="model file (default data/models/<model name>/model.pt)")
+    p.add_argument("--resume", action="store_true", help="continue from run-dir/last.pt")
+    p.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
+    p.add_argument("--batch-size", type=int, default=None, help="override the recipe's batch size")
+    p.add_argument("--train-shards", type=int, default=None, help="override: train on the first N graph shards")
+
+    p = verbs.add_parser("evaluate", help="evaluation report of a map against baseline descriptors")
+    p.add_argument("--dataset", default="mp2024")
+    p.add_argument("--model", default=None, help="the map's model (default: cmml-cpu)")
+    p.add_argument("--out", type=Path, default=None, help="report folder (default data/reports/<dataset>)")
+    p.add_argument("--steps", default=None,
+                   help="comma-separated subset of: retrieval,neighbors,concepts,probes (default: all)")
+
     p = verbs.add_parser("neighbors", help="nearest materials of a material as CSV")
     p.add_argument("--dataset", default="mp2024")
     p.add_argument("--model", default=None)
     p.add_argument("--material-id", required=True)
     p.add_argument("--k", type=int, default=50, help="number of neighbours, 1 to 1000")
     p.add_argument("--out", default="-", help="CSV file, or - for standard output (default)")
+
+    p = verbs.add_parser("descriptors", help="compute baseline descriptors (Ewald, sine Coulomb, CrystalNN, CHGNet)")
+    p.add_argument("--dataset", default="mp2024")
+    p.add_argument("--name", default=None,
+                   help="ewald, sine_coulomb, crystalnn, chgnet or cmml (with --export alone: every computed one)")
+    p.add_argument("--ids-from", choices=["all", "icsd", "sample", "benchmark"], default=None,
+                   help="all materials; mp2024-icsd plus the benchmark queries and their top-50 CMML neighbours; "
+                        "the seeded sample; or the benchmark queries and neighbours alone "
+                        "(default: the descriptor's coverage in ml.descriptors.DESCRIPTORS)")
+    p.add_argument("--sample-size", type=int, default=1000, help="random mp2024-icsd materials in the sample")
+    p.add_argument("--seed", type=int, default=0, help="sample seed")
+    p.add_argument("--processes", type=int, default=1, help="worker processes (default 1)")
+    p.add_argument("--export", action="store_true",
+                   help="write the app's copy (data/artifacts/<dataset>/descriptors/<name>/); alone: export only")
 
     p = verbs.add_parser("locate", help="place CIF files on a built map")
     p.add_argument("files", nargs="+", type=Path, metavar="FILE.cif")
@@ -112,6 +143,27 @@ def _run(args: argparse.Namespace) -> int:
         if "test" in result:
             print("test retrieval: " + ", ".join(f"top-{k} {v:.3f}" for k, v in result["test"].items()))
             print(f"model written to {out}")
+    elif args.verb == "train-property":
+        from ml.datasets import get_dataset
+        from ml.property_model import configured, model_name_for, train_property_model
+        from ml.settings import get_settings
+        from ml.train import pick_device
+
+        name = model_name_for(args.target)
+        config = configured(name, epochs=args.epochs, batch_size=args.batch_size, train_shards=args.train_shards)
+        settings = get_settings()
+        out = args.out or settings.models_dir / name / "model.pt"
+        result = train_property_model(get_dataset(args.dataset), name, config,
+                                      args.run_dir or settings.data_dir / "runs" / name, out,
+                                      resume=args.resume, device=pick_device())
+        print(f"test MAE {result['test_mae']:.4f} {config.model.unit} on {result['n_test']} materials; "
+              f"model written to {out}")
+    elif args.verb == "evaluate":
+        from ml.evaluate import evaluate
+
+        steps = None if args.steps is None else [s.strip() for s in args.steps.split(",") if s.strip()]
+        report = evaluate(args.dataset, args.model, args.out, steps)
+        print(f"report written to {report}")
     elif args.verb == "neighbors":
         from ml.artifacts import MapArtifacts
 
@@ -123,6 +175,12 @@ def _run(args: argparse.Namespace) -> int:
         else:
             table.to_csv(args.out, index=False)
             print(f"{len(table)} neighbours of {args.material_id} written to {args.out}", file=sys.stderr)
+    elif args.verb == "descriptors":
+        from ml.descriptors import run_descriptors
+
+        for line in run_descriptors(args.dataset, args.name, args.ids_from, args.sample_size, args.seed,
+                                    args.processes, args.export):
+            print(line)
     elif args.verb == "locate":
         import pandas as pd
 

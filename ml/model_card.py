@@ -36,12 +36,12 @@ def write_model_card(model_path: Path, payload: dict, command: list[str] | None 
         f"- command: `{shlex.join(command)}`",
         f"- data: `{payload.get('dataset')}` (Materials Project mirror, 2–5-element materials; see ../../README.md)",
         f"- split: SHA-256 hash of `material_id` (90 / 5 / 5); training materials: {payload.get('n_train')}",
-        f"- configuration `{config.get('name')}`: batch {config.get('batch_size')}, Adam lr {config.get('lr')}, "
+        (f"- configuration `{config.get('name')}`: batch {config.get('batch_size')}, Adam lr {config.get('lr')}, "
         f"{config.get('epochs')} epochs, train shards {config.get('train_shards')}, "
-        f"embedding {config.get('model', {}).get('crystal', {}).get('embedding_dim')}-d",
-        f"- epochs run: {len(history)}; training wall time (epochs and validation, resumes included, "
+        f"embedding {config.get('model', {}).get('crystal', {}).get('embedding_dim')}-d"),
+        (f"- epochs run: {len(history)}; training wall time (epochs and validation, resumes included, "
         f"featurisation excluded) {wall_seconds / 3600:.2f} h on {platform.machine()} "
-        f"({platform.processor() or 'CPU'}), Python {platform.python_version()}",
+        f"({platform.processor() or 'CPU'}), Python {platform.python_version()}"),
         "",
         "## Test retrieval (XRD query → crystal, whole test split as candidates)",
         f"- candidates: {payload.get('n_test')} test materials",
@@ -84,3 +84,52 @@ def _plot_curve(history: list[dict], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+def write_property_model_card(model_path: Path, payload: dict, command: list[str] | None = None) -> Path:
+    """Write ``MODEL_CARD.md`` beside a CGCNN property model (:mod:`ml.property_model`).
+
+    Args:
+        model_path: the saved model file.
+        payload: what :func:`ml.property_model.train_property_model` stored with the model
+            (``train_config``, ``history``, ``test_mae``, ``n_train``, ``n_val``, ``n_test``, ``dataset``).
+        command: the command line (default ``sys.argv``).
+    """
+    folder = model_path.parent
+    history = payload.get("history", [])
+    config = payload.get("train_config", {})
+    model = config.get("model", {})
+    unit = model.get("unit", "")
+    command = command or ["python", "-m", "ml", *sys.argv[1:]]
+    lines = [
+        f"# Model card: {folder.name}",
+        "",
+        f"CGCNN property regressor for `{model.get('target')}` ({unit}), after the predictors of Court et al.",
+        "(J. Chem. Inf. Model. 60, 4518, 2020): one graph convolution, mean pooling over atoms, dense layers",
+        "(see `ml/models/property_regressor.py`). Its mean-pooled vector is the concept baseline of Suzuki et al. (2022).",
+        "",
+        "## How it was made",
+        f"- command: `{shlex.join(command)}`",
+        (f"- data: `{payload.get('dataset')}` (Materials Project mirror, 2–5-element materials), `train` split materials "
+        f"with the property in the first {config.get('train_shards')} graph shards: {payload.get('n_train')} "
+        f"(validation: {payload.get('n_val')} `val` materials of the same shards)"),
+        (f"- model: hidden {model.get('hidden')}, {model.get('n_conv')} convolution(s), dense {model.get('dense_hidden')}; "
+        f"L1 loss on the normalised target (mean / std of the training targets, shipped in the checkpoint)"),
+        (f"- training: batch {config.get('batch_size')}, Adam lr {config.get('lr')} with cosine decay, "
+        f"{config.get('epochs')} epochs, seed {config.get('seed')}"),
+        (f"- wall time: {sum(h['seconds'] for h in history) / 60:.1f} min for the epochs (validation included) on one "
+        f"niced core of {platform.machine()} shared with other jobs, Python {platform.python_version()}"),
+        "",
+        "## Test (whole `test` split of the dataset with the property)",
+        f"- MAE: **{payload.get('test_mae', float('nan')):.3f} {unit}** on {payload.get('n_test')} materials",
+        "",
+        "## Validation per epoch",
+        "",
+        f"| epoch | train L1 (normalised) | val MAE ({unit}) | seconds |",
+        "|---|---|---|---|",
+    ]
+    lines += [f"| {h['epoch']} | {h['loss']:.4f} | {h['val_mae']:.4f} | {h['seconds']:.0f} |" for h in history]
+    lines.append("")
+    path = folder / "MODEL_CARD.md"
+    path.write_text("\n".join(lines))
+    return path
