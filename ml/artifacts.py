@@ -37,6 +37,14 @@ TSNE = "tsne.pkl"
 STRUCTURES = "structures.sqlite"
 REQUIRED_FILES = (MANIFEST, MATERIALS, EMBEDDINGS, INDEX, TSNE)  # plus STRUCTURES (below)
 
+#: Baseline descriptors (:mod:`ml.descriptors`) exported beside the maps of a dataset:
+#: ``<artifacts>/<dataset>/descriptors/<name>/`` with ``values.npy`` ``(n, d)`` float32,
+#: ``material_ids.npy`` ``(n,)`` str and ``manifest.json`` (label, citation, metric, coverage).
+DESCRIPTORS_DIR = "descriptors"
+DESCRIPTOR_VALUES = "values.npy"
+DESCRIPTOR_IDS = "material_ids.npy"
+DESCRIPTOR_MANIFEST = "manifest.json"
+
 #: Columns of every neighbour table, before the property columns.
 NEIGHBOR_COLUMNS = ["rank", "material_id", "formula", "distance"]
 #: Property columns appended to neighbour tables (those present in the map).
@@ -70,6 +78,11 @@ def artifact_dir(dataset: str, model: str, root: Path | None = None) -> Path:
     return (root or get_settings().artifacts_dir) / dataset / model
 
 
+def descriptor_dir(dataset: str, name: str, root: Path | None = None) -> Path:
+    """``<root>/<dataset>/descriptors/<name>``: an exported baseline descriptor (root: ``data/artifacts``)."""
+    return (root or get_settings().artifacts_dir) / dataset / DESCRIPTORS_DIR / name
+
+
 @dataclass
 class MapArtifacts:
     """A loaded map: the materials table, coordinates, embeddings and neighbour index.
@@ -86,6 +99,7 @@ class MapArtifacts:
     materials: pd.DataFrame
     embeddings: np.ndarray
     _row_of: dict[str, int] = field(init=False, repr=False)
+    _descriptors: dict = field(init=False, repr=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         self._row_of = {mid: i for i, mid in enumerate(self.materials["material_id"])}
@@ -211,6 +225,10 @@ class MapArtifacts:
         rows, squared = rows[0], squared[0]
         keep = (rows >= 0) & (rows != (exclude_row if exclude_row is not None else -1))
         rows, distance = rows[keep][:k], np.sqrt(np.maximum(squared[keep][:k], 0))
+        return self._neighbor_table(rows, distance)
+
+    def _neighbor_table(self, rows: np.ndarray, distance: np.ndarray) -> pd.DataFrame:
+        """:data:`NEIGHBOR_COLUMNS` plus property columns for map ``rows`` (nearest first)."""
         table = self.materials.iloc[rows]
         out = pd.DataFrame(
             {
@@ -224,6 +242,84 @@ class MapArtifacts:
             if column in table:
                 out[column] = table[column].to_numpy()
         return out
+
+    # ------------------------------------------------------------------ baseline descriptors
+
+    def descriptor_names(self) -> list[str]:
+        """Names of the baseline descriptors exported for this map's dataset (see
+        :mod:`ml.descriptors`; built with ``python -m ml descriptors --export``), sorted."""
+        folder = self.folder.parent / DESCRIPTORS_DIR
+        if not folder.is_dir():
+            return []
+        return sorted(p.name for p in folder.iterdir() if (p / DESCRIPTOR_MANIFEST).is_file())
+
+    def descriptor_info(self, name: str) -> dict:
+        """The manifest of descriptor ``name``: ``label``, ``citation``, ``metric``, ``coverage``
+        (the set of materials it was computed on), ``n_materials``, ``dim``.
+
+        Raises:
+            ArtifactError: no such descriptor exported (the message lists those there are).
+        """
+        return self._descriptor(name)["manifest"]
+
+    def descriptor_neighbors(self, name: str, material_id: str, k: int = 50) -> pd.DataFrame:
+        """The ``k`` nearest materials to ``material_id`` under baseline descriptor ``name``
+        (exact Euclidean distance in that descriptor's space), among the materials it covers.
+
+        Returns:
+            The columns of :meth:`neighbors` (``distance`` in descriptor units); the query
+            itself is left out.
+
+        Raises:
+            ArtifactError: descriptor not exported. UnknownMaterialError: the id is not in the
+            map, or the descriptor does not cover it (the message says which set it covers).
+            ValueError: ``k`` outside 1 … 1000.
+        """
+        if not 1 <= int(k) <= MAX_NEIGHBORS:
+            raise ValueError(f"k must be between 1 and {MAX_NEIGHBORS}, got {k}")
+        self.row_of(material_id)
+        descriptor = self._descriptor(name)
+        row = descriptor["row_of"].get(material_id)
+        if row is None:
+            manifest = descriptor["manifest"]
+            raise UnknownMaterialError(
+                f"{material_id!r} is not covered by the {name} descriptor (computed on "
+                f"{manifest.get('coverage', '?')}: {manifest.get('n_materials', '?')} materials)"
+            )
+        values = descriptor["values"]
+        query = np.ascontiguousarray(values[row : row + 1], dtype=np.float32)
+        squared, rows = descriptor["index"].search(query, min(int(k) + 1, len(values)))
+        keep = (rows[0] >= 0) & (rows[0] != row)
+        ids = descriptor["material_ids"][rows[0][keep]]
+        distance = np.sqrt(np.maximum(squared[0][keep], 0))
+        in_map = np.array([mid in self._row_of for mid in ids], dtype=bool)
+        map_rows = np.array([self._row_of[mid] for mid in ids[in_map]], dtype=np.int64)
+        return self._neighbor_table(map_rows[: int(k)], distance[in_map][: int(k)])
+
+    def _descriptor(self, name: str) -> dict:
+        """Loaded descriptor ``name`` (values memory-mapped, exact L2 faiss index), cached."""
+        if name not in self._descriptors:
+            import faiss
+
+            folder = self.folder.parent / DESCRIPTORS_DIR / name
+            if not (folder / DESCRIPTOR_MANIFEST).is_file():
+                known = ", ".join(self.descriptor_names()) or "none"
+                raise ArtifactError(
+                    f"no descriptor {name!r} exported for {self.dataset} (exported: {known}); build it with: "
+                    f"python -m ml descriptors --dataset {self.dataset} --name {name}"
+                )
+            manifest = json.loads((folder / DESCRIPTOR_MANIFEST).read_text())
+            values = np.load(folder / DESCRIPTOR_VALUES, mmap_mode="r")
+            ids = np.load(folder / DESCRIPTOR_IDS, allow_pickle=False)
+            if len(ids) != len(values):
+                raise ArtifactError(f"{folder}: {len(ids)} ids but {len(values)} vectors")
+            index = faiss.IndexFlatL2(values.shape[1])
+            index.add(np.ascontiguousarray(values, dtype=np.float32))
+            self._descriptors[name] = {
+                "manifest": manifest, "values": values, "material_ids": ids, "index": index,
+                "row_of": {mid: i for i, mid in enumerate(ids.tolist())},
+            }
+        return self._descriptors[name]
 
 
     # ------------------------------------------------------------------ structures, XRD, locate

@@ -25,9 +25,10 @@ import math
 import multiprocessing as mp
 import os
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -40,6 +41,8 @@ from ml.xrd import XRDConfig, xrd_pattern
 from ml.xrd_sim import xrd_pattern_fast
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+R = TypeVar("R")
 
 SHARD_SIZE = 2000
 CHUNK_SIZE = 50
@@ -75,7 +78,7 @@ def cache_dir(dataset: Dataset, kind: str, config=None) -> Path:
 # --------------------------------------------------------------------------- worker side
 
 
-def _init_worker() -> None:
+def init_worker() -> None:
     """One BLAS / torch thread per worker process, or 2 workers run no faster than 1."""
     os.environ["OMP_NUM_THREADS"] = "1"
     try:
@@ -84,6 +87,19 @@ def _init_worker() -> None:
         threadpool_limits(1)
     except ImportError:  # threadpoolctl comes with scikit-learn; absent is only slower
         pass
+
+
+def map_chunks(func: Callable[[T], R], jobs: Iterable[T], processes: int) -> Iterator[R]:
+    """``func(job)`` for each job: in this process when ``processes == 1``, else in a ``spawn``
+    pool of ``processes`` workers with one BLAS thread each (results in completion order).
+
+    ``func`` must be a module-level function (pickled by name for the workers)."""
+    if processes == 1:
+        for job in jobs:
+            yield func(job)
+        return
+    with mp.get_context("spawn").Pool(processes, initializer=init_worker) as pool:
+        yield from pool.imap_unordered(func, jobs)
 
 
 def featurize_cif(kind: str, config, cif: str, engine: str = "fast"):
@@ -242,14 +258,8 @@ def featurize(
                 _write_shard(shard_path(folder, s), kind, results.pop(s))
         bar.update(len(chunk_results))
 
-    if processes == 1:
-        for job in jobs():
-            collect(_featurize_chunk(job))
-    else:
-        context = mp.get_context("spawn")
-        with context.Pool(processes, initializer=_init_worker) as pool:
-            for chunk_results in pool.imap_unordered(_featurize_chunk, jobs()):
-                collect(chunk_results)
+    for chunk_results in map_chunks(_featurize_chunk, jobs(), processes):
+        collect(chunk_results)
     bar.close()
     # ids listed in the dataset but absent from its source: record them as failures
     for mid in wanted_ids - seen:

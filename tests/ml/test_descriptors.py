@@ -1,0 +1,231 @@
+"""Baseline descriptors (ml.descriptors): physics on hand-built crystals, cache, export to the app."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+import pytest
+from pymatgen.core import Lattice, Structure
+
+from ml import descriptors
+from ml.artifacts import (
+    NEIGHBOR_COLUMNS,
+    ArtifactError,
+    MapArtifacts,
+    UnknownMaterialError,
+    artifact_dir,
+    write_artifacts,
+)
+from ml.datasets import get_dataset
+from ml.descriptors import (
+    DESCRIPTORS,
+    DescriptorTable,
+    chgnet_feature,
+    compute_descriptor,
+    crystalnn_fingerprint,
+    descriptor_neighbors,
+    ewald_spectrum,
+    export_descriptor,
+    load_descriptor,
+    sine_coulomb_spectrum,
+)
+
+
+def rocksalt(a: float, cation: str) -> Structure:
+    """Conventional rock-salt cell (8 sites)."""
+    return Structure.from_spacegroup("Fm-3m", Lattice.cubic(a), [cation, "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+
+
+def cscl(a: float = 4.12) -> Structure:
+    return Structure(Lattice.cubic(a), ["Cs", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+
+
+NACL, KCL = rocksalt(5.64, "Na"), rocksalt(6.29, "K")
+
+
+# --------------------------------------------------------------------------- physics
+
+
+@pytest.mark.parametrize("spectrum", [ewald_spectrum, sine_coulomb_spectrum])
+def test_eigenspectra_are_sorted_padded_and_cell_independent(spectrum):
+    nacl = spectrum(NACL)
+    assert nacl.shape == (descriptors.EIGENSPECTRUM_LENGTH,) and nacl.dtype == np.float32
+    # computed on the primitive cell: 2 eigenvalues, sorted by decreasing |λ|, then zeros
+    assert np.count_nonzero(nacl) == 2 and np.all(nacl[2:] == 0)
+    assert abs(nacl[0]) >= abs(nacl[1]) > 0
+    # conventional cell, primitive cell and a 2×1×1 supercell of NaCl: the same spectrum
+    for cell in (NACL.get_primitive_structure(), NACL * [2, 1, 1]):
+        np.testing.assert_allclose(spectrum(cell), nacl, rtol=1e-4, atol=1e-3)
+    # a different crystal (KCl: heavier cation, larger cell) has a different spectrum
+    assert np.linalg.norm(spectrum(KCL) - nacl) > 0.05 * np.linalg.norm(nacl)
+
+
+def test_matrix_spectra_of_a_supercell_differ_without_primitive_reduction():
+    """Why the primitive cell is used: the sine matrix of a supercell has another spectrum."""
+    from matminer.featurizers.structure import SineCoulombMatrix
+
+    primitive = NACL.get_primitive_structure()
+    spectra = [np.linalg.eigvalsh(SineCoulombMatrix(flatten=False).featurize(s)[0]) for s in (primitive, primitive * [2, 1, 1])]
+    padded = [descriptors._pad_spectrum(s) for s in spectra]
+    assert np.abs(padded[0] - padded[1]).max() > 1.0
+
+
+def test_crystalnn_is_geometric_and_supercell_invariant():
+    nacl = crystalnn_fingerprint(NACL)
+    assert nacl.shape == (DESCRIPTORS["crystalnn"].dim,)
+    np.testing.assert_allclose(crystalnn_fingerprint(NACL * [2, 1, 1]), nacl, atol=1e-6)
+    # x_diff_weight=0 (MP): only geometry counts, so KCl is NaCl's prototype (MP: d < 0.9 → same)
+    assert np.linalg.norm(crystalnn_fingerprint(KCL) - nacl) < 0.9
+    assert np.linalg.norm(crystalnn_fingerprint(cscl()) - nacl) > 0.9
+
+
+@pytest.mark.integration  # loads the pretrained CHGNet (torch), ~5–15 s on 2 cores
+def test_chgnet_feature_is_a_mean_over_atoms():
+    nacl = chgnet_feature(NACL)
+    assert nacl.shape == (64,) and np.isfinite(nacl).all()
+    np.testing.assert_allclose(chgnet_feature(NACL * [2, 1, 1]), nacl, atol=1e-4)
+    assert np.linalg.norm(chgnet_feature(KCL) - nacl) > 1e-2
+
+
+# --------------------------------------------------------------------------- cache
+
+
+@pytest.fixture
+def cif_folder(tmp_path):
+    """Four readable crystals (one a supercell of another) and one broken file."""
+    folder = tmp_path / "cifs"
+    folder.mkdir()
+    crystals = {"nacl": NACL, "nacl-super": NACL * [1, 1, 2], "kcl": KCL, "cscl": cscl()}
+    for name, structure in crystals.items():
+        (folder / f"{name}.cif").write_text(structure.to(fmt="cif"))
+    (folder / "broken.cif").write_text("data_broken\n_cell_length_a 5.0\n")
+    return folder
+
+
+def test_compute_load_and_neighbours(cif_folder):
+    dataset = get_dataset(str(cif_folder))
+    folder = compute_descriptor(dataset, "ewald", progress=False)
+    table = load_descriptor(dataset, "ewald")
+    assert sorted(table.material_ids) == ["cscl", "kcl", "nacl", "nacl-super"]
+    assert table.values.shape == (4, 256) and table.values.dtype == np.float32
+    assert [f["material_id"] for f in table.failures] == ["broken"] and "CifError" in table.failures[0]["reason"]
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["n_materials"] == 4 and manifest["n_failures"] == 1 and manifest["coverage"] == dataset.name
+    # every material's nearest vector is its own (distance 0)
+    distance, rows = table.search(table.values, 1)
+    assert np.allclose(distance[:, 0], 0, atol=1e-2)
+    assert table.material_ids[rows[0, 0]] in (table.material_ids[0], "nacl", "nacl-super")
+    # the query is left out; the supercell is NaCl's nearest other material
+    neighbours = descriptor_neighbors(dataset, "ewald", "nacl", k=3)
+    assert list(neighbours.columns) == ["rank", "material_id", "distance"]
+    assert list(neighbours["rank"]) == [1, 2, 3] and "nacl" not in set(neighbours["material_id"])
+    assert neighbours["material_id"].iloc[0] == "nacl-super" and neighbours["distance"].iloc[0] < 1e-2
+    assert neighbours["distance"].is_monotonic_increasing
+    restricted = descriptor_neighbors(dataset, "ewald", "nacl", k=3, within={"kcl", "cscl"})
+    assert set(restricted["material_id"]) == {"kcl", "cscl"}
+    with pytest.raises(UnknownMaterialError, match="not covered"):
+        descriptor_neighbors(dataset, "ewald", "broken")
+
+
+def test_resume_computes_only_what_is_missing(cif_folder, monkeypatch):
+    calls = []
+
+    def counting(structure):
+        calls.append(structure.composition.reduced_formula)
+        if len(calls) == 3 and stop_early:
+            raise KeyboardInterrupt  # an interrupted run
+        return np.full(3, len(structure), dtype=np.float32)
+
+    monkeypatch.setitem(DESCRIPTORS, "ewald", replace(DESCRIPTORS["ewald"], dim=3, featurize=counting))
+    monkeypatch.setattr(descriptors, "PART_SIZE", 1)  # a part file per material
+    monkeypatch.setattr(descriptors, "CHUNK_SIZE", 1)  # a checkpoint is a finished chunk
+    dataset = get_dataset(str(cif_folder))
+    stop_early = True
+    with pytest.raises(KeyboardInterrupt):
+        compute_descriptor(dataset, "ewald", ids=["nacl", "kcl", "cscl", "nacl-super"], progress=False)
+    assert len(calls) == 3
+    stop_early = False
+    calls.clear()
+    compute_descriptor(dataset, "ewald", progress=False)
+    assert len(calls) == 2  # the one interrupted and the one not reached; broken fails in parsing
+    table = load_descriptor(dataset, "ewald")
+    assert len(table) == 4 and len(table.failures) == 1
+    calls.clear()
+    compute_descriptor(dataset, "ewald", progress=False)
+    assert calls == []
+
+
+def test_a_failing_structure_is_recorded_not_fatal(cif_folder, monkeypatch):
+    def picky(structure):
+        if "Cs" in structure.composition:
+            raise RuntimeError("caesium is not supported\nsecond line")
+        return np.ones(3, dtype=np.float32)
+
+    monkeypatch.setitem(DESCRIPTORS, "ewald", replace(DESCRIPTORS["ewald"], dim=3, featurize=picky))
+    dataset = get_dataset(str(cif_folder))
+    compute_descriptor(dataset, "ewald", progress=False)
+    failures = {f["material_id"]: f["reason"] for f in load_descriptor(dataset, "ewald").failures}
+    assert failures["cscl"] == "RuntimeError: caesium is not supported"
+    assert set(failures) == {"cscl", "broken"}
+
+
+def test_unknown_names_and_ids(cif_folder):
+    dataset = get_dataset(str(cif_folder))
+    with pytest.raises(ValueError, match="unknown descriptor"):
+        compute_descriptor(dataset, "soap")
+    with pytest.raises(ValueError, match="not in"):
+        compute_descriptor(dataset, "ewald", ids=["mp-0"])
+    with pytest.raises(FileNotFoundError, match="python -m ml descriptors"):
+        load_descriptor(dataset, "sine_coulomb")
+
+
+def test_table_validates_shapes():
+    with pytest.raises(ValueError):
+        DescriptorTable("x", np.array(["a", "b"]), np.zeros((3, 2), np.float32))
+
+
+# --------------------------------------------------------------------------- export and the app
+
+
+def test_export_round_trip_through_map_artifacts(cif_folder):
+    dataset = get_dataset(str(cif_folder))
+    compute_descriptor(dataset, "ewald", progress=False)
+    folder = export_descriptor(dataset, "ewald")
+    table = load_descriptor(dataset, "ewald")
+    assert np.array_equal(np.load(folder / "values.npy"), table.values)
+    assert list(np.load(folder / "material_ids.npy")) == list(table.material_ids)
+
+    ids = ["nacl", "nacl-super", "kcl", "cscl", "broken"]  # the map holds a material the descriptor lacks
+    materials = pd.DataFrame({"material_id": ids, "formula": ["NaCl", "NaCl", "KCl", "CsCl", "X"],
+                              "x": np.arange(5.0), "y": np.zeros(5), "band_gap": [5.0, 5.0, 6.0, 5.5, np.nan]})
+    write_artifacts(artifact_dir(dataset.name, "m"), {"dataset": dataset.name, "model": "m"}, materials,
+                    np.eye(5, dtype=np.float32), {"a": "stand-in"}, {})
+    artifacts = MapArtifacts.load(str(cif_folder), "m")
+    assert artifacts.descriptor_names() == ["ewald"]
+    assert artifacts.descriptor_info("ewald")["n_materials"] == 4
+    neighbours = artifacts.descriptor_neighbors("ewald", "nacl", k=3)
+    assert list(neighbours.columns[:4]) == NEIGHBOR_COLUMNS and "band_gap" in neighbours
+    assert list(neighbours.columns) == list(artifacts.neighbors("nacl", 3).columns)
+    expected = table.neighbors("nacl", 3)
+    assert list(neighbours["material_id"]) == list(expected["material_id"])
+    np.testing.assert_allclose(neighbours["distance"], expected["distance"], rtol=1e-5, atol=1e-4)
+    assert neighbours["formula"].iloc[0] == "NaCl"
+    with pytest.raises(UnknownMaterialError, match="not covered"):
+        artifacts.descriptor_neighbors("ewald", "broken")
+    with pytest.raises(UnknownMaterialError):
+        artifacts.descriptor_neighbors("ewald", "mp-0")
+    with pytest.raises(ArtifactError, match="exported: ewald"):
+        artifacts.descriptor_neighbors("crystalnn", "nacl")
+    with pytest.raises(ValueError):
+        artifacts.descriptor_neighbors("ewald", "nacl", k=0)
+
+
+def test_cli_errors_are_one_line(cif_folder, capsys):
+    from ml.cli import main
+
+    assert main(["descriptors", "--dataset", str(cif_folder), "--name", "soap"]) == 2
+    assert capsys.readouterr().err.startswith("error: unknown descriptor")
+    assert main(["descriptors", "--dataset", str(cif_folder)]) == 2
