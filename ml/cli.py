@@ -90,6 +90,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=None)
     p.add_argument("--k", type=int, default=10, help="neighbours listed per file")
 
+    p = verbs.add_parser("vae-data", help="select the VAE's cubic crystals, voxelise them, and report the voxel round trip")
+    p.add_argument("--dataset", default="mp2024")
+    p.add_argument("--roundtrip", action="store_true",
+                   help="also voxelise and decode every selected crystal without a network and report site errors")
+    p.add_argument("--limit", type=int, default=None, help="round trip of the first N crystals only")
+    p.add_argument("--no-density", action="store_true", help="decode from the species grid alone (no density)")
+    p.add_argument("--out", type=Path, default=None, help="per-crystal round-trip CSV")
+
     from ml.vae_cli import add_vae_verbs  # train-vae, evaluate-vae, generate
 
     add_vae_verbs(verbs)
@@ -200,6 +208,24 @@ def _run(args: argparse.Namespace) -> int:
                 print(f"{path}: {located.formula} at map (x={located.x:.2f}, y={located.y:.2f})")
                 print(located.neighbors[["rank", "material_id", "formula", "distance"]].to_string(index=False))
                 print()
+    elif args.verb == "vae-data":
+        import pandas as pd
+
+        from ml.datasets import get_dataset
+        from ml.vae_data import build_voxel_arrays, select_vae_materials
+
+        dataset = get_dataset(args.dataset)
+        table = select_vae_materials(dataset)
+        print(table.groupby("family")["split"].value_counts().unstack(fill_value=0).assign(total=lambda t: t.sum(axis=1)))
+        print(f"{len(table)} crystals; voxel arrays: {build_voxel_arrays(dataset)}")
+        if args.roundtrip:
+            from ml.vae_roundtrip import roundtrip_report, summarise_roundtrip
+
+            report = roundtrip_report(dataset, use_density=not args.no_density, limit=args.limit)
+            if args.out:
+                report.to_csv(args.out, index=False)
+            with pd.option_context("display.width", 200, "display.max_columns", 12):
+                print(summarise_roundtrip(report).round(4))
     elif args.verb in ("train-vae", "evaluate-vae", "generate"):
         from ml.vae_cli import run_vae_verb
 

@@ -225,3 +225,11 @@ def test_selection_voxel_arrays_and_round_trip_on_real_crystals(mirror):
     summary = summarise_roundtrip(report)
     assert summary.loc["all", "same_composition_share"] == 1.0
     assert summary.loc["all", "mean_site_error_A"] < 0.05
+
+
+def test_cli_needs_a_dataset_with_formation_energies(cif_folder, capsys):
+    from ml.cli import main
+
+    assert main(["vae-data", "--dataset", str(cif_folder)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and "formation_energy_per_atom" in err[0]
