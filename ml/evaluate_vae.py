@@ -72,9 +72,15 @@ def _num(x, digits=3) -> str:
 
 def evaluate_vae(dataset: str = "mp2024", model_dir: str | Path | None = None, n_random: int = 1000,
                  n_targeted: int = 1000, n_bases: int = 10, max_val: int | None = None, seed: int = 0,
-                 out_dir: Path | None = None, progress: bool = True, generator: Generator | None = None) -> dict:
+                 out_dir: Path | None = None, progress: bool = True, generator: Generator | None = None,
+                 truth=None) -> dict:
     """Score a trained generator; write ``report.md`` and ``report.json`` to ``out_dir``
     (default ``data/reports/vae/<model>``) and refresh the model card's evaluation section.
+
+    Args:
+        generator: an already built :class:`~ml.generate.Generator` (default: loaded from ``model_dir``).
+        truth: ``material_ids -> {material_id: Structure}`` giving the true conventional cells
+            (default :func:`ml.vae_data.conventional_structures` of the generator's dataset).
 
     Returns:
         The report: ``metrics`` (ours), ``paper``, ``counts`` (sample sizes), ``funnel``,
@@ -102,7 +108,7 @@ def evaluate_vae(dataset: str = "mp2024", model_dir: str | Path | None = None, n
 
     # reconstructions from z = μ
     recon = g.reconstruct(val_ids)
-    truth = dict(conventional_structures(g.dataset, material_ids=val_ids))
+    truth = truth(val_ids) if truth is not None else dict(conventional_structures(g.dataset, material_ids=val_ids))
     cell_errors, emds, agreements, count_errors = [], [], [], []
     for material_id, crystal, row in zip(val_ids, recon, val_rows):
         cell_errors.append(float(np.abs(np.asarray(crystal.lattice) - g.arrays.lattice[row]).mean()))

@@ -10,7 +10,7 @@ Named configurations (:data:`VAE_TRAIN_CONFIGS`):
 - ``cpu``: what trains in ~30–40 min per model on one shared CPU core. Reduced: the UNet to
   8 base channels, 3 levels, one convolution per level, lr 3e-6 → 1e-3 (at 3e-6 a few thousand
   steps move nothing); the VAE's encoder widths to (8, 16, 32, 64) and lr 1e-4 → 1e-3; the
-  training set to ``max_train`` = 1,500 random training materials and a few epochs. Kept: the
+  training set to ``max_train`` = 2,000 random training crystals, 4 UNet and 3 VAE epochs. Kept: the
   latent size 256, β, α, the batch sizes, the losses, the condition, the augmentation.
 
 Both stages write ``run_dir/<stage>/last.pt`` (model, optimiser, epoch, history, config) and
@@ -126,7 +126,7 @@ VAE_TRAIN_CONFIGS: dict[str, VAETrainConfig] = {
         name="cpu",
         unet=UNet3DConfig(n_species=_SPECIES, base_channels=8, depth=3, convs_per_level=1),
         vae=VAE3DConfig(latent_dim=256, channels=(8, 16, 32, 64)),
-        unet_lr=1e-3, unet_epochs=6, vae_lr=1e-3, vae_epochs=6, max_train=1500, max_val=200,
+        unet_lr=1e-3, unet_epochs=4, vae_lr=1e-3, vae_epochs=3, max_train=2000, max_val=200,
     ),
 }
 
@@ -239,8 +239,9 @@ class _Run:
 
 
 def _extra(dataset: Dataset, arrays: VoxelArrays, config: VAETrainConfig, history: list[dict], n_train: int,
-           command: list[str] | None) -> dict:
+           command: list[str] | None, data_note: str | None) -> dict:
     return {"train_config": asdict(config), "history": history, "dataset": dataset.name, "n_train": n_train,
+            "data_note": data_note or "",
             "voxel_config": asdict(arrays.voxel_config), "n_selected": len(arrays),
             "command": shlex.join(command or ["python", "-m", "ml", *sys.argv[1:]])}
 
@@ -287,8 +288,12 @@ def evaluate_unet(unet: UNet3D, arrays: VoxelArrays, rows: np.ndarray, device, b
 
 
 def train_unet(dataset: Dataset, config: VAETrainConfig, run_dir: Path, out_dir: Path, resume: bool = False,
-               device: torch.device | str = "cpu", command: list[str] | None = None) -> dict:
+               device: torch.device | str = "cpu", command: list[str] | None = None,
+               arrays: VoxelArrays | None = None, data_note: str | None = None) -> dict:
     """Train (or resume) the segmentation UNet on the VAE selection of ``dataset``.
+
+    ``arrays`` replaces the dataset's voxel store (:func:`ml.vae_data.load_voxel_arrays`), with
+    ``data_note`` saying what it is in the model card.
 
     Returns:
         ``{"history": [...], "val": final validation metrics}``; writes ``out_dir/unet.pt``.
@@ -297,7 +302,7 @@ def train_unet(dataset: Dataset, config: VAETrainConfig, run_dir: Path, out_dir:
         ml.vae_data.VAEDataError: the voxel arrays are not built. FileNotFoundError: ``resume``
         without a checkpoint. ValueError: a checkpoint of another configuration.
     """
-    arrays = load_voxel_arrays(dataset)
+    arrays = arrays if arrays is not None else load_voxel_arrays(dataset)
     train, val = training_rows(arrays, config)
     torch.manual_seed(config.seed)
     unet = UNet3D(config.unet).to(device)
@@ -327,7 +332,8 @@ def train_unet(dataset: Dataset, config: VAETrainConfig, run_dir: Path, out_dir:
         run.save(unet, optimiser, epoch + 1, history, config)
     unet.eval()
     final = evaluate_unet(unet, arrays, val, device)
-    save_voxel_model(Path(out_dir) / UNET_FILE, unet, {**_extra(dataset, arrays, config, history, len(train), command),
+    save_voxel_model(Path(out_dir) / UNET_FILE, unet, {**_extra(dataset, arrays, config, history, len(train), command,
+                                                                data_note),
                                                         "val_metrics": final, "n_val": len(val)})
     write_vae_model_card(Path(out_dir))
     return {"history": history, "val": final}
@@ -359,9 +365,10 @@ def evaluate_vae_loss(vae: CondVAE3D, unet: UNet3D, arrays: VoxelArrays, rows: n
 
 
 def train_vae(dataset: Dataset, config: VAETrainConfig, run_dir: Path, out_dir: Path, resume: bool = False,
-              device: torch.device | str = "cpu", command: list[str] | None = None) -> dict:
+              device: torch.device | str = "cpu", command: list[str] | None = None,
+              arrays: VoxelArrays | None = None, data_note: str | None = None) -> dict:
     """Train (or resume) the Cond-DFC-VAE with the frozen UNet of ``out_dir/unet.pt`` as its
-    perceptual model.
+    perceptual model (``arrays``, ``data_note``: as in :func:`train_unet`).
 
     Returns:
         ``{"history": [...], "val": final validation losses}``; writes ``out_dir/vae.pt``.
@@ -372,7 +379,7 @@ def train_vae(dataset: Dataset, config: VAETrainConfig, run_dir: Path, out_dir: 
     """
     unet, _ = load_voxel_model(Path(out_dir) / UNET_FILE, "unet3d", device)
     unet.requires_grad_(False)
-    arrays = load_voxel_arrays(dataset)
+    arrays = arrays if arrays is not None else load_voxel_arrays(dataset)
     train, val = training_rows(arrays, config)
     torch.manual_seed(config.seed)
     vae = CondVAE3D(config.vae).to(device)
@@ -404,7 +411,8 @@ def train_vae(dataset: Dataset, config: VAETrainConfig, run_dir: Path, out_dir: 
                  "val loss %(val_loss).4f cell MAE %(val_cell_length_mae).3f Å (%(seconds).0f s)", row)
         run.save(vae, optimiser, epoch + 1, history, config)
     final = evaluate_vae_loss(vae, unet, arrays, val, device)
-    save_voxel_model(Path(out_dir) / VAE_FILE, vae.eval(), {**_extra(dataset, arrays, config, history, len(train), command),
+    save_voxel_model(Path(out_dir) / VAE_FILE, vae.eval(), {**_extra(dataset, arrays, config, history, len(train), command,
+                                                                    data_note),
                                                             "val_metrics": final, "n_val": len(val)})
     write_vae_model_card(Path(out_dir))
     return {"history": history, "val": final}
@@ -442,6 +450,7 @@ def write_vae_model_card(model_dir: Path, report: dict | None = None) -> Path:
                   (f"- data: `{payload.get('dataset')}`, the VAE selection (`ml.vae_data`: cubic AB, ABX3 perovskites, "
                   f"Heusler and half-Heusler, ≤ 40 sites; {payload.get('n_selected')} crystals), hash split; "
                   f"{payload.get('n_train')} training crystals, {payload.get('n_val')} validation crystals scored"),
+                  *([f"- data note: {payload['data_note']}"] if payload.get("data_note") else []),
                   (f"- configuration `{config.get('name')}`: {json.dumps(config.get(stage))}; lr "
                   f"{config.get(stage + '_lr')}, batch {config.get(stage + '_batch_size')}, epochs "
                   f"{config.get(stage + '_epochs')}, random 90° rotations {config.get('augment')}"),

@@ -96,6 +96,7 @@ def test_voxel_batch_rotates_density_species_and_lattice_together(store):
     assert torch.equal(turned.species.flatten(1).sort(dim=1).values, plain.species.flatten(1).sort(dim=1).values)
 
 
+@pytest.mark.integration
 def test_train_both_stages_resume_and_card(store, tmp_path, monkeypatch):
     arrays, _, _ = store
     monkeypatch.setattr("ml.vae_train.load_voxel_arrays", lambda dataset, **kw: arrays)
@@ -121,6 +122,25 @@ def test_train_both_stages_resume_and_card(store, tmp_path, monkeypatch):
     assert "train-vae" in card and "## VAE" in card and "not trained yet" not in card
     with pytest.raises(FileNotFoundError):
         train_vae(dataset, config, tmp_path / "other-run", tmp_path / "no-unet")
+
+    # generation and evaluation from the tiny trained pair, files as saved
+    from ml.evaluate_vae import evaluate_vae
+
+    _, selection, structures = store
+    vae, _ = load_voxel_model(out / "vae.pt", "cond-dfc-vae")
+    unet, _ = load_voxel_model(out / "unet.pt", "unet3d")
+    generator = Generator(vae, unet, VOXELS, arrays, selection, {}, torch.device("cpu"))
+    crystals = generator.sample(decile=2, n=3, seed=4)
+    rows = list(csv.DictReader(write_generated(crystals, tmp_path / "gen").read_text().splitlines()))
+    assert len(rows) == 3 and all(r["valid"] in ("True", "False") for r in rows)
+    report = evaluate_vae(model_dir=out, n_random=10, n_targeted=4, n_bases=2, out_dir=tmp_path / "report",
+                          progress=False, generator=generator, truth=lambda ids: {m: structures[m] for m in ids})
+    assert report["counts"] == {"val": 2, "reconstructions_decoded": report["counts"]["reconstructions_decoded"],
+                                "random": 10, "targeted": 4, "bases": 2}
+    assert 0 <= report["metrics"]["random_validity"] <= 1 and report["metrics"]["cell_length_mae"] >= 0
+    assert report["funnel"]["energy_within_20pct"] is None  # no predictor given
+    assert "| cell-length MAE (Å) |" in (tmp_path / "report" / "report.md").read_text()
+    assert "## Evaluation" in (out / "MODEL_CARD.md").read_text()
 
 
 # --------------------------------------------------------------------------- decoding with exact stand-ins
