@@ -15,6 +15,7 @@ from __future__ import annotations
 import dash
 from dash import Dash, dcc, html
 
+from components.background import background_manager
 from components.state import LOCATED_STORE
 
 
@@ -45,6 +46,7 @@ def create_app() -> Dash:
         update_title=None,
         serve_locally=True,
         compress=True,  # the map page sends ~5 MB of coordinates and hover text for 140k points
+        background_callback_manager=background_manager(),  # long jobs with progress (concept page)
         meta_tags=[{"name": "viewport", "content": "width=device-width, initial-scale=1"}],
     )
     app.layout = html.Div(

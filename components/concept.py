@@ -243,9 +243,16 @@ def fit_concept(
                          random_negatives=random_negatives, oob_auc=auc)
 
 
-def score_layers(scores: np.ndarray, n: int | None = None, title: str = "concept score") -> ColorLayers:
-    """How the map shows concept scores: every material coloured by its score (0 … 1,
-    "Plasma"), the highest drawn last (on top); ``scores`` ``None`` gives the grey map."""
+#: Materials scoring below this stay grey on the map (most of them, for a narrow concept), so
+#: a new result sends the coordinates of the few that matter, not of all 141k.
+SCORE_FLOOR = 0.02
+
+
+def score_layers(scores: np.ndarray, n: int | None = None, title: str = "concept score",
+                 floor: float = SCORE_FLOOR) -> ColorLayers:
+    """How the map shows concept scores: materials scoring at least ``floor`` coloured by
+    their score (0 … 1, "Plasma"), the highest drawn last (on top), the rest grey;
+    ``scores`` ``None`` gives the grey map."""
     if scores is None:
         size = auto_point_size(n or 0)
         return ColorLayers(base_marker={"color": MISSING_COLOR, "size": size, "opacity": 0.8}, base_name=None,
@@ -253,9 +260,10 @@ def score_layers(scores: np.ndarray, n: int | None = None, title: str = "concept
     scores = np.asarray(scores, dtype=np.float32)
     size = auto_point_size(len(scores))
     order = np.argsort(scores, kind="stable")
+    order = order[scores[order] >= floor]
     return ColorLayers(
         base_marker={"color": MISSING_COLOR, "size": size, "opacity": 0.8},
-        base_name=None,
+        base_name=f"score below {floor:g} ({len(scores) - len(order):,})",
         foreground_rows=order,
         foreground_marker={
             "color": scores[order],

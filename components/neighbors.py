@@ -28,6 +28,7 @@ DECIMALS = {
     "density": 3,
     "e_above_hull": 3,
     "tc_kelvin": 1,
+    "score": 3,
 }
 INTEGER_COLUMNS = {"rank", "spacegroup_number", "nsites", "nelements"}
 #: Short grid headers (units kept); the header tooltip gives the full ``column_label``.

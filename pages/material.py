@@ -11,6 +11,7 @@ from dash import Input, Output, State, callback, dcc, html, no_update
 from dash.exceptions import PreventUpdate
 
 from components.common import missing_page, notice
+from components.compare import compare_view, neighbor_lists
 from components.map_figure import make_neighbors_map_figure, sample_rows
 from components.neighbors import NeighborPanel, column_defs, neighbor_records, panel_meta
 from components.properties import external_link, formula_children, property_table
@@ -159,6 +160,22 @@ def _body(material_id: str | None, material) -> html.Div:
                     ),
                 ],
             ),
+            html.Section(
+                className="card",
+                children=[
+                    html.Div(
+                        className="section-head",
+                        children=[
+                            html.H2("Compare descriptors"),
+                            html.Button("Compare the neighbour lists", id="material-compare-button",
+                                        className="button button--secondary", n_clicks=0),
+                        ],
+                    ),
+                    html.P("The same number of nearest materials under each descriptor, side by side: ours (the CMML "
+                           "embedding) and the hand-made or learned baselines built for this map.", className="hint"),
+                    dcc.Loading(html.Div(id="material-compare"), type="circle", delay_show=200),
+                ],
+            ),
         ],
     )
 
@@ -239,6 +256,21 @@ def show_neighbors(material_id, k):
         figure,
         notice(note, "warning") if note else None,
     )
+
+
+@callback(
+    Output("material-compare", "children"),
+    Input("material-compare-button", "n_clicks"),
+    Input("material-k", "value"),
+    State("material-id", "data"),
+    prevent_initial_call=True,
+)
+def compare_descriptors(n_clicks, k, material_id):
+    """The neighbour lists of every descriptor side by side (once asked for)."""
+    if not n_clicks or not material_id:
+        raise PreventUpdate
+    k, _ = clamp_k(k)
+    return compare_view(neighbor_lists(require_map(), material_id, k), material_id)
 
 
 @callback(

@@ -52,7 +52,7 @@ def test_random_negatives_are_scored_out_of_bag():
     """A random negative drawn from the positives' cluster is not pushed to 0 for having been
     a training negative: its out-of-bag score still says it looks like the positives."""
     x = two_clusters()
-    result = fit_concept(x, list(range(0, 100)), config=ConceptConfig(n_estimators=60, chunks=3, min_random_negatives=150))
+    result = fit_concept(x, list(range(100)), config=ConceptConfig(n_estimators=60, chunks=3, min_random_negatives=150))
     drawn_from_a = result.negative_rows[result.negative_rows < 150]
     assert drawn_from_a.size > 0
     assert result.scores[drawn_from_a].mean() > 0.5
@@ -167,3 +167,5 @@ def test_score_layers_draw_the_best_on_top():
     assert list(layers.foreground_marker["color"]) == pytest.approx([0.2, 0.5, 0.9])
     assert (layers.foreground_marker["cmin"], layers.foreground_marker["cmax"]) == (0.0, 1.0)
     assert score_layers(None, 10).foreground_rows.size == 0
+    low = score_layers(np.array([0.5, 0.001, 0.3], dtype=np.float32), floor=0.01)
+    assert list(low.foreground_rows) == [2, 0] and "(1)" in low.base_name

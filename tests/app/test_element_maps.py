@@ -67,7 +67,7 @@ def test_density_counts_every_point_with_north_up():
 
 
 def test_element_image_colours_only_pixels_with_the_element():
-    materials, coordinates = small_map()
+    _, coordinates = small_map()
     edges = pixel_bins(coordinates, STYLE)
     everything = density(coordinates, edges)
     image = element_image(everything, density(coordinates[[2]], edges), STYLE)

@@ -42,11 +42,12 @@ def patch_ops(patch) -> dict:
 # --------------------------------------------------------------------------- app shell
 
 
-def test_navbar_lists_map_and_locate(dash_app):
+def test_navbar_lists_the_pages_in_order(dash_app):
     import app
 
     links = app.navbar().children[1].children
-    assert [(link.children, link.href) for link in links] == [("Map", "/"), ("Locate", "/locate")]
+    assert [(link.children, link.href) for link in links] == [
+        ("Map", "/"), ("Locate", "/locate"), ("Concept", "/concept"), ("Elements", "/elements")]
     assert dash_app.config.suppress_callback_exceptions is False
 
 

@@ -1,0 +1,103 @@
+"""Neighbour lists of one material under every descriptor, side by side.
+
+"Ours" is the map's own list (:meth:`ml.artifacts.MapArtifacts.neighbors`, Euclidean in the
+CMML embedding); every descriptor the map has (``MapArtifacts.descriptor_names()``) adds its
+list (``MapArtifacts.descriptor_neighbors(name, material_id, k)``, same columns). The paper's
+baselines that are not built, or that do not cover the material, get a message instead of a
+grid. Each grid is a :class:`components.neighbors.NeighborPanel` with its own CSV export.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from dash import html
+
+from components.common import notice
+from components.neighbors import NeighborPanel, neighbor_records
+
+log = logging.getLogger(__name__)
+
+OURS = "ours"
+#: Descriptors matmap compares against (keys as in ``ml.descriptors.DESCRIPTORS``) and their
+#: names in the UI; ``cmml`` is the map itself ("ours").
+DESCRIPTOR_LABELS = {
+    "ewald": "Ewald sum matrix",
+    "sine_coulomb": "Sine Coulomb matrix",
+    "crystalnn": "CrystalNN fingerprint",
+    "chgnet": "CHGNet feature",
+}
+SAME_AS_OURS = {"cmml"}
+
+
+def descriptor_label(name: str) -> str:
+    """The UI name of a descriptor (its key when unknown)."""
+    return "Ours (CMML embedding)" if name == OURS else DESCRIPTOR_LABELS.get(name, name.replace("_", " "))
+
+
+def built_descriptors(atlas) -> list[str]:
+    """The descriptors the map can list neighbours for (none when the map predates them)."""
+    names = getattr(atlas, "descriptor_names", None)
+    if names is None:
+        return []
+    return [name for name in names() if name not in SAME_AS_OURS]
+
+
+def neighbor_lists(atlas, material_id: str, k: int) -> list[dict]:
+    """Every list for ``material_id``: ours first, then each built descriptor, then the known
+    descriptors that are not built.
+
+    Returns:
+        Dicts with ``name``, ``label``, ``ok``; ``columns`` and ``rows`` (records) when ok,
+        ``message`` (for the user) when not.
+
+    Raises:
+        ml.artifacts.UnknownMaterialError: ``material_id`` is not in the map.
+    """
+    table = atlas.neighbors(material_id, k)
+    lists = [_ok(OURS, table)]
+    built = built_descriptors(atlas)
+    for name in built:
+        try:
+            lists.append(_ok(name, atlas.descriptor_neighbors(name, material_id, k), _exported_label(atlas, name)))
+        except (LookupError, ValueError, RuntimeError) as error:  # not covered, unreadable files
+            lists.append(_missing(name, str(error)))
+        except Exception as error:  # one descriptor must not break the page
+            log.exception("neighbours of %s under %s failed", material_id, name)
+            lists.append(_missing(name, f"could not be read ({type(error).__name__}: {error})"))
+    for name in DESCRIPTOR_LABELS:
+        if name not in built:
+            lists.append(_missing(name, "descriptor not built for this map"))
+    return lists
+
+
+def _exported_label(atlas, name: str) -> str:
+    """The label an exported descriptor's manifest gives (ours when it has none)."""
+    info = getattr(atlas, "descriptor_info", None)
+    try:
+        return str((info(name) if info else {}).get("label") or descriptor_label(name))
+    except (LookupError, ValueError, RuntimeError):
+        return descriptor_label(name)
+
+
+def _ok(name: str, table, label: str | None = None) -> dict:
+    return {"name": name, "label": label or descriptor_label(name), "ok": True, "columns": list(table.columns),
+            "rows": neighbor_records(table)}
+
+
+def _missing(name: str, message: str) -> dict:
+    return {"name": name, "label": descriptor_label(name), "ok": False, "message": message}
+
+
+def compare_view(lists: list[dict], material_id: str, height: str = "360px") -> html.Div:
+    """A grid of one card per list: its neighbour grid with a CSV button, or its message."""
+    cards = []
+    for item in lists:
+        if item["ok"]:
+            body = NeighborPanel(aio_id=f"compare-{item['name']}", rows=item["rows"], columns=item["columns"],
+                                 filename=f"{material_id}_neighbors_{item['name']}.csv", height=height)
+        else:
+            body = notice(f"{item['label']}: {item['message']}.", "info")
+        cards.append(html.Div([html.H3(item["label"]), body], className=f"compare-list compare-list--{item['name']}",
+                              **{"data-descriptor": item["name"]}))
+    return html.Div(cards, className="compare-grid")
