@@ -233,8 +233,8 @@ class Generator:
                     structure = structure_from_voxels(species[i], lattice[i], density[i], self.voxel_config)
                     if not is_valid_structure(structure, MIN_DISTANCE):
                         reason = f"atoms closer than {MIN_DISTANCE} Å"
-                except VoxelDecodeError as exc:
-                    reason = str(exc)
+                except (VoxelDecodeError, ValueError) as exc:  # pymatgen's own ValueErrors on odd cells too
+                    structure, reason = None, str(exc) or type(exc).__name__
                 out.append(GeneratedCrystal(index=index, structure=structure, valid=reason is None, reason=reason,
                                             lattice=tuple(float(v) for v in lattice[i]), decile=int(deciles[i]),
                                             t=None if t is None else float(t[index]),
