@@ -62,6 +62,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=None, help="report folder (default data/reports/<dataset>)")
     p.add_argument("--steps", default=None,
                    help="comma-separated subset of: retrieval,neighbors,concepts,probes (default: all)")
+    p.add_argument("--force", action="store_true", help="recompute the steps even when their results are cached")
 
     p = verbs.add_parser("neighbors", help="nearest materials of a material as CSV")
     p.add_argument("--dataset", default="mp2024")
@@ -170,7 +171,7 @@ def _run(args: argparse.Namespace) -> int:
         from ml.evaluate import evaluate
 
         steps = None if args.steps is None else [s.strip() for s in args.steps.split(",") if s.strip()]
-        report = evaluate(args.dataset, args.model, args.out, steps)
+        report = evaluate(args.dataset, args.model, args.out, steps, force=args.force)
         print(f"report written to {report}")
     elif args.verb == "neighbors":
         from ml.artifacts import MapArtifacts

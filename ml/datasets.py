@@ -87,6 +87,11 @@ class Dataset:
         ids = tuple(m for m in self.material_ids if m in material_ids)
         return Dataset(f"{self.name}-{suffix}", ids, self.read_records, self.properties.loc[list(ids)])
 
+    def split_subset(self, split: str) -> "Dataset":
+        """The materials of one split (``train``, ``val``, ``test``) as ``<name>-<split>``
+        (its own feature caches, e.g. the XRD of the test split only)."""
+        return self.subset(split, {m for m, s in zip(self.material_ids, self.splits()) if s == split})
+
     def splits(self) -> np.ndarray:
         """``"train" | "val" | "test"`` per material, shape ``(n,)`` (see :mod:`ml.splits`)."""
         return assign_splits(self.material_ids)

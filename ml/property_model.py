@@ -222,8 +222,7 @@ def property_data(dataset: Dataset, target: str, split: str, shards=None) -> Pro
 def test_split_data(dataset: Dataset, target: str) -> PropertyData:
     """The whole ``test`` split of ``dataset`` with the property (its own graph cache,
     ``<dataset>-test``, as :func:`ml.train.train` uses for the test retrieval)."""
-    test_ids = {m for m, s in zip(dataset.material_ids, dataset.splits()) if s == "test"}
-    subset = dataset.subset("test", test_ids)
+    subset = dataset.split_subset("test")
     featurize(subset, "graph", processes=1, progress=False)
     return property_data(subset, target, "test")
 

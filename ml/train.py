@@ -274,8 +274,7 @@ def train(
         if config.train_shards is None:
             full = data
         else:  # XRD of the whole test split only, not of every material outside the training shards
-            test_ids = {m for m, s in zip(dataset.material_ids, dataset.splits()) if s == "test"}
-            full = load_training_data(dataset.subset("test", test_ids), None, processes)
+            full = load_training_data(dataset.split_subset("test"), None, processes)
         test = evaluate_retrieval(model, full, "test", device, ks=tuple(range(1, 11)))
         result["test"] = test
         result["n_train"] = int(len(train_rows))
