@@ -6,16 +6,17 @@ nearest neighbours under the metric its authors use (Euclidean for all five, see
 
 | name | vector | source |
 |---|---|---|
-| ``ewald`` | Ewald sum matrix eigenspectrum, ``(256,)`` Hartree | Faber et al., *Int. J. Quantum Chem.* 115, 1094 (2015); dscribe ``EwaldSumMatrix`` |
-| ``sine_coulomb`` | sine Coulomb matrix eigenspectrum, ``(256,)`` Hartree | same paper; dscribe ``SineMatrix`` |
+| ``ewald`` | Ewald sum matrix eigenspectrum, ``(256,)`` (dscribe: eV) | Faber et al., *Int. J. Quantum Chem.* 115, 1094 (2015); dscribe ``EwaldSumMatrix`` |
+| ``sine_coulomb`` | sine Coulomb matrix eigenspectrum, ``(256,)`` (Hartree-like, Z²/bohr) | same paper; matminer ``SineCoulombMatrix`` |
 | ``crystalnn`` | CrystalNN site fingerprints, min / max / mean / std over sites, ``(244,)`` | Zimmermann & Jain, *RSC Adv.* 10, 6063 (2020); MP "similar structures"; matminer |
 | ``chgnet`` | CHGNet 0.3.0 crystal feature per atom (``crystal_fea`` / n atoms), ``(64,)`` | Deng et al., *Nat. Mach. Intell.* 5, 1031 (2023); pip ``chgnet`` |
 | ``cmml`` | our crystal-encoder embedding, read from the built map | Suzuki et al. 2022, ``data/models/cmml-cpu`` |
 
 **Eigenspectra** (``ewald``, ``sine_coulomb``): the matrix of a cell is built on its primitive
 cell (pymatgen ``get_primitive_structure``; a supercell otherwise has a different, longer
-spectrum); its eigenvalues sorted by decreasing absolute value (dscribe
-``permutation="eigenspectrum"``, the flattened form of matminer's featurisers) are zero-padded
+spectrum); its eigenvalues (``numpy.linalg.eigvalsh``) sorted by decreasing absolute value
+(as dscribe's ``permutation="eigenspectrum"``; matminer's ``flatten=True`` leaves them
+unsorted) are zero-padded
 to :data:`EIGENSPECTRUM_LENGTH` = 256 values, or cut to the 256 largest for the <0.1 % of
 mp2024 cells with more sites (99.9th percentile: 224 sites; largest 688). Compared by the
 Euclidean norm of the difference of the padded spectra (Rupp et al., *PRL* 108, 058301, 2012),
@@ -75,7 +76,7 @@ EIGENSPECTRUM_LENGTH = 256
 #: Materials sent to a worker at a time, and the most results held before a part file is written.
 CHUNK_SIZE = 10
 PART_SIZE = 200
-#: The benchmark queries of issue 5: Hg-1223 cuprate, LiCoO2, and two more.
+#: The benchmark queries of issue 5: Hg-1223 cuprate Ba2Ca2Cu3HgO8, LiCoO2, CrGeTe3, Sm2Co17.
 BENCHMARK_QUERIES = ("mp-22601", "mp-22526", "mp-541449", "mp-1200096")
 
 
@@ -220,7 +221,7 @@ class DescriptorSpec:
         return f"{self.name}-{hashlib.sha256(self.config.encode()).hexdigest()[:10]}"
 
 
-_EIGEN_CONFIG = f"dscribe 2.1 permutation=eigenspectrum; primitive cell; pad/cut {EIGENSPECTRUM_LENGTH}"
+_EIGEN_CONFIG = f"eigvalsh sorted by |lambda| descending; primitive cell; pad/cut {EIGENSPECTRUM_LENGTH}"
 DESCRIPTORS: dict[str, DescriptorSpec] = {
     spec.name: spec
     for spec in (
@@ -351,7 +352,11 @@ def _read_parts(folder: Path) -> tuple[np.ndarray, np.ndarray, list[dict]]:
             failures.extend(json.loads(str(data["failures_json"])))
     if not ids:
         return np.zeros(0, dtype=str), np.zeros((0, 0), np.float32), []
-    return np.concatenate(ids), np.concatenate(values).astype(np.float32), failures
+    # two runs sharing a cache (e.g. two processes on parts of a sample) may both have done a material
+    ids_all, first = np.unique(np.concatenate(ids), return_index=True)
+    done = set(ids_all.tolist())
+    failures = [f for f in {f["material_id"]: f for f in failures}.values() if f["material_id"] not in done]
+    return ids_all, np.concatenate(values).astype(np.float32)[first], failures
 
 
 def _done_ids(folder: Path) -> set[str]:
@@ -390,6 +395,11 @@ def _coverage_label(n_done: int, dataset: Dataset, done: set[str]) -> str:
         if icsd <= done:
             return "mp2024-icsd" if len(done) == len(icsd) else "mp2024-icsd plus others"
     return "sample"
+
+
+def _cache_manifest(dataset: Dataset, spec: DescriptorSpec) -> dict:
+    path = cache_folder(dataset, spec) / "manifest.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def _write_manifest(folder: Path, dataset: Dataset, spec: DescriptorSpec, request: dict | None) -> dict:
@@ -584,8 +594,7 @@ def load_descriptor(dataset: str | Dataset, name: str) -> DescriptorTable:
             f"python -m ml descriptors --dataset {dataset.name} --name {name}"
         )
     order = np.argsort(ids)
-    manifest_path = folder / "manifest.json"
-    coverage = json.loads(manifest_path.read_text()).get("coverage", "") if manifest_path.is_file() else ""
+    coverage = _cache_manifest(dataset, spec).get("coverage", "")
     return DescriptorTable(name, ids[order], values[order], spec.metric, coverage, failures)
 
 
@@ -618,7 +627,8 @@ def descriptor_neighbors(
 def export_descriptor(dataset: str | Dataset, name: str, root: Path | None = None) -> Path:
     """Write the torch-free copy the app reads: ``<artifacts>/<dataset>/descriptors/<name>/``
     with ``values.npy`` ``(n, d)`` float32, ``material_ids.npy`` ``(n,)`` str and
-    ``manifest.json`` (label, citation, metric, coverage, counts, SHA-256 of the files).
+    ``manifest.json`` (label, citation, metric, coverage, the id sets of its runs, counts,
+    SHA-256 of the files).
     Written under ``<name>.partial`` and renamed when complete. ``cmml`` is not exported:
     the map itself serves it (``MapArtifacts.neighbors``).
 
@@ -644,6 +654,7 @@ def export_descriptor(dataset: str | Dataset, name: str, root: Path | None = Non
         "name": name, "label": spec.label, "citation": spec.citation, "metric": spec.metric,
         "coverage": table.coverage, "dataset": dataset.name, "n_materials": len(table), "dim": int(table.values.shape[1]),
         "n_failures": len(table.failures), "config": spec.config,
+        "runs": [run.get("ids") for run in _cache_manifest(dataset, spec).get("runs", [])],
         "files": {f: file_sha256(partial / f) for f in (DESCRIPTOR_VALUES, DESCRIPTOR_IDS)},
     }
     (partial / DESCRIPTOR_MANIFEST).write_text(json.dumps(manifest, indent=2))

@@ -158,6 +158,18 @@ def test_resume_computes_only_what_is_missing(cif_folder, monkeypatch):
     assert calls == []
 
 
+def test_two_runs_sharing_a_cache_do_not_duplicate_materials(cif_folder):
+    dataset = get_dataset(str(cif_folder))
+    folder = compute_descriptor(dataset, "ewald", progress=False)
+    before = load_descriptor(dataset, "ewald")
+    # a second process finished NaCl too, and recorded an old failure for it
+    descriptors._write_part(folder, 0, 256, [("nacl", before.values[before.material_ids == "nacl"][0] + 1, None)])
+    descriptors._write_part(folder, 0, 256, [("nacl", None, "RuntimeError: transient")])
+    after = load_descriptor(dataset, "ewald")
+    assert list(after.material_ids) == list(before.material_ids)
+    assert [f["material_id"] for f in after.failures] == ["broken"]
+
+
 def test_a_failing_structure_is_recorded_not_fatal(cif_folder, monkeypatch):
     def picky(structure):
         if "Cs" in structure.composition:
