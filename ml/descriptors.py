@@ -391,14 +391,19 @@ def _describe_chunk(job: tuple[str, list[tuple[str, str]]]) -> list[tuple[str, n
     return out
 
 
-def _coverage_label(n_done: int, dataset: Dataset, done: set[str]) -> str:
-    if n_done == len(dataset):
+def _coverage_label(dataset: Dataset, done: set[str], runs: list[dict]) -> str:
+    """Which set a cache covers: the dataset, ``mp2024-icsd``, or the id sets of its runs
+    (``partial`` for a run that was interrupted)."""
+    if len(done) == len(dataset):
         return dataset.name
     if dataset.name == "mp2024":
         icsd = set(icsd_ids())
         if icsd <= done:
             return "mp2024-icsd" if len(done) == len(icsd) else "mp2024-icsd plus others"
-    return "sample"
+    labels: dict[str, bool] = {}
+    for run in runs:
+        labels[run["ids"]] = labels.get(run["ids"], False) or "finished" in run
+    return "; ".join(label if finished else f"partial: {label}" for label, finished in labels.items()) or "none"
 
 
 def _cache_manifest(dataset: Dataset, spec: DescriptorSpec) -> dict:
@@ -406,20 +411,32 @@ def _cache_manifest(dataset: Dataset, spec: DescriptorSpec) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def _write_manifest(folder: Path, dataset: Dataset, spec: DescriptorSpec, request: dict | None) -> dict:
+def _write_manifest(folder: Path, dataset: Dataset, spec: DescriptorSpec, request: dict | None = None) -> dict:
+    """(Re)write ``manifest.json`` of a cache from its part files; ``request`` (a run: id-set
+    label, counts, start and — once done — finish time) is added or updated by its start time."""
     path = folder / "manifest.json"
     manifest = json.loads(path.read_text()) if path.is_file() else {"runs": []}
+    if request is not None:
+        runs = [run for run in manifest["runs"] if run.get("started") != request["started"]]
+        manifest["runs"] = [*runs, request]
     ids, _values, failures = _read_parts(folder)
     done = set(ids.tolist()) | {f["material_id"] for f in failures}
     manifest.update(
         name=spec.name, label=spec.label, citation=spec.citation, metric=spec.metric, dim=spec.dim,
         config=spec.config, dataset=dataset.name, n_dataset=len(dataset), n_materials=len(ids),
-        n_failures=len(failures), coverage=_coverage_label(len(done), dataset, done),
+        n_failures=len(failures), coverage=_coverage_label(dataset, done, manifest["runs"]),
     )
-    if request is not None:
-        manifest["runs"].append(request)
-    path.write_text(json.dumps(manifest, indent=2))
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(manifest, indent=2))
+    os.replace(tmp, path)
     return manifest
+
+
+def refresh_manifest(dataset: str | Dataset, name: str) -> dict:
+    """Rewrite the cache manifest of ``name`` from its part files (after runs were interrupted)."""
+    dataset = get_dataset(dataset) if isinstance(dataset, str) else dataset
+    spec = get_spec(name)
+    return _write_manifest(cache_folder(dataset, spec), dataset, spec)
 
 
 def compute_descriptor(
@@ -463,6 +480,7 @@ def compute_descriptor(
     request = {"ids": ids_label or ("all" if ids is None else f"{len(wanted)} given ids"),
                "n_requested": len(wanted), "n_todo": len(todo), "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
     log.info("%s on %s: %d requested, %d to compute", name, dataset.name, len(wanted), len(todo))
+    _write_manifest(folder, dataset, spec, request)  # an interrupted run stays listed, unfinished
     if todo:
         n_shards = n_shards_for(len(dataset))
         by_shard: dict[int, list[tuple[str, str]]] = defaultdict(list)

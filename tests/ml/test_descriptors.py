@@ -147,12 +147,14 @@ def test_resume_computes_only_what_is_missing(cif_folder, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         compute_descriptor(dataset, "ewald", ids=["nacl", "kcl", "cscl", "nacl-super"], progress=False)
     assert len(calls) == 3
+    manifest = json.loads((descriptors.cache_folder(dataset, DESCRIPTORS["ewald"]) / "manifest.json").read_text())
+    assert manifest["coverage"] == "partial: 4 given ids" and "finished" not in manifest["runs"][0]
     stop_early = False
     calls.clear()
     compute_descriptor(dataset, "ewald", progress=False)
     assert len(calls) == 2  # the one interrupted and the one not reached; broken fails in parsing
     table = load_descriptor(dataset, "ewald")
-    assert len(table) == 4 and len(table.failures) == 1
+    assert len(table) == 4 and len(table.failures) == 1 and table.coverage == dataset.name
     calls.clear()
     compute_descriptor(dataset, "ewald", progress=False)
     assert calls == []
