@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -23,6 +24,9 @@ import pandas as pd
 from ml.artifacts import MapArtifacts
 from ml.datasets import Dataset
 from ml.settings import get_settings
+
+if TYPE_CHECKING:
+    from ml.descriptors import DescriptorTable
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +47,7 @@ class DescriptorStatus:
 
     name: str
     label: str
-    table: object | None
+    table: DescriptorTable | None
     note: str
 
     @property

@@ -84,11 +84,12 @@ def _neighbors_section(result: dict, descriptors: dict) -> list[str]:
     lines += [(f"Share of the top {k} neighbours that share the query's concept (cuprate: contains Cu and O; "
               "Li–transition-metal oxide: contains Li, O and a transition metal)."), "",
               "| descriptor | " + " | ".join(header) + " |", "|---" * (len(header) + 1) + "|"]
-    for name, info in descriptors.items():
+    names = list(dict.fromkeys([*(fractions["descriptor"] if len(fractions) else []), *descriptors]))
+    for name in names:
         cells = []
         for query, _concept in concept_queries:
             row = fractions[(fractions["query"] == query) & (fractions["descriptor"] == name)]
-            if not info["available"]:
+            if name in descriptors and not descriptors[name]["available"]:
                 cells.append(NOT_COMPUTED)
             elif row.empty or row["fraction"].isna().all():
                 cells.append("query not covered")

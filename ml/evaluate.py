@@ -57,7 +57,7 @@ def comparison_sets(ctx: Context) -> list[dict]:
     available = {n: s for n, s in ctx.descriptors.items() if s.available}
     core = [n for n in (OURS, CGCNN_LATENT) if n in available]
     out = [{"name": f"all {ctx.artifacts.dataset}", "descriptors": core, "material_ids": all_ids}]
-    seen = {len(all_ids)}
+    seen = {_digest(all_ids)}
     baselines = [n for n in available if n not in core]
     for name in [*baselines, "common"]:
         if name == "common":
@@ -69,11 +69,17 @@ def comparison_sets(ctx: Context) -> list[dict]:
             ids = all_ids[np.isin(all_ids, available[name].table.material_ids)]
             members = core + [b for b in baselines if np.isin(ids, available[b].table.material_ids).all()]
             label = f"{name}'s set ({available[name].table.coverage})"
-        if len(ids) in seen or len(ids) == 0:
+        if _digest(ids) in seen or len(ids) == 0:
             continue
-        seen.add(len(ids))
+        seen.add(_digest(ids))
         out.append({"name": label, "descriptors": members, "material_ids": ids})
     return out
+
+
+def _digest(material_ids: np.ndarray) -> str:
+    import hashlib
+
+    return hashlib.sha256("\n".join(sorted(material_ids)).encode()).hexdigest()
 
 
 # --------------------------------------------------------------------------- steps
@@ -97,6 +103,12 @@ def step_neighbors(ctx: Context, k: int = 50) -> dict:
     from ml.eval_neighbors import QUERIES, fractions_table, neighbor_lists
 
     tables = {n: s.table for n, s in ctx.descriptors.items() if s.available}
+    # a baseline computed on a subset searches only that subset: ours and the CGCNN latent
+    # restricted to the same subset make the like-for-like comparison
+    for comparison in comparison_sets(ctx)[1:]:
+        for name in (OURS, CGCNN_LATENT):
+            if name in tables:
+                tables[f"{name} within {comparison['name']}"] = ctx.descriptors[name].table.restrict(comparison["material_ids"])
     lists = neighbor_lists(tables, QUERIES, k)
     elements_of = dict(zip(ctx.materials["material_id"], ctx.materials["elements"]))
     mentioned = set(QUERIES) | {m for by in lists.values() for ids in by.values() if isinstance(ids, list) for m in ids}

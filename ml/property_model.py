@@ -205,15 +205,16 @@ class PropertyData:
         return len(self.rows)
 
 
-def property_data(dataset: Dataset, target: str, split: str, shards=None) -> PropertyData:
-    """The materials of ``split`` with a finite ``target`` among the graph shards ``shards``.
+def property_data(dataset: Dataset, target: str, split: str, shards=None, store: GraphStore | None = None) -> PropertyData:
+    """The materials of ``split`` with a finite ``target`` among the graph shards ``shards``
+    (or in ``store``, graphs of ``dataset`` already loaded).
 
     Raises:
         ValueError: the dataset has no such property column.
     """
     if target not in dataset.properties.columns:
         raise ValueError(f"dataset {dataset.name} has no property {target!r}")
-    store = GraphStore(load_features(dataset, "graph", shards=shards))
+    store = store or GraphStore(load_features(dataset, "graph", shards=shards))
     values = dataset.properties[target].reindex(store.material_ids).to_numpy(dtype=float)
     keep = np.flatnonzero(np.isfinite(values) & (assign_splits(store.material_ids) == split))
     return PropertyData(store, keep, values[keep].astype(np.float32))
@@ -275,8 +276,7 @@ def train_property_model(dataset: Dataset, name: str, config: PropertyTrainConfi
         shards = range(config.train_shards)
     featurize(dataset, "graph", shards=shards, processes=1)
     train = property_data(dataset, target, "train", shards)
-    val = property_data(dataset, target, "val", shards)
-    val.store = train.store  # the same shards; one copy in memory
+    val = property_data(dataset, target, "val", store=train.store)
     if len(train) < config.batch_size:
         raise ValueError(f"only {len(train)} training materials with {target}; need at least one batch")
     torch.manual_seed(config.seed)

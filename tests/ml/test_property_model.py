@@ -131,3 +131,28 @@ def test_bad_input_is_reported():
         PropertyTrainConfig(model=PropertyRegressorConfig("band_gap", "eV"), epochs=0)
     with pytest.raises(ValueError):
         PropertyRegressor(PropertyRegressorConfig("band_gap", "eV"), torch.from_numpy(atom_feature_table()), 0.0, 0.0)
+
+
+@pytest.mark.integration
+def test_train_property_model_end_to_end_on_a_mirror_slice(tiny_cifs, mirror, tmp_path):
+    from dataclasses import replace
+
+    from ml.datasets import get_dataset, read_mirror_properties
+    from ml.property_model import configured, train_property_model
+
+    dataset = get_dataset(str(tiny_cifs))
+    dataset = replace(dataset, properties=read_mirror_properties(mirror).reindex(list(dataset.material_ids)))
+    config = configured("cgcnn-formation-energy", epochs=2, batch_size=16, train_shards=None)
+    out = tmp_path / "models" / "fe" / "model.pt"
+    result = train_property_model(dataset, "fe", config, tmp_path / "run", out)
+    known = dataset.properties["formation_energy_per_atom"].notna()
+    assert result["n_train"] + result["n_val"] + result["n_test"] == known.sum()
+    assert len(result["history"]) == 2 and np.isfinite(result["test_mae"])
+    card = (out.parent / "MODEL_CARD.md").read_text()
+    assert f"{result['test_mae']:.3f} eV/atom** on {result['n_test']} materials" in card
+    model = load_property_model(str(out))
+    assert model.payload["n_train"] == result["n_train"]
+    resumed = train_property_model(dataset, "fe", configured("cgcnn-formation-energy", epochs=2, batch_size=16,
+                                                              train_shards=None), tmp_path / "run", out, resume=True)
+    assert resumed["history"] == result["history"]  # nothing left to train: same model, same test
+    assert resumed["test_mae"] == pytest.approx(result["test_mae"])
