@@ -77,6 +77,8 @@ class VoxelConfig:
         sigma_over_radius: Gaussian ``σ`` as a fraction of the radius.
         coordinate_scale: length, Å, the coordinate channels are divided by.
         peak_threshold: smallest density at a voxel that marks an atom when decoding.
+        min_region_voxels: fewest voxels a decoded atom's watershed region must have (raise it
+            to ignore specks in a network's species grid; 1 keeps every atom of a true grid).
         orthogonal_tolerance: largest deviation of a cell angle from 90°, degrees.
     """
 
@@ -87,6 +89,7 @@ class VoxelConfig:
     sigma_over_radius: float = 0.5
     coordinate_scale: float = 10.0
     peak_threshold: float = 0.1
+    min_region_voxels: int = 1
     orthogonal_tolerance: float = 0.01
 
     def __post_init__(self):
@@ -99,15 +102,24 @@ class VoxelConfig:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
         if not 0 <= self.peak_threshold < 1:
             raise ValueError(f"peak_threshold must be in [0, 1), got {self.peak_threshold!r}")
+        if not isinstance(self.min_region_voxels, int) or self.min_region_voxels < 1:
+            raise ValueError(f"min_region_voxels must be an integer ≥ 1, got {self.min_region_voxels!r}")
         if not 0 <= self.orthogonal_tolerance < 5:
             raise ValueError(f"orthogonal_tolerance must be in [0, 5) degrees, got {self.orthogonal_tolerance!r}")
 
     def key(self) -> str:
-        """A short, stable text naming this configuration (for cache folders)."""
+        """A short, stable text naming the voxel grids this configuration makes (for cache
+        folders); the decoding-only fields (``peak_threshold``, ``min_region_voxels``) and
+        ``coordinate_scale`` (not stored) are left out, so they can change without re-voxelising."""
         import hashlib
         import json
 
-        return "vox-" + hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:10]
+        fields = {k: v for k, v in asdict(self).items() if k not in _NOT_IN_KEY}
+        return "vox-" + hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:10]
+
+
+#: :class:`VoxelConfig` fields that do not change the stored density and species grids.
+_NOT_IN_KEY = ("peak_threshold", "min_region_voxels", "coordinate_scale")
 
 
 @dataclass(frozen=True)
@@ -155,8 +167,8 @@ def element_radius(atomic_number: int, config: VoxelConfig | None = None) -> flo
     """The radius, Å, that sets an element's Gaussian width and species coverage.
 
     ``average_ionic_radius`` (fallback ``atomic_radius``, then ``config.default_radius``), raised
-    to at least ``config.min_radius`` and to half the voxel diagonal of a cell is done in
-    :func:`voxelize` (it depends on the cell).
+    to at least ``config.min_radius``. :func:`voxelize` further raises it to half the voxel
+    diagonal of the cell at hand, so that every atom covers a voxel.
 
     Raises:
         ValueError: ``atomic_number`` outside 1–118.
@@ -213,7 +225,6 @@ def voxelize(structure, config: VoxelConfig | None = None) -> VoxelSample:
     best = np.full((n, n, n), np.inf)
     species = np.zeros((n, n, n), dtype=np.uint8)
     frac_coords = np.mod(structure.frac_coords, 1.0)
-    # enough images per axis that Gaussians 6σ away are counted (σ ≤ a few Å, cells ≥ ~2 Å)
     for z, frac in zip(structure.atomic_numbers, frac_coords):
         radius = max(element_radius(z, config), half_diagonal)
         sigma = config.sigma_over_radius * radius
@@ -221,7 +232,7 @@ def voxelize(structure, config: VoxelConfig | None = None) -> VoxelSample:
         d2 = []
         for axis in range(3):
             offsets = _periodic_axis_offsets(frac[axis], n) * lattice[axis]  # Å, minimum image
-            n_images = int(np.ceil(6 * sigma / lattice[axis])) + 1
+            n_images = int(np.ceil(6 * sigma / lattice[axis])) + 1  # every image within 6σ
             shifts = np.arange(-n_images, n_images + 1)[:, None] * lattice[axis]
             gauss.append(np.exp(-((offsets[None, :] + shifts) ** 2) / (2 * sigma**2)).sum(axis=0))
             d2.append(offsets**2)
@@ -496,7 +507,9 @@ def _check_grids(species, lattice, density, n: int):
     return species, lattice, density
 
 
-def _atoms_of_species(mask: np.ndarray, surface: np.ndarray, threshold: float, use_peak_fit: bool) -> list[np.ndarray]:
+def _atoms_of_species(
+    mask: np.ndarray, surface: np.ndarray, threshold: float, use_peak_fit: bool, min_voxels: int = 1
+) -> list[np.ndarray]:
     """Fractional centres of the atoms of one species' region, each ``(3,)``."""
     from scipy import ndimage
     from skimage.segmentation import watershed
@@ -524,7 +537,7 @@ def _atoms_of_species(mask: np.ndarray, surface: np.ndarray, threshold: float, u
         marker_voxels = np.argwhere(markers == label_id)
         peak = marker_voxels[np.argmax(surface[tuple(marker_voxels.T)])]
         region = np.argwhere(labels == label_id)
-        if len(region) == 0:
+        if len(region) < min_voxels:
             continue
         if use_peak_fit:
             offset = np.zeros(3)
@@ -547,7 +560,8 @@ def structure_from_voxels(species, lattice, density=None, config: VoxelConfig | 
     Each species' voxels are split into atoms by watershed (markers at the periodic local
     maxima of the density above ``config.peak_threshold``, or of the distance to the region's
     border when ``density`` is None); a connected region with no such maximum still yields one
-    atom. Regions that wrap around the cell boundary give one atom.
+    atom; regions of fewer than ``config.min_region_voxels`` voxels are dropped. Regions that
+    wrap around the cell boundary give one atom.
 
     Args:
         species: ``(N, N, N)`` integer atomic numbers, 0 = empty (e.g. the UNet's argmax).
@@ -574,9 +588,10 @@ def structure_from_voxels(species, lattice, density=None, config: VoxelConfig | 
     for z in elements:
         mask = species == z
         if density is not None:
-            centres = _atoms_of_species(mask, density, config.peak_threshold, use_peak_fit=True)
+            centres = _atoms_of_species(mask, density, config.peak_threshold, True, config.min_region_voxels)
         else:
-            centres = _atoms_of_species(mask, _periodic_edt(mask, spacing), 0.0, use_peak_fit=False)
+            edt = _periodic_edt(mask, spacing)
+            centres = _atoms_of_species(mask, edt, 0.0, False, config.min_region_voxels)
         zs += [z] * len(centres)
         coords += centres
     if not zs:

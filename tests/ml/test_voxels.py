@@ -141,6 +141,8 @@ def test_config_is_validated():
     with pytest.raises(ValueError):
         VoxelConfig(radius_kind="covalent")
     assert VoxelConfig().key() == VoxelConfig().key() != VoxelConfig(sigma_over_radius=1.0).key()
+    # decoding settings do not change the stored grids, nor their cache key
+    assert VoxelConfig(peak_threshold=0.3, min_region_voxels=4).key() == VoxelConfig().key()
 
 
 # --------------------------------------------------------------------------- model input
@@ -249,6 +251,18 @@ def test_touching_atoms_of_one_species_are_split_by_the_watershed():
     sample = voxelize(structure, CONFIG)
     decoded = decode(sample)
     assert len(decoded) == 2 and match_sites(structure, decoded).exact(0.02)
+
+
+def test_specks_in_a_species_grid_are_dropped_when_asked():
+    structure = nacl()
+    sample = voxelize(structure, CONFIG)
+    species = sample.species.copy()
+    empty = np.argwhere(species == 0)[0]
+    species[tuple(empty)] = 17  # one stray Cl voxel, as a network might predict
+    assert len(structure_from_voxels(species, sample.lattice, None, CONFIG)) == len(structure) + 1
+    strict = VoxelConfig(min_region_voxels=2)
+    decoded = structure_from_voxels(species, sample.lattice, None, strict)
+    assert match_sites(structure, decoded).exact(0.1)
 
 
 def test_decoding_bad_input_raises_a_clear_error():
