@@ -30,7 +30,7 @@ import csv
 import logging
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -163,7 +163,9 @@ class Generator:
         device = _pick_device(device)
         vae, payload = load_voxel_model(folder / "vae.pt", "cond-dfc-vae", device)
         unet, _ = load_voxel_model(folder / "unet.pt", "unet3d", device)
-        voxel_config = VoxelConfig(**payload["voxel_config"])
+        # fields added to VoxelConfig after training (decoding options) take their defaults
+        known = {f.name for f in fields(VoxelConfig)}
+        voxel_config = VoxelConfig(**{k: v for k, v in payload["voxel_config"].items() if k in known})
         data = get_dataset(dataset)
         arrays = load_voxel_arrays(data, voxel_config=voxel_config)
         selection = select_vae_materials(data, progress=False)
