@@ -95,6 +95,44 @@ class GeneratedCrystal:
                 "band_gap": self.band_gap, "funnel_stage": self.funnel_stage}
 
 
+def vote_species(species: np.ndarray, density: np.ndarray, threshold: float = 0.1) -> np.ndarray:
+    """One species per atom: the occupied voxels are split into atoms by a watershed of the
+    density (markers at its local maxima above ``threshold``; the grid wrap-padded so atoms on the
+    cell faces stay whole), and every atom's voxels take the most frequent species among them.
+
+    A network's per-voxel species often mixes two elements inside one atom's blob; decoded as is,
+    each part becomes an atom and the pair sits closer than 0.5 Å. Voxels no marker reaches keep
+    their label.
+
+    Shapes:
+        species ``(N, N, N)`` int (0 empty), density ``(N, N, N)`` → ``(N, N, N)`` like ``species``.
+    """
+    from scipy import ndimage
+    from skimage.segmentation import watershed
+
+    mask = species > 0
+    if not mask.any():
+        return species
+    pad = max(2, species.shape[0] // 8)
+    d = np.pad(density, pad, mode="wrap")
+    m = np.pad(mask, pad, mode="wrap")
+    peaks = m & (d >= ndimage.maximum_filter(d, size=3)) & (d > threshold)
+    markers, _ = ndimage.label(peaks)
+    labels = watershed(-d, markers, mask=m)[pad:-pad, pad:-pad, pad:-pad]
+    out = species.copy()
+    flat_labels, flat_species = labels.ravel(), species.ravel().astype(np.int64)
+    occupied = flat_labels > 0
+    if not occupied.any():
+        return out
+    # majority species of every region at once: counts over (region, species) pairs
+    _, region = np.unique(flat_labels[occupied], return_inverse=True)
+    counts = np.zeros((region.max() + 1, int(flat_species.max()) + 1), dtype=np.int64)
+    np.add.at(counts, (region, flat_species[occupied]), 1)
+    winner = counts.argmax(axis=1)
+    out.ravel()[np.flatnonzero(occupied)] = winner[region]
+    return out
+
+
 def _pick_device(device) -> torch.device:
     if device is not None:
         return torch.device(device)
@@ -124,9 +162,10 @@ class Generator:
     """
 
     def __init__(self, vae, unet, voxel_config, arrays, selection, predictors: dict, device: torch.device,
-                 dataset=None, chunk: int = 20) -> None:
+                 dataset=None, chunk: int = 20, vote: bool = True) -> None:
         self.vae, self.unet, self.voxel_config = vae, unet, voxel_config
         self.dataset = dataset  # ml.datasets.Dataset the store was built from (ids, conventional cells)
+        self.vote = vote  # one species per atom before decoding (:func:`vote_species`)
         self.dataset_ids = frozenset(dataset.material_ids) if dataset is not None else frozenset()
         self.arrays, self.selection, self.predictors, self.device, self.chunk = arrays, selection, predictors, device, chunk
         self._row = {m: i for i, m in enumerate(arrays.material_ids)}
@@ -232,7 +271,9 @@ class Generator:
                 index = start + i
                 structure, reason = None, None
                 try:
-                    structure = structure_from_voxels(species[i], lattice[i], density[i], self.voxel_config)
+                    grid = vote_species(species[i], density[i], self.voxel_config.peak_threshold) if self.vote \
+                        else species[i]
+                    structure = structure_from_voxels(grid, lattice[i], density[i], self.voxel_config)
                     if not is_valid_structure(structure, MIN_DISTANCE):
                         reason = f"atoms closer than {MIN_DISTANCE} Å"
                 except (VoxelDecodeError, ValueError) as exc:  # pymatgen's own ValueErrors on odd cells too

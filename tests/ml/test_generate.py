@@ -284,3 +284,22 @@ def test_cli_errors(tmp_path, capsys):
     assert err.startswith("error: no trained generator") and len(err.splitlines()) == 1
     assert main(["evaluate-vae", "--model", str(tmp_path / "none")]) == 2
     assert "error:" in capsys.readouterr().err
+
+
+def test_vote_species_gives_each_atom_one_species(store):
+    from ml.generate import vote_species
+
+    arrays, _, _ = store
+    species = arrays.species[2].astype(np.int64)  # SrTiO3 on the 16³ grid
+    density = np.asarray(arrays.density[2], np.float32)
+    noisy = species.copy()
+    rng = np.random.default_rng(0)
+    occupied = np.argwhere(species > 0)
+    flip = occupied[rng.choice(len(occupied), len(occupied) // 5, replace=False)]
+    wrong = {38: 8, 22: 38, 8: 22}  # Sr→O, Ti→Sr, O→Ti on a fifth of the atoms' voxels
+    for v in flip:
+        noisy[tuple(v)] = wrong[int(species[tuple(v)])]
+    voted = vote_species(noisy, density)
+    assert (voted[species > 0] == species[species > 0]).mean() > 0.97
+    assert np.array_equal(voted == 0, species == 0)  # the empty voxels stay empty
+    assert np.array_equal(vote_species(species, density), species)  # a clean grid is unchanged
