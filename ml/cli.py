@@ -75,9 +75,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", default="mp2024")
     p.add_argument("--name", default=None,
                    help="ewald, sine_coulomb, crystalnn, chgnet or cmml (with --export alone: every computed one)")
-    p.add_argument("--ids-from", choices=["all", "icsd", "sample", "benchmark"], default=None,
+    p.add_argument("--ids-from", choices=["all", "icsd", "sample", "concepts", "benchmark"], default=None,
                    help="all materials; mp2024-icsd plus the benchmark queries and their top-50 CMML neighbours; "
-                        "the seeded sample; or the benchmark queries and neighbours alone "
+                        "the seeded sample; the concept sample (--sample-size / 2 superconductors and as many "
+                        "unmatched materials, plus the benchmark); or the benchmark queries and neighbours alone "
                         "(default: the descriptor's coverage in ml.descriptors.DESCRIPTORS)")
     p.add_argument("--sample-size", type=int, default=1000, help="random mp2024-icsd materials in the sample")
     p.add_argument("--seed", type=int, default=0, help="sample seed")

@@ -290,6 +290,33 @@ def sample_ids(size: int = 1000, seed: int = 0, k_neighbors: int = 50, queries: 
     return sorted(chosen | set(benchmark_ids(k_neighbors, queries)))
 
 
+def concept_sample_ids(per_class: int = 400, seed: int = 0, k_neighbors: int = 50,
+                       queries: Iterable[str] = BENCHMARK_QUERIES) -> list[str]:
+    """The materials a slow descriptor needs for the few-label superconductor analysis.
+
+    ``per_class`` materials with a direct, undoped SuperCon match with Tc > 0 K (label
+    ``superconductor``) and ``per_class`` materials without any SuperCon entry, each drawn
+    without replacement by ``numpy.random.default_rng(seed)`` from the built mp2024 map's
+    materials table, plus :func:`benchmark_ids`. 400 per class leave enough training examples
+    for the largest balanced training size (400) after 30 % of the chemical systems are held out
+    (:mod:`ml.eval_concepts`). Sorted, without duplicates.
+
+    Raises:
+        ValueError: fewer than ``per_class`` materials in a class.
+    """
+    from ml.eval_concepts import NO_MATCH, POSITIVE
+
+    materials = MapArtifacts.load("mp2024").materials
+    rng = np.random.default_rng(seed)
+    chosen: set[str] = set()
+    for label in (POSITIVE, NO_MATCH):
+        ids = materials.loc[materials["supercon_label"] == label, "material_id"].to_numpy().astype(str)
+        if len(ids) < per_class:
+            raise ValueError(f"only {len(ids)} materials labelled {label!r}; asked for {per_class}")
+        chosen.update(rng.choice(ids, size=per_class, replace=False).tolist())
+    return sorted(chosen | set(benchmark_ids(k_neighbors, queries)))
+
+
 def benchmark_ids(k_neighbors: int = 50, queries: Iterable[str] = BENCHMARK_QUERIES) -> list[str]:
     """``queries`` and their ``k_neighbors`` nearest CMML neighbours in the built mp2024 map."""
     artifacts = MapArtifacts.load("mp2024")
@@ -299,10 +326,15 @@ def benchmark_ids(k_neighbors: int = 50, queries: Iterable[str] = BENCHMARK_QUER
     return sorted(chosen)
 
 
+#: The id sets of :func:`ids_for` (``python -m ml descriptors --ids-from``).
+ID_SETS = ("all", "icsd", "sample", "concepts", "benchmark")
+
+
 def ids_for(choice: str, sample_size: int = 1000, seed: int = 0) -> tuple[list[str] | None, str]:
     """``(ids, label)`` of an id set: ``"all"`` (``None``: the whole dataset), ``"icsd"``
-    (mp2024-icsd plus :func:`benchmark_ids`), ``"sample"`` (:func:`sample_ids`) or
-    ``"benchmark"`` (:func:`benchmark_ids` alone, to compute them first).
+    (mp2024-icsd plus :func:`benchmark_ids`), ``"sample"`` (:func:`sample_ids`), ``"concepts"``
+    (:func:`concept_sample_ids` with ``sample_size // 2`` per class) or ``"benchmark"``
+    (:func:`benchmark_ids` alone, to compute them first).
 
     Raises:
         ValueError: unknown choice.
@@ -318,7 +350,13 @@ def ids_for(choice: str, sample_size: int = 1000, seed: int = 0) -> tuple[list[s
             f"sample: {sample_size} of mp2024-icsd (numpy default_rng({seed})) + benchmark queries and their "
             "top-50 CMML neighbours"
         )
-    raise ValueError(f"unknown id set {choice!r}; expected all, icsd, sample or benchmark")
+    if choice == "concepts":
+        per_class = sample_size // 2
+        return concept_sample_ids(per_class, seed), (
+            f"concept sample: {per_class} SuperCon superconductors + {per_class} materials without a SuperCon "
+            f"entry (seed {seed}) + benchmark queries and their top-50 CMML neighbours"
+        )
+    raise ValueError(f"unknown id set {choice!r}; expected {', '.join(ID_SETS)}")
 
 
 # --------------------------------------------------------------------------- cache

@@ -243,3 +243,37 @@ def test_cli_errors_are_one_line(cif_folder, capsys):
     assert main(["descriptors", "--dataset", str(cif_folder), "--name", "soap"]) == 2
     assert capsys.readouterr().err.startswith("error: unknown descriptor")
     assert main(["descriptors", "--dataset", str(cif_folder)]) == 2
+
+
+def test_concept_sample_is_balanced_seeded_and_includes_the_benchmark(monkeypatch):
+    labels = ["superconductor"] * 30 + ["no SuperCon entry"] * 60 + ["doped match"] * 10
+    materials = pd.DataFrame({"material_id": [f"mp-{i}" for i in range(100)], "supercon_label": labels})
+
+    class FakeMap:
+        def neighbors(self, material_id, k):
+            return pd.DataFrame({"material_id": [f"nb-{material_id}-{j}" for j in range(k)]})
+
+    fake = FakeMap()
+    fake.materials = materials
+    monkeypatch.setattr(MapArtifacts, "load", staticmethod(lambda *a, **k: fake))
+    ids, label = descriptors.ids_for("concepts", sample_size=20, seed=3)
+    chosen = materials[materials["material_id"].isin(ids)]
+    assert chosen["supercon_label"].value_counts().to_dict() == {"superconductor": 10, "no SuperCon entry": 10}
+    assert {"mp-22601", "nb-mp-22601-49", "nb-mp-1200096-0"} <= set(ids)
+    assert ids == sorted(set(ids)) and "10 SuperCon superconductors" in label
+    assert descriptors.ids_for("concepts", sample_size=20, seed=3)[0] == ids
+    assert descriptors.ids_for("concepts", sample_size=20, seed=4)[0] != ids
+    with pytest.raises(ValueError, match="only 30 materials labelled 'superconductor'"):
+        descriptors.concept_sample_ids(per_class=31)
+
+
+def test_cli_offers_every_id_set():
+    from ml.cli import _parser
+
+    args = _parser().parse_args(["descriptors", "--name", "ewald", "--ids-from", "concepts"])
+    assert args.ids_from == "concepts"
+    with pytest.raises(SystemExit):
+        _parser().parse_args(["descriptors", "--name", "ewald", "--ids-from", "everything"])
+    verbs = next(a for a in _parser()._actions if a.dest == "verb")
+    choices = next(a for a in verbs.choices["descriptors"]._actions if a.dest == "ids_from").choices
+    assert tuple(choices) == descriptors.ID_SETS
