@@ -67,10 +67,19 @@ def locate_upload(atlas, contents: str | None, filename: str, key: str, max_byte
     one file (the model cannot be loaded …) is logged with its traceback and reported for that
     file only, so the other files of the batch are still placed and the server keeps serving.
     """
-    base = {"key": key, "filename": filename or "upload"}
     try:
         text = decode_upload(contents, max_bytes)
-        located = atlas.locate(text, k=k)
+    except UploadError as error:
+        return {"key": key, "filename": filename or "upload", "ok": False, "message": str(error)}
+    return locate_cif(atlas, text, filename, key, k)
+
+
+def locate_cif(atlas, cif_text: str, filename: str, key: str, k: int) -> dict:
+    """Place one CIF text with ``atlas.locate`` and return its result dict (the failures as in
+    :func:`locate_upload`); the latent explorer places its generated structures with it."""
+    base = {"key": key, "filename": filename or "upload"}
+    try:
+        located = atlas.locate(cif_text, k=k)
     except ValueError as error:
         return {**base, "ok": False, "message": str(error)}
     except Exception as error:  # noqa: BLE001 — one bad file must not take the page down

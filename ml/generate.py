@@ -175,12 +175,13 @@ class Generator:
     # ------------------------------------------------------------------ construction
 
     @classmethod
-    def load(cls, model_dir: str | Path | None = None, dataset: str = "mp2024", device=None,
+    def load(cls, model_dir: str | Path | None = None, dataset="mp2024", device=None,
              predictors: dict | None = None) -> Generator:
         """Load ``unet.pt`` and ``vae.pt`` of ``model_dir`` (a folder, or a name under
         ``data/models``; default ``vae-cpu``) and the voxel store of ``dataset``.
 
         Args:
+            dataset: a registry name, or an ``ml.datasets.Dataset`` (a subset, as in tests).
             predictors: property name → object with ``predict(structures) -> (n,)``; default
                 :func:`load_property_predictors`.
 
@@ -205,7 +206,7 @@ class Generator:
         # fields added to VoxelConfig after training (decoding options) take their defaults
         known = {f.name for f in fields(VoxelConfig)}
         voxel_config = VoxelConfig(**{k: v for k, v in payload["voxel_config"].items() if k in known})
-        data = get_dataset(dataset)
+        data = get_dataset(dataset) if isinstance(dataset, str) else dataset
         arrays = load_voxel_arrays(data, voxel_config=voxel_config)
         selection = select_vae_materials(data, progress=False)
         predictors = load_property_predictors() if predictors is None else predictors

@@ -25,6 +25,7 @@ from components.structure_view import (
     structure_scene,
 )
 from components.xrd import make_xrd_figure
+from ml import explorer
 from ml.artifacts import MAX_NEIGHBORS, ArtifactError, UnknownMaterialError
 
 dash.register_page(
@@ -85,6 +86,7 @@ def _body(material_id: str | None, material) -> html.Div:
                     dcc.Link("Show on map", href=f"/?highlight={material_id}", className="button button--secondary"),
                     html.Button("Download CIF", id="material-cif-button", className="button button--secondary", n_clicks=0),
                     external_link(material_id or ""),
+                    html.Span(id="material-generate-link"),
                     dcc.Download(id="material-cif-download"),
                 ],
             ),
@@ -195,6 +197,16 @@ def draw_structure(material_id):
     except (StructureViewError, ArtifactError, ValueError) as error:
         return empty_scene(), [], notice(f"The structure cannot be drawn: {error}", "error")
     return scene, legend_chips(colors), None
+
+
+@callback(Output("material-generate-link", "children"), Input("material-id", "data"))
+def generate_link(material_id):
+    """"Generate around this compound" when the material is one of the VAE's crystals (a
+    callback, so the check never delays the page; the set is kept per process)."""
+    if not material_id or not explorer.in_vae_set(material_id):
+        return None
+    return dcc.Link("Generate around this compound", href=f"/generate?around={material_id}",
+                    className="button button--secondary")
 
 
 @callback(Output("material-xrd", "figure"), Output("material-xrd-message", "children"), Input("material-id", "data"))

@@ -74,6 +74,20 @@ def pages(dash_app):
     return {name: sys.modules[f"pages.{name}"] for name in ("map", "material", "locate")}
 
 
+@pytest.fixture(scope="session")
+def explorer_source(app_env):
+    """The latent explorer served from a tiny generator trained on the fixture map's VAE set
+    (``fixture_generator.py``, in the map's data folder); the dataset of its voxel store."""
+    from fixture_generator import build_fixture_generator
+
+    from ml import explorer
+
+    dataset = build_fixture_generator(app_env)
+    explorer.use_source(None, dataset)
+    yield dataset
+    explorer.use_source()
+
+
 @pytest.fixture
 def no_map(monkeypatch, tmp_path, app_env):
     """The app with an empty data folder (no map), restored afterwards."""

@@ -27,7 +27,6 @@ def build_fixture_map(data_dir: Path, n: int = N_MATERIALS) -> Path:
     Returns:
         The artifact folder ``<data_dir>/artifacts/mp2024-fixture/cmml-cpu``.
     """
-    from ml.datasets import get_dataset
     from ml.mapbuild import build_map
     from ml.settings import get_settings
 
@@ -38,14 +37,22 @@ def build_fixture_map(data_dir: Path, n: int = N_MATERIALS) -> Path:
     os.environ["MATMAP_DATA_DIR"] = str(data_dir)
     get_settings.cache_clear()
     try:
-        mp2024 = get_dataset("mp2024")
-        small = mp2024.properties.index[mp2024.properties["nsites"] <= MAX_SITES][:n]
-        subset = mp2024.subset("fixture", set(small))
-        assert subset.name == DATASET
-        return build_map(subset, model=MODEL, processes=1, progress=False)
+        return build_map(fixture_dataset(n), model=MODEL, processes=1, progress=False)
     finally:
         if previous is None:
             os.environ.pop("MATMAP_DATA_DIR", None)
         else:
             os.environ["MATMAP_DATA_DIR"] = previous
         get_settings.cache_clear()
+
+
+def fixture_dataset(n: int = N_MATERIALS):
+    """The ``mp2024-fixture`` dataset: the first ``n`` mp2024 materials with at most
+    :data:`MAX_SITES` sites (an ``ml.datasets.Dataset`` reading the mirror)."""
+    from ml.datasets import get_dataset
+
+    mp2024 = get_dataset("mp2024")
+    small = mp2024.properties.index[mp2024.properties["nsites"] <= MAX_SITES][:n]
+    subset = mp2024.subset("fixture", set(small))
+    assert subset.name == DATASET
+    return subset

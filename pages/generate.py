@@ -1,0 +1,499 @@
+"""``/generate``: the latent explorer of the voxel VAE (Court et al. 2020).
+
+Two modes over the VAE's crystals (cubic AB alloys, ABX3 perovskites, Heusler and half-Heusler
+compounds): **interpolate** decodes the straight latent path between two compounds, step by
+step; **generate around** samples latent vectors around one compound under a formation-energy
+decile and runs the targeted funnel. Decoding is a Dash background callback (progress, cancel),
+through the torch-free facade :mod:`ml.explorer`. The result lives on the server
+(:func:`components.explorer.save_result`); the session store keeps its token and the key of
+the inputs it was made from, and forgets it as soon as an input changes. Any generated
+structure can be shown in 3D, downloaded as a CIF (all of them as a zip) and placed on the
+materials map (:meth:`ml.artifacts.MapArtifacts.locate`).
+
+URL parameters preset the inputs: ``/generate?around=mp-…`` (generate around that compound),
+``/generate?a=mp-…&b=mp-…`` (a path).
+"""
+
+from __future__ import annotations
+
+import json
+
+import dash
+import dash_ag_grid as dag
+import numpy as np
+from dash import Input, Output, State, callback, ctx, dcc, html, no_update
+from dash.exceptions import PreventUpdate
+
+from components.common import notice
+from components.explorer import (
+    compound_label,
+    decile_options,
+    funnel_view,
+    grid_column_defs,
+    grid_records,
+    load_result,
+    make_path_figure,
+    save_result,
+    session_entry,
+    step_summary,
+    surviving_rows,
+)
+from components.located import locate_cif, result_card
+from components.map_figure import make_neighbors_map_figure, sample_rows
+from components.state import map_or_error
+from components.structure_view import StructureView, StructureViewError, empty_scene, legend_chips, structure_scene
+from ml import explorer
+
+dash.register_page(__name__, path="/generate", name="Generate", title="matmap · latent explorer", order=4)
+
+VIEW_ID = "generate"
+PLACE_K = 10
+BACKGROUND_POINTS = 30_000
+MODES = {"interpolate": "Interpolate between two compounds", "around": "Generate around a compound"}
+
+
+def layout(around: str | None = None, a: str | None = None, b: str | None = None, **_):
+    """The controls of both modes and the result; a message with the command to run when no
+    generator is trained or its voxel store is missing."""
+    problem = explorer.unavailable()
+    page = _page(around=around, a=a, b=b)
+    if problem is None:
+        return page
+    return html.Div([unavailable_card(problem), html.Div(page, hidden=True)], className="page")
+
+
+def unavailable_card(problem: dict) -> html.Div:
+    """Why the explorer cannot run and the exact command that fixes it."""
+    return html.Div(
+        className="card card--notice explorer-missing",
+        children=[
+            html.H2("The latent explorer is not ready"),
+            html.P(problem["message"], className="muted"),
+            html.P("Run this from the repository root, then reload this page (no restart needed):"),
+            html.Pre(html.Code(problem["command"]), className="command"),
+        ],
+    )
+
+
+def _options(material_id: str | None) -> list[dict]:
+    if not material_id:
+        return []
+    try:
+        row = explorer.material_row(material_id)
+    except explorer.ExplorerUnavailable:
+        return []
+    return [{"label": compound_label(row), "value": row["material_id"]}] if row else [
+        {"label": material_id, "value": material_id}]
+
+
+def _compound(id_: str, label: str, value: str | None) -> list:
+    return [
+        html.Label(label, htmlFor=id_, className="field-label"),
+        dcc.Dropdown(id=id_, options=_options(value), value=value, placeholder="formula or id, e.g. NaCl or mp-22862",
+                     persistence=True, persistence_type="session", className="compound-dropdown"),
+    ]
+
+
+def _page(around=None, a=None, b=None) -> html.Div:
+    mode = "around" if around else "interpolate"
+    return html.Div(
+        className="page generate-page",
+        children=[
+            html.H1("Latent explorer"),
+            html.P(["The voxel VAE of Court et al. (2020) learned a latent space of cubic crystals: binary AB alloys, "
+                    "ABX3 perovskites, Heusler and half-Heusler compounds. Walk the straight path between two of them, "
+                    "or sample new candidates around one. Search by formula or id, or open a compound's page from the ",
+                    dcc.Link("map", href="/"), " and follow “Generate around this compound”."], className="lead"),
+            html.Section(className="card generate-controls", children=[
+                dcc.Tabs(id="generate-mode", value=mode, persistence=True, persistence_type="session", children=[
+                    dcc.Tab(label=MODES["interpolate"], value="interpolate", children=html.Div(
+                        className="generate-fields", children=[
+                            *_compound("generate-a", "First compound", a),
+                            *_compound("generate-b", "Second compound", b),
+                            html.Label("Steps (both ends included)", htmlFor="generate-steps", className="field-label"),
+                            dcc.Input(id="generate-steps", type="number", min=2, max=explorer.MAX_STEPS, step=1,
+                                      value=explorer.DEFAULT_STEPS, persistence=True, persistence_type="session",
+                                      className="number-input"),
+                        ])),
+                    dcc.Tab(label=MODES["around"], value="around", children=html.Div(
+                        className="generate-fields", children=[
+                            *_compound("generate-base", "Compound", around),
+                            html.Label("Variance of each latent coordinate", htmlFor="generate-variance",
+                                       className="field-label"),
+                            dcc.Input(id="generate-variance", type="number", min=0.01, max=explorer.MAX_VARIANCE,
+                                      step=0.05, value=explorer.DEFAULT_VARIANCE, persistence=True,
+                                      persistence_type="session", className="number-input"),
+                            html.Label("Condition: formation-energy decile", htmlFor="generate-decile",
+                                       className="field-label"),
+                            dcc.Dropdown(id="generate-decile", options=decile_options(), value="own", clearable=False,
+                                         searchable=False, persistence=True, persistence_type="session"),
+                            html.Label("Samples", htmlFor="generate-n", className="field-label"),
+                            dcc.Input(id="generate-n", type="number", min=1, max=explorer.MAX_SAMPLES, step=1,
+                                      value=explorer.DEFAULT_SAMPLES, persistence=True, persistence_type="session",
+                                      className="number-input"),
+                        ])),
+                ]),
+                html.Div(className="button-row", children=[
+                    html.Button("Decode", id="generate-run", className="button", n_clicks=0),
+                    html.Button("Cancel", id="generate-cancel", className="button button--secondary", n_clicks=0,
+                                disabled=True),
+                ]),
+                html.Div(id="generate-progress-box", className="concept-progress", style={"display": "none"}, children=[
+                    html.Progress(id="generate-progress", max=1, value=0, className="concept-progress__bar"),
+                    html.Span(id="generate-progress-text", className="muted"),
+                ]),
+                html.Div(id="generate-message", role="status"),
+            ]),
+            html.Div(id="generate-results", className="generate-results", children=_results_skeleton()),
+            dcc.Store(id="generate-result", storage_type="session"),
+            dcc.Store(id="generate-selected", storage_type="session"),
+        ],
+    )
+
+
+def _results_skeleton() -> list:
+    return [
+        html.Div(id="generate-summary", children=html.P("Choose the inputs and press Decode.", className="muted")),
+        html.Div(className="grid-2", children=[
+            html.Section(className="card", children=[
+                html.H2("Structure"),
+                html.Div(id="generate-slider-box", style={"display": "none"}, children=[
+                    html.Label("Step along the path", htmlFor="generate-slider", className="field-label"),
+                    dcc.Slider(id="generate-slider", min=0, max=1, step=1, value=0, marks=None,
+                               tooltip={"placement": "bottom"}),
+                ]),
+                html.Div(id="generate-step"),
+                dcc.Loading(StructureView(VIEW_ID), type="circle", delay_show=200),
+                html.Div(id="generate-structure-message"),
+                html.Div(className="button-row", children=[
+                    html.Button("Download CIF", id="generate-cif-button", className="button button--secondary",
+                                n_clicks=0, disabled=True),
+                    html.Button("Place on map", id="generate-place", className="button button--secondary",
+                                n_clicks=0, disabled=True),
+                    dcc.Download(id="generate-cif-download"),
+                ]),
+            ]),
+            html.Section(className="card", children=[
+                html.H2(id="generate-side-title", children="Along the path"),
+                html.Div(id="generate-funnel"),
+                dcc.Graph(id="generate-path-figure", config={"displaylogo": False}, style={"display": "none"}),
+            ]),
+        ]),
+        html.Section(className="card", children=[
+            html.Div(className="section-head", children=[
+                html.H2("Generated structures"),
+                html.Div(className="button-row", children=[
+                    dcc.Checklist(id="generate-surviving", options=[{"label": " surviving candidates only",
+                                                                     "value": "surviving"}],
+                                  value=[], inline=True),
+                    html.Button("Download all CIFs (zip)", id="generate-zip-button", className="button button--secondary",
+                                n_clicks=0, disabled=True),
+                    dcc.Download(id="generate-zip-download"),
+                ]),
+            ]),
+            html.P("Click a row to show its structure. Cell length from the decoded coordinate channels; formation "
+                   "energy predicted by the CGCNN property model where one is trained.", className="hint"),
+            dag.AgGrid(id="generate-grid", rowData=[], columnDefs=grid_column_defs("interpolate"),
+                       defaultColDef={"sortable": True, "resizable": True, "filter": True, "minWidth": 80},
+                       dashGridOptions={"animateRows": False, "rowHeight": 32, "headerHeight": 36},
+                       getRowId="String(params.data.index)", columnSize="autoSize",
+                       style={"height": "360px", "width": "100%"}, className="generate-grid"),
+        ]),
+        html.Section(className="card", id="generate-place-card", style={"display": "none"}, children=[
+            html.H2("On the materials map"),
+            dcc.Loading(html.Div(id="generate-placed"), type="circle", delay_show=200),
+            dcc.Graph(id="generate-place-map", config={"displaylogo": False, "scrollZoom": True},
+                      className="neighbor-map", style={"display": "none"}),
+        ]),
+    ]
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def inputs_key(mode, a, b, steps, base, variance, decile, n) -> str:
+    """A text naming the inputs of ``mode`` (a result is valid only for its key)."""
+    if mode == "interpolate":
+        values = {"mode": mode, "a": a, "b": b, "steps": steps}
+    else:
+        values = {"mode": mode, "base": base, "variance": variance, "decile": decile, "n": n}
+    return json.dumps(values, sort_keys=True)
+
+
+def _search_options(search, value):
+    """Dropdown options: the VAE set's matches of the typed text, and the current value."""
+    try:
+        rows = explorer.search(search) if search else []
+    except explorer.ExplorerUnavailable:
+        return []
+    options = [{"label": compound_label(row), "value": row["material_id"]} for row in rows]
+    if value and value not in {o["value"] for o in options}:
+        options = _options(value) + options
+    return options
+
+
+for _dropdown in ("generate-a", "generate-b", "generate-base"):
+    callback(Output(_dropdown, "options"), Input(_dropdown, "search_value"), State(_dropdown, "value"))(_search_options)
+
+
+@callback(
+    Output("generate-result", "data", allow_duplicate=True),
+    Input("generate-mode", "value"),
+    Input("generate-a", "value"),
+    Input("generate-b", "value"),
+    Input("generate-steps", "value"),
+    Input("generate-base", "value"),
+    Input("generate-variance", "value"),
+    Input("generate-decile", "value"),
+    Input("generate-n", "value"),
+    State("generate-result", "data"),
+    prevent_initial_call="initial_duplicate",
+)
+def inputs_changed(mode, a, b, steps, base, variance, decile, n, entry):
+    """Forget a result made from other inputs (kept while they stay the same)."""
+    if entry and entry.get("key") != inputs_key(mode, a, b, steps, base, variance, decile, n):
+        return None
+    raise PreventUpdate
+
+
+# --------------------------------------------------------------------------- decoding
+
+
+def run_decoding(mode, a, b, steps, base, variance, decile, n, progress=None) -> tuple:
+    """``(session entry, message)`` of decoding with these inputs: the entry (result saved on
+    the server) and no message, or no update and a message saying what is wrong."""
+    try:
+        if mode == "interpolate":
+            result = explorer.interpolate(a, b, steps, progress=progress)
+        else:
+            result = explorer.sample_around(base, variance, n, decile=None if decile in (None, "own") else decile,
+                                            progress=progress)
+    except explorer.ExplorerUnavailable as error:
+        return no_update, notice([str(error), " Run: ", html.Code(error.command)], "error")
+    except explorer.ExplorerError as error:
+        return no_update, notice(str(error), "error")
+    key = inputs_key(mode, a, b, steps, base, variance, decile, n)
+    return session_entry(result, save_result(result), key), None
+
+
+@callback(
+    Output("generate-result", "data"),
+    Output("generate-message", "children"),
+    Input("generate-run", "n_clicks"),
+    State("generate-mode", "value"),
+    State("generate-a", "value"),
+    State("generate-b", "value"),
+    State("generate-steps", "value"),
+    State("generate-base", "value"),
+    State("generate-variance", "value"),
+    State("generate-decile", "value"),
+    State("generate-n", "value"),
+    background=True,
+    progress=[Output("generate-progress", "value"), Output("generate-progress", "max"),
+              Output("generate-progress-text", "children")],
+    progress_default=[0, 1, ""],
+    running=[
+        (Output("generate-run", "disabled"), True, False),
+        (Output("generate-cancel", "disabled"), False, True),
+        (Output("generate-progress-box", "style"), {}, {"display": "none"}),
+    ],
+    cancel=[Input("generate-cancel", "n_clicks")],
+    interval=500,
+    prevent_initial_call=True,
+)
+def decode(set_progress, n_clicks, mode, a, b, steps, base, variance, decile, n):
+    """Decode in a background process, reporting "decoded 40 / 100"."""
+    if not n_clicks:
+        raise PreventUpdate
+    return run_decoding(mode, a, b, steps, base, variance, decile, n,
+                        progress=lambda done, total: set_progress((done, total, f"decoded {done} / {total}")))
+
+
+# --------------------------------------------------------------------------- showing a result
+
+
+@callback(
+    Output("generate-summary", "children"),
+    Output("generate-grid", "rowData"),
+    Output("generate-grid", "columnDefs"),
+    Output("generate-funnel", "children"),
+    Output("generate-path-figure", "figure"),
+    Output("generate-path-figure", "style"),
+    Output("generate-side-title", "children"),
+    Output("generate-slider-box", "style"),
+    Output("generate-slider", "max"),
+    Output("generate-zip-button", "disabled"),
+    Input("generate-result", "data"),
+    Input("generate-surviving", "value"),
+)
+def show_result(entry, surviving):
+    """The summary, the table, the funnel or the path figure of the session's result."""
+    result = load_result((entry or {}).get("token"))
+    hidden = {"display": "none"}
+    if result is None:
+        empty = html.P("Choose the inputs and press Decode.", className="muted")
+        return empty, [], no_update, None, {}, hidden, "Along the path", hidden, 1, True
+    rows = result["rows"]
+    n_valid = sum(bool(r["valid"]) for r in rows)
+    if result["mode"] == "interpolate":
+        inputs = result["inputs"]
+        summary = html.P(f"{len(rows)} steps from {inputs['a']} to {inputs['b']}; {n_valid} decode into valid "
+                         "structures.", className="generate-summary__text")
+        return (summary, grid_records(rows), grid_column_defs("interpolate"), None, make_path_figure(rows), {},
+                "Along the path", {}, len(rows) - 1, False)
+    shown = surviving_rows(rows, result["energy_checked"]) if "surviving" in (surviving or []) else rows
+    inputs = result["inputs"]
+    summary = html.P(f"{len(rows)} samples around {inputs['base']} (variance {inputs['variance']:g}); "
+                     f"{n_valid} valid, {len(surviving_rows(rows, result['energy_checked']))} surviving the funnel.",
+                     className="generate-summary__text")
+    return (summary, grid_records(shown), grid_column_defs("around"), funnel_view(result["funnel"],
+            result["energy_checked"]), {}, hidden, "Funnel", hidden, 1, False)
+
+
+@callback(
+    Output("generate-selected", "data"),
+    Output("generate-slider", "value"),
+    Input("generate-slider", "value"),
+    Input("generate-grid", "cellClicked"),
+    Input("generate-result", "data"),
+    State("generate-selected", "data"),
+)
+def select(step, clicked, entry, selected):
+    """The structure to show: the slider's step, a clicked row, or the first of a new result."""
+    return choose(ctx.triggered_id, step, clicked, entry, selected)
+
+
+def choose(trigger, step, clicked, entry, selected) -> tuple:
+    """``(generate-selected, slider value)`` after ``trigger`` (the id of the input that changed)."""
+    result = load_result((entry or {}).get("token"))
+    if result is None:
+        return None, 0
+    n = len(result["rows"])
+    if trigger == "generate-slider":
+        index = step
+    elif trigger == "generate-grid" and clicked:
+        index = int(clicked.get("rowId", 0))
+    elif selected is not None and selected.get("token") == entry["token"]:
+        index = selected["index"]  # the page shown again: keep the choice
+    else:
+        index = _first_decoded(result["rows"])
+    index = int(np.clip(index or 0, 0, n - 1))
+    return {"token": entry["token"], "index": index}, index if result["mode"] == "interpolate" else no_update
+
+
+def _first_decoded(rows: list[dict]) -> int:
+    return next((r["index"] for r in rows if r.get("valid")), next((r["index"] for r in rows if r.get("cif")), 0))
+
+
+def selected_row(selected) -> dict | None:
+    """The result row the store ``generate-selected`` points at."""
+    if not selected:
+        return None
+    result = load_result(selected.get("token"))
+    if result is None or not 0 <= selected.get("index", -1) < len(result["rows"]):
+        return None
+    return result["rows"][selected["index"]]
+
+
+@callback(
+    Output(StructureView.ids.scene(VIEW_ID), "data"),
+    Output(StructureView.ids.legend(VIEW_ID), "children"),
+    Output("generate-step", "children"),
+    Output("generate-structure-message", "children"),
+    Output("generate-cif-button", "disabled"),
+    Output("generate-place", "disabled"),
+    Input("generate-selected", "data"),
+)
+def draw_structure(selected):
+    """The chosen structure in 3D with its formula, validity, cell length and energy."""
+    row = selected_row(selected)
+    if row is None:
+        return empty_scene(), [], None, None, True, True
+    if not row.get("cif"):
+        return empty_scene(), [], step_summary(row), notice("Nothing decoded at this point: " + (row.get("reason") or ""),
+                                                            "warning"), True, True
+    from pymatgen.core import Structure
+
+    try:
+        scene, colors = structure_scene(Structure.from_str(row["cif"], fmt="cif"))
+    except (StructureViewError, ValueError) as error:
+        return empty_scene(), [], step_summary(row), notice(f"The structure cannot be drawn: {error}", "error"), False, False
+    return scene, legend_chips(colors), step_summary(row), None, False, False
+
+
+def _stem(selected) -> str:
+    result = load_result((selected or {}).get("token")) or {}
+    inputs = result.get("inputs") or {}
+    if result.get("mode") == "interpolate":
+        return f"path_{inputs.get('a')}_{inputs.get('b')}"
+    return f"around_{inputs.get('base')}"
+
+
+@callback(
+    Output("generate-cif-download", "data"),
+    Input("generate-cif-button", "n_clicks"),
+    State("generate-selected", "data"),
+    prevent_initial_call=True,
+)
+def download_cif(n_clicks, selected):
+    """The chosen structure's CIF."""
+    row = selected_row(selected)
+    if not n_clicks or row is None or not row.get("cif"):
+        raise PreventUpdate
+    return {"content": row["cif"], "filename": f"{_stem(selected)}_{explorer.cif_name(row)}", "type": "chemical/x-cif"}
+
+
+@callback(
+    Output("generate-zip-download", "data"),
+    Input("generate-zip-button", "n_clicks"),
+    State("generate-result", "data"),
+    prevent_initial_call=True,
+)
+def download_zip(n_clicks, entry):
+    """Every decoded structure of the result as CIFs, with the table as CSV, in one zip."""
+    result = load_result((entry or {}).get("token"))
+    if not n_clicks or result is None:
+        raise PreventUpdate
+    stem = _stem({"token": entry["token"]})
+    return dcc.send_bytes(explorer.cif_zip(result["rows"], stem), f"{stem}.zip")
+
+
+# --------------------------------------------------------------------------- placing on the map
+
+
+def place(atlas, row: dict, stem: str) -> dict:
+    """The located-result dict (:func:`components.located.locate_cif`) of one generated row."""
+    return locate_cif(atlas, row["cif"], f"{stem}_{explorer.cif_name(row)}", f"generated-{row['index']}", PLACE_K)
+
+
+@callback(
+    Output("generate-placed", "children"),
+    Output("generate-place-map", "figure"),
+    Output("generate-place-map", "style"),
+    Output("generate-place-card", "style"),
+    Input("generate-place", "n_clicks"),
+    State("generate-selected", "data"),
+    prevent_initial_call=True,
+)
+def place_on_map(n_clicks, selected):
+    """Embed the chosen structure with the map's model and show its nearest known materials."""
+    row = selected_row(selected)
+    if not n_clicks or row is None or not row.get("cif"):
+        raise PreventUpdate
+    atlas, error = map_or_error()
+    if atlas is None:
+        return notice(f"No map to place it on: {error}", "error"), {}, {"display": "none"}, {}
+    located = place(atlas, row, _stem(selected))
+    card = result_card(located)
+    if not located["ok"]:
+        return card, {}, {"display": "none"}, {}
+    rows = [r for r in located["rows"] if r["material_id"] in atlas]
+    xy = atlas.coordinates
+    background = xy[sample_rows(len(xy), BACKGROUND_POINTS)]
+    figure = make_neighbors_map_figure(
+        background, (located["x"], located["y"]), xy[[atlas.row_of(r["material_id"]) for r in rows]],
+        np.array([r["distance"] for r in rows]),
+        neighbor_text=[f"{r['formula']} · {r['material_id']}" for r in rows],
+        neighbor_ids=[r["material_id"] for r in rows], query_label=f"generated {row.get('formula') or ''}")
+    return card, figure, {}, {}
+
