@@ -47,7 +47,8 @@ def test_navbar_lists_the_pages_in_order(dash_app):
 
     links = app.navbar().children[1].children
     assert [(link.children, link.href) for link in links] == [
-        ("Map", "/"), ("Locate", "/locate"), ("Concept", "/concept"), ("Elements", "/elements")]
+        ("Map", "/"), ("Locate", "/locate"), ("Concept", "/concept"), ("Elements", "/elements"),
+        ("Generate", "/generate")]
     assert dash_app.config.suppress_callback_exceptions is False
 
 
