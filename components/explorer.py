@@ -94,8 +94,9 @@ def session_entry(result: dict, token: str, key: str) -> dict:
 
 
 def grid_records(rows: list[dict]) -> list[dict]:
-    """The grid's rows (:data:`GRID_COLUMNS`, no CIF text); ``index`` is the row id."""
-    return [{column: row.get(column) for column in GRID_COLUMNS} for row in rows]
+    """The grid's rows (:data:`GRID_COLUMNS`, no CIF text) with ``row_id``, the row's index as
+    text (AG Grid's row id, given back by a clicked cell)."""
+    return [{"row_id": str(row["index"]), **{column: row.get(column) for column in GRID_COLUMNS}} for row in rows]
 
 
 def grid_column_defs(mode: str) -> list[dict]:
@@ -112,7 +113,7 @@ def grid_column_defs(mode: str) -> list[dict]:
         elif column == "index":
             spec.update(width=70, maxWidth=80, pinned="left", type="numericColumn")
         elif column == "valid":
-            spec.update(valueFormatter={"function": "params.value ? 'yes' : 'no'"}, width=90)
+            spec.update(cellDataType=False, valueFormatter={"function": "params.value ? 'yes' : 'no'"}, width=90)
         else:
             spec.update(filter="agTextColumnFilter")
         defs.append(spec)

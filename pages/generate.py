@@ -196,7 +196,7 @@ def _results_skeleton() -> list:
             dag.AgGrid(id="generate-grid", rowData=[], columnDefs=grid_column_defs("interpolate"),
                        defaultColDef={"sortable": True, "resizable": True, "filter": True, "minWidth": 80},
                        dashGridOptions={"animateRows": False, "rowHeight": 32, "headerHeight": 36},
-                       getRowId="String(params.data.index)", columnSize="autoSize",
+                       getRowId="params.data.row_id", columnSize="autoSize",
                        style={"height": "360px", "width": "100%"}, className="generate-grid"),
         ]),
         html.Section(className="card", id="generate-place-card", style={"display": "none"}, children=[
@@ -371,8 +371,8 @@ def choose(trigger, step, clicked, entry, selected) -> tuple:
     n = len(result["rows"])
     if trigger == "generate-slider":
         index = step
-    elif trigger == "generate-grid" and clicked:
-        index = int(clicked.get("rowId", 0))
+    elif trigger == "generate-grid" and str((clicked or {}).get("rowId")).isdigit():
+        index = int(clicked["rowId"])
     elif selected is not None and selected.get("token") == entry["token"]:
         index = selected["index"]  # the page shown again: keep the choice
     else:

@@ -47,6 +47,8 @@ def test_interpolation_between_two_searched_compounds(page, live_server, vae_set
                            " return gd && gd._fullData && gd._fullData[0].x.length === 5; }")
     page.locator("#generate-step").get_by_text("step").first.wait_for()
     assert wait_until_drawn(page, ".structure-view__canvas", minimum=0.002), "the 3D structure stayed blank"
+    page.locator(f"{GRID_ROWS}[row-id='3'] [col-id='formula']").click()  # a row of the table shows that step
+    page.locator("#generate-step").get_by_text("step 4 (t = 0.75)").wait_for()
 
 
 def test_targeted_generation_funnel_table_and_zip(page, live_server, vae_set):

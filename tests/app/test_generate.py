@@ -87,9 +87,11 @@ def test_interpolation_rows_progress_and_view(generate, vae_ids):
     assert rows[first["index"]]["cif"] or not any(r["cif"] for r in rows)
     clicked, slider = generate.choose("generate-grid", None, {"rowId": "2"}, entry, first)
     assert clicked["index"] == 2 and slider == 2
+    assert generate.choose("generate-grid", None, {"rowId": None}, entry, clicked)[0] == clicked  # kept
     summary, grid_rows, columns, funnel, figure, figure_style, _, slider_style, slider_max, zip_disabled = \
         generate.show_result(entry, [])
     assert len(grid_rows) == 4 and "cif" not in grid_rows[0] and slider_max == 3 and not zip_disabled
+    assert [r["row_id"] for r in grid_rows] == ["0", "1", "2", "3"]
     assert "4 steps" in text_of(summary) and funnel is None and figure_style == {} and slider_style == {}
     assert [t.name for t in figure.data][0] == "cell length a (Å)"
     assert list(figure.data[0].y) == pytest.approx([r["a"] for r in rows])
