@@ -121,7 +121,7 @@ def _page(around=None, a=None, b=None) -> html.Div:
                             html.Label("Variance of each latent coordinate", htmlFor="generate-variance",
                                        className="field-label"),
                             dcc.Input(id="generate-variance", type="number", min=0.01, max=explorer.MAX_VARIANCE,
-                                      step=0.05, value=explorer.DEFAULT_VARIANCE, persistence=True,
+                                      step="any", value=explorer.DEFAULT_VARIANCE, persistence=True,
                                       persistence_type="session", className="number-input"),
                             html.Label("Condition: formation-energy decile", htmlFor="generate-decile",
                                        className="field-label"),
