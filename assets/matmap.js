@@ -6,8 +6,9 @@ window.dash_clientside = Object.assign({}, window.dash_clientside, {
      * history.replaceState: the URL can be shared, and Dash does not re-render the page
      * (which a dcc.Location change would do, resending every point).
      */
-    syncMapUrl: function (color, element, highlight) {
+    syncMapUrl: function (color, element, highlight, view) {
       var params = new URLSearchParams();
+      if (view && view !== "crystal") { params.set("view", view); }
       if (color) { params.set("color", color); }
       if (color === "element" && element) { params.set("element", element); }
       if (highlight) { params.set("highlight", highlight); }

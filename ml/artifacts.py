@@ -5,10 +5,12 @@ A map lives in ``data/artifacts/<dataset>/<model>/``:
 | file | content |
 |---|---|
 | ``manifest.json`` | dataset, model, counts, library versions, t-SNE settings, SHA-256 of every file |
-| ``materials.parquet`` | one row per material: ``material_id``, ``formula``, ``elements``, ``split``, map coordinates ``x``, ``y`` and the properties (units in :data:`ml.datasets.PROPERTY_UNITS`) |
+| ``materials.parquet`` | one row per material: ``material_id``, ``formula``, ``elements``, ``split``, map coordinates ``x``, ``y`` (crystal-graph map) and ``x_xrd``, ``y_xrd`` (XRD map, NaN without a pattern), and the properties (units in :data:`ml.datasets.PROPERTY_UNITS`) |
 | ``embeddings.npy`` | crystal-encoder embeddings, ``(n_materials, embedding_dim)`` float32 |
 | ``index.faiss`` | exact Euclidean (L2) nearest-neighbour index over the embeddings |
 | ``tsne.pkl`` | the fitted openTSNE ``TSNEEmbedding``, for placing new materials (``transform``) |
+| ``xrd_embeddings.npy`` | XRD-encoder embeddings, ``(n_materials, embedding_dim)`` float32, NaN rows without a pattern (optional) |
+| ``tsne_xrd.pkl`` | the fitted t-SNE of the XRD embeddings (optional) |
 
 The builder (:mod:`ml.mapbuild`) writes the folder under a temporary name and renames it
 when complete, so a half-written map is never loaded.
@@ -35,6 +37,8 @@ EMBEDDINGS = "embeddings.npy"
 INDEX = "index.faiss"
 TSNE = "tsne.pkl"
 STRUCTURES = "structures.sqlite"
+XRD_EMBEDDINGS = "xrd_embeddings.npy"
+XRD_TSNE = "tsne_xrd.pkl"
 REQUIRED_FILES = (MANIFEST, MATERIALS, EMBEDDINGS, INDEX, TSNE)  # plus STRUCTURES (below)
 
 #: Baseline descriptors (:mod:`ml.descriptors`) exported beside the maps of a dataset:
@@ -44,6 +48,14 @@ DESCRIPTORS_DIR = "descriptors"
 DESCRIPTOR_VALUES = "values.npy"
 DESCRIPTOR_IDS = "material_ids.npy"
 DESCRIPTOR_MANIFEST = "manifest.json"
+
+#: The maps a build draws: name → (label, x column, y column). Both share the materials
+#: table, so every colour mode, search and click works on either.
+MAP_VIEWS = {
+    "crystal": ("Crystal-graph embedding", "x", "y"),
+    "xrd": ("XRD embedding", "x_xrd", "y_xrd"),
+}
+DEFAULT_VIEW = "crystal"
 
 #: Columns of every neighbour table, before the property columns.
 NEIGHBOR_COLUMNS = ["rank", "material_id", "formula", "distance"]
@@ -151,8 +163,27 @@ class MapArtifacts:
 
     @property
     def coordinates(self) -> np.ndarray:
-        """Map coordinates, ``(n_materials, 2)`` float32."""
-        return self.materials[["x", "y"]].to_numpy(np.float32)
+        """Crystal-graph map coordinates, ``(n_materials, 2)`` float32."""
+        return self.coordinates_of(DEFAULT_VIEW)
+
+    @property
+    def views(self) -> list[str]:
+        """The maps this build has (keys of :data:`MAP_VIEWS`); ``"crystal"`` always first."""
+        return [view for view, (_, x, y) in MAP_VIEWS.items() if x in self.materials and y in self.materials]
+
+    def coordinates_of(self, view: str) -> np.ndarray:
+        """Coordinates of map ``view`` (see :data:`MAP_VIEWS`), ``(n_materials, 2)`` float32;
+        NaN rows for materials that map does not place.
+
+        Raises:
+            ValueError: unknown view, or one this build does not have.
+        """
+        if view not in MAP_VIEWS:
+            raise ValueError(f"unknown map {view!r}; expected one of {', '.join(MAP_VIEWS)}")
+        if view not in self.views:
+            raise ValueError(f"this build has no {MAP_VIEWS[view][0]} map; rebuild with: python -m ml build --force")
+        _, x, y = MAP_VIEWS[view]
+        return self.materials[[x, y]].to_numpy(np.float32)
 
     def __len__(self) -> int:
         return len(self.materials)
@@ -416,6 +447,8 @@ def write_artifacts(
     embeddings: np.ndarray,
     tsne_embedding,
     cifs: dict[str, str],
+    xrd_embeddings: np.ndarray | None = None,
+    xrd_tsne=None,
 ) -> Path:
     """Write a complete map into ``folder`` atomically.
 
@@ -429,6 +462,9 @@ def write_artifacts(
         embeddings: ``(n_materials, embedding_dim)``.
         tsne_embedding: the fitted openTSNE ``TSNEEmbedding`` (pickled for ``transform``).
         cifs: ``material_id -> CIF text`` for the structure store.
+        xrd_embeddings: ``(n_materials, embedding_dim)`` XRD-encoder embeddings (NaN rows
+            without a pattern), optional.
+        xrd_tsne: the fitted t-SNE of the XRD embeddings, optional.
 
     Raises:
         ValueError: rows of ``materials`` and ``embeddings`` differ, or columns are missing.
@@ -453,8 +489,18 @@ def write_artifacts(
     index = faiss.IndexFlatL2(embeddings.shape[1])
     index.add(embeddings)
     faiss.write_index(index, str(partial / INDEX))
-    with open(partial / TSNE, "wb") as handle:
-        pickle.dump(tsne_embedding, handle, protocol=pickle.HIGHEST_PROTOCOL)
+    optional = []
+    for name, fitted in ((TSNE, tsne_embedding), (XRD_TSNE, xrd_tsne)):
+        if fitted is not None:
+            with open(partial / name, "wb") as handle:
+                pickle.dump(fitted, handle, protocol=pickle.HIGHEST_PROTOCOL)
+    if xrd_tsne is not None:
+        optional.append(XRD_TSNE)
+    if xrd_embeddings is not None:
+        if len(xrd_embeddings) != len(materials):
+            raise ValueError(f"{len(materials)} materials but {len(xrd_embeddings)} XRD embeddings")
+        np.save(partial / XRD_EMBEDDINGS, np.asarray(xrd_embeddings, dtype=np.float32))
+        optional.append(XRD_EMBEDDINGS)
     with sqlite3.connect(partial / STRUCTURES) as connection:
         connection.execute("CREATE TABLE structures (material_id TEXT PRIMARY KEY, cif TEXT NOT NULL)")
         connection.executemany("INSERT INTO structures VALUES (?, ?)", cifs.items())
@@ -464,7 +510,7 @@ def write_artifacts(
         n_materials=int(len(materials)),
         embedding_dim=int(embeddings.shape[1]),
         versions=_library_versions(),
-        files={name: file_sha256(partial / name) for name in (*REQUIRED_FILES[1:], STRUCTURES)},
+        files={name: file_sha256(partial / name) for name in (*REQUIRED_FILES[1:], STRUCTURES, *optional)},
     )
     (partial / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str))
     if folder.exists():

@@ -2,7 +2,9 @@
 
 A CIF is parsed, turned into a crystal graph, embedded with the map's own model, placed on the
 t-SNE map with openTSNE's ``transform`` (optimising the new point against the fixed map), and
-given its nearest neighbours in embedding space.
+given its nearest neighbours in embedding space. Where the build has the XRD map, the
+structure's simulated powder pattern is embedded with the XRD encoder and placed on that map
+the same way.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ml.artifacts import TSNE, ArtifactError, MapArtifacts
+from ml.artifacts import TSNE, XRD_TSNE, ArtifactError, MapArtifacts
 from ml.graph import GraphConfig, crystal_graph
 from ml.models_registry import file_sha256, resolve_model
 from ml.structures import parse_cif
@@ -29,9 +31,10 @@ class LocatedMaterial:
     """A new material placed on a map.
 
     Attributes:
-        formula: reduced formula. x, y: map coordinates.
+        formula: reduced formula. x, y: crystal-graph map coordinates.
         embedding: ``(embedding_dim,)`` float32 crystal embedding.
         neighbors: the ``k`` nearest map materials (columns of :meth:`MapArtifacts.neighbors`).
+        x_xrd, y_xrd: XRD map coordinates (``None`` when the build has no XRD map).
     """
 
     formula: str
@@ -39,6 +42,8 @@ class LocatedMaterial:
     y: float
     embedding: np.ndarray
     neighbors: pd.DataFrame
+    x_xrd: float | None = None
+    y_xrd: float | None = None
 
 
 @lru_cache(maxsize=4)
@@ -54,8 +59,8 @@ def _model_for(model_name: str, expected_sha256: str | None):
 
 
 @lru_cache(maxsize=4)
-def _tsne_for(folder: Path):
-    with open(folder / TSNE, "rb") as handle:
+def _tsne_for(folder: Path, name: str = TSNE):
+    with open(folder / name, "rb") as handle:
         return pickle.load(handle)
 
 
@@ -76,13 +81,34 @@ def embed_structures(structures: list, artifacts: MapArtifacts) -> np.ndarray:
         return embed_crystals(model, GraphStore.from_graphs(graphs))
 
 
+def embed_patterns(structures: list, artifacts: MapArtifacts) -> np.ndarray:
+    """XRD-encoder embeddings of the simulated powder patterns of pymatgen structures,
+    ``(n, D)`` float32 (patterns from :func:`ml.xrd_sim.xrd_pattern_fast`, Cu Kα, 5000 bins)."""
+    import torch
+
+    from ml.xrd import XRDConfig
+    from ml.xrd_sim import xrd_pattern_fast
+
+    config = XRDConfig()
+    patterns = np.stack([xrd_pattern_fast(s, config) for s in structures]).astype(np.float32)
+    model = _model_for(artifacts.model, artifacts.manifest.get("model_sha256"))
+    with torch.inference_mode():
+        model.eval()
+        return model.xrd(torch.from_numpy(patterns)).float().numpy()
+
+
 def locate_structures(structures: list, artifacts: MapArtifacts, k: int = 10) -> list[LocatedMaterial]:
-    """Place pymatgen structures on ``artifacts``' map; see :class:`LocatedMaterial`."""
+    """Place pymatgen structures on ``artifacts``' maps; see :class:`LocatedMaterial`."""
     if not structures:
         return []
     with _lock:
         embeddings = embed_structures(structures, artifacts)
         coordinates = np.asarray(_tsne_for(artifacts.folder).transform(embeddings.astype(np.float64)))
+        xrd_coordinates = [(None, None)] * len(structures)
+        if "xrd" in artifacts.views and (artifacts.folder / XRD_TSNE).is_file():
+            xrd_embeddings = embed_patterns(structures, artifacts)
+            xrd_tsne = _tsne_for(artifacts.folder, XRD_TSNE)
+            xrd_coordinates = [tuple(map(float, xy)) for xy in np.asarray(xrd_tsne.transform(xrd_embeddings.astype(np.float64)))]
     return [
         LocatedMaterial(
             formula=s.composition.reduced_formula,
@@ -90,8 +116,10 @@ def locate_structures(structures: list, artifacts: MapArtifacts, k: int = 10) ->
             y=float(xy[1]),
             embedding=e,
             neighbors=artifacts.neighbors_of_embedding(e, k),
+            x_xrd=xrd_xy[0],
+            y_xrd=xrd_xy[1],
         )
-        for s, e, xy in zip(structures, embeddings, coordinates)
+        for s, e, xy, xrd_xy in zip(structures, embeddings, coordinates, xrd_coordinates)
     ]
 
 

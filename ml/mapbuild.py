@@ -1,22 +1,28 @@
 """Building a map: embed every material with the crystal encoder, lay the embeddings out with
 t-SNE (openTSNE: FFT gradients, PCA initialisation, fixed seed), index them for exact
-Euclidean neighbours, and write the artifacts (:mod:`ml.artifacts`)."""
+Euclidean neighbours, and write the artifacts (:mod:`ml.artifacts`).
+
+The same build embeds every material's simulated powder XRD pattern (:mod:`ml.xrd_sim`) with
+the model's XRD encoder and lays those embeddings out with a second t-SNE: the paper's second
+map (Suzuki et al. 2022, XRD-embedding t-SNE), stored as the ``x_xrd`` / ``y_xrd`` columns.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from ml.artifacts import MANIFEST, artifact_dir, write_artifacts
-from ml.batches import GraphStore
+from ml.artifacts import MANIFEST, MAP_VIEWS, artifact_dir, write_artifacts
+from ml.batches import GraphStore, XRDStore, align
 from ml.datasets import Dataset, DatasetError, get_dataset, read_supercon_labels
-from ml.embed import embed_crystals
+from ml.embed import embed_crystals, embed_xrd
 from ml.featurize import featurize, load_features
 from ml.models_registry import file_sha256, resolve_model
 from ml.splits import assign_splits
@@ -77,6 +83,22 @@ def fit_tsne(embeddings: np.ndarray, perplexity: float = 30.0, seed: int = 0, n_
     # the progress callback is stored with the embedding; drop it so the embedding pickles
     for key in ("callbacks", "use_callbacks"):
         embedding.gradient_descent_params.pop(key, None)
+    return trim_for_transform(embedding)
+
+
+def trim_for_transform(embedding):
+    """Drop what openTSNE's ``TSNEEmbedding.transform`` does not use, in place; return it.
+
+    ``transform`` queries the fitted nearest-neighbour index (``affinities.knn_index``) and
+    the perplexity, then optimises the new points against the fixed coordinates. The
+    training affinities ``P`` (a sparse ``(n, n)`` matrix) and the training neighbour lists
+    are needed only to fit: for 141k materials they are ~400 of the pickle's ~730 MB.
+    """
+    affinities = embedding.affinities
+    affinities.P = None
+    for name in list(vars(affinities)):
+        if name.endswith("__neighbors") or name.endswith("__distances"):
+            setattr(affinities, name, None)
     return embedding
 
 
@@ -119,6 +141,55 @@ def materials_table(dataset: Dataset, graphs) -> pd.DataFrame:
     return table
 
 
+@dataclass
+class XRDMap:
+    """The XRD-embedding map of a dataset's materials.
+
+    Attributes:
+        rows: ``(m,)`` rows of the materials table that have an XRD pattern.
+        embeddings: ``(n, D)`` float32 XRD-encoder embeddings, NaN rows where no pattern.
+        coordinates: ``(n, 2)`` float32 t-SNE coordinates, NaN where no pattern.
+        tsne: the fitted openTSNE embedding of the ``m`` materials (for ``transform``).
+        failures: ``[{"material_id", "reason"}]`` of the materials without a pattern.
+    """
+
+    rows: np.ndarray
+    embeddings: np.ndarray
+    coordinates: np.ndarray
+    tsne: object
+    failures: list
+
+
+def xrd_map(dataset: Dataset, net, material_ids: np.ndarray, perplexity: float = 30.0, seed: int = 0,
+            processes: int | None = None, progress: bool = True) -> XRDMap:
+    """XRD patterns (cached), XRD-encoder embeddings and their t-SNE for ``material_ids``.
+
+    Rows follow ``material_ids`` (the crystal map's table), so both maps share one materials
+    table and every colour mode.
+
+    Raises:
+        RuntimeError: no material has an XRD pattern.
+    """
+    featurize(dataset, "xrd", processes=processes, progress=progress)
+    patterns = load_features(dataset, "xrd")
+    ids = np.asarray(material_ids)
+    _, rows, pattern_rows = align(ids, patterns.material_ids)
+    if rows.size == 0:
+        raise RuntimeError(f"no material of {dataset.name} has an XRD pattern")
+    order = np.argsort(rows)
+    rows, pattern_rows = rows[order], pattern_rows[order]
+    found = embed_xrd(net, XRDStore(patterns), pattern_rows, progress=progress)
+    tsne = fit_tsne(found, perplexity=perplexity, seed=seed, progress=progress)
+    embeddings = np.full((len(ids), found.shape[1]), np.nan, np.float32)
+    embeddings[rows] = found
+    coordinates = np.full((len(ids), 2), np.nan, np.float32)
+    coordinates[rows] = np.asarray(tsne, dtype=np.float32)
+    missing = set(ids) - set(ids[rows])
+    failures = [f for f in patterns.failures if f["material_id"] in missing]
+    failures += [{"material_id": m, "reason": "no XRD pattern"} for m in sorted(missing - {f["material_id"] for f in failures})]
+    return XRDMap(rows=rows, embeddings=embeddings, coordinates=coordinates, tsne=tsne, failures=failures)
+
+
 def build_map(
     dataset: str | Dataset,
     model: str | None = None,
@@ -133,7 +204,8 @@ def build_map(
     ``dataset`` is a registry name, a CIF path, or a :class:`Dataset` (e.g. a ``subset``).
 
     Steps: crystal graphs (cached, parallel), embeddings with the model, t-SNE, neighbour
-    index, structure store, manifest. An up-to-date map (same model file, same materials,
+    index; XRD patterns (cached, parallel), XRD-encoder embeddings and their own t-SNE
+    (:func:`xrd_map`); structure store, manifest. An up-to-date map (same model file, same materials,
     same t-SNE settings) is left as it is unless ``force``.
 
     Raises:
@@ -150,7 +222,7 @@ def build_map(
     model_name, model_path = resolve_model(model)
     folder = artifact_dir(dataset.name, model_name)
     settings = {"perplexity": perplexity, "seed": seed, "model_sha256": file_sha256(model_path),
-                "n_dataset_materials": len(dataset)}
+                "n_dataset_materials": len(dataset), "maps": list(MAP_VIEWS)}
     if not force and (folder / MANIFEST).is_file():
         manifest = json.loads((folder / MANIFEST).read_text())
         if all(manifest.get(k) == v for k, v in settings.items()):
@@ -170,11 +242,18 @@ def build_map(
     table = materials_table(dataset, graphs)
     table["x"] = np.asarray(tsne)[:, 0].astype(np.float32)
     table["y"] = np.asarray(tsne)[:, 1].astype(np.float32)
+    xrd = xrd_map(dataset, net, graphs.material_ids, perplexity=perplexity, seed=seed,
+                  processes=processes, progress=progress)
+    table["x_xrd"] = xrd.coordinates[:, 0]
+    table["y_xrd"] = xrd.coordinates[:, 1]
     wanted = set(table["material_id"])
     cifs = dict(tqdm(dataset.records(wanted), total=len(wanted), desc="structure store", unit="mat", disable=not progress))
     manifest = {"dataset": dataset.name, "model": model_name, **settings,
                 "n_failed": len(graphs.failures), "failures": graphs.failures[:1000],
+                "xrd_map": {"n_materials": int(xrd.rows.size), "n_failed": len(xrd.failures),
+                            "failures": xrd.failures[:1000]},
                 "build_seconds_before_writing": round(time.time() - began, 1)}
-    write_artifacts(folder, manifest, table, embeddings, tsne, cifs)
+    write_artifacts(folder, manifest, table, embeddings, tsne, cifs,
+                    xrd_embeddings=xrd.embeddings, xrd_tsne=xrd.tsne)
     log.info("map of %d materials written to %s in %.0f s", len(table), folder, time.time() - began)
     return folder

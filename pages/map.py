@@ -1,6 +1,9 @@
 """``/``: every material of the map as one WebGL scatter, coloured, searchable, clickable.
 
-The URL keeps the view: ``?color=band_gap``, ``?color=element&element=Cu``,
+Two maps of the same materials: the crystal-graph embedding (default) and the XRD embedding
+(``?view=xrd``), the paper's second t-SNE map; colour modes, search and clicks work on both.
+
+The URL keeps the view: ``?view=xrd``, ``?color=band_gap``, ``?color=element&element=Cu``,
 ``?highlight=mp-22526`` (an id or a formula). The page writes the URL back with
 ``history.replaceState`` (``assets/matmap.js``), which changes the address without making
 Dash re-render the page, so the 140k coordinates are sent once per visit; colour changes
@@ -10,6 +13,7 @@ and searches are sent as ``Patch`` es of the figure.
 from __future__ import annotations
 
 import dash
+import numpy as np
 from dash import ClientsideFunction, Input, Output, Patch, State, callback, clientside_callback, ctx, dcc, html, no_update
 
 from components.common import missing_page, notice, page_link
@@ -33,6 +37,7 @@ from components.map_figure import (
 )
 from components.properties import format_value, formula_children
 from components.state import map_elements, map_hover_text, map_or_error, require_map
+from ml.artifacts import DEFAULT_VIEW, MAP_VIEWS
 
 dash.register_page(__name__, path="/", name="Map", title="matmap · materials map", order=0)
 
@@ -45,12 +50,18 @@ GRAPH_CONFIG = {
 MAX_LISTED = 12
 
 
-def layout(color: str | None = None, element: str | None = None, highlight: str | None = None, **_):
-    """The map page; query parameters ``color``, ``element`` and ``highlight`` set the view."""
+def layout(color: str | None = None, element: str | None = None, highlight: str | None = None,
+           view: str | None = None, **_):
+    """The map page; query parameters ``view``, ``color``, ``element`` and ``highlight`` set the view."""
     atlas, error = map_or_error()
     if atlas is None:  # the message, and the components hidden (for Dash's callback checks)
-        return missing_page(error, _page(DEFAULT_MODE, [], None, "", [], None, None))
+        return missing_page(error, _page(DEFAULT_MODE, [], None, "", [], None, None, [DEFAULT_VIEW], DEFAULT_VIEW))
     notes = []
+    views = atlas.views
+    if view and view not in views:
+        known = MAP_VIEWS[view][0] if view in MAP_VIEWS else repr(view)
+        notes.append(notice(f"This build has no {known} map; showing the {MAP_VIEWS[DEFAULT_VIEW][0]} map.", "warning"))
+    view = view if view in views else DEFAULT_VIEW
     try:
         mode = parse_mode(color)
     except ValueError as bad:
@@ -62,10 +73,19 @@ def layout(color: str | None = None, element: str | None = None, highlight: str 
         notes.append(notice(f"No material of this map contains {element!r}; showing {symbol}.", "warning"))
     query = (highlight or "").strip()
     summary = f"{len(atlas):,} crystals · dataset {atlas.dataset} · model {atlas.model}"
-    return _page(mode, elements, symbol, query, notes, summary, search_summary(atlas, query))
+    return _page(mode, elements, symbol, query, notes, summary, search_summary(atlas, query), views, view)
 
 
-def _page(mode: str, elements: list[str], symbol: str | None, query: str, notes: list, summary: str | None, found):
+def view_caption(atlas, view: str) -> str:
+    """What the chosen map shows, with the number of materials it places."""
+    placed = int(np.isfinite(atlas.coordinates_of(view)).all(axis=1).sum()) if view in atlas.views else 0
+    what = ("t-SNE of the crystal-graph encoder's embeddings" if view == DEFAULT_VIEW
+            else "t-SNE of the XRD encoder's embeddings of each simulated powder pattern (Cu Kα)")
+    return f"{what}; {placed:,} materials placed."
+
+
+def _page(mode: str, elements: list[str], symbol: str | None, query: str, notes: list, summary: str | None, found,
+          views: list[str], view: str):
     return html.Div(
         className="map-page",
         children=[
@@ -75,6 +95,21 @@ def _page(mode: str, elements: list[str], symbol: str | None, query: str, notes:
                     html.H1("Materials map", className="sidebar__title"),
                     html.P(summary, className="muted", id="map-summary"),
                     *notes,
+                    html.Div(
+                        id="map-view-row",
+                        style={} if len(views) > 1 else {"display": "none"},
+                        children=[
+                            html.Label("Map", htmlFor="map-view", className="field-label"),
+                            dcc.RadioItems(
+                                id="map-view",
+                                options=[{"label": MAP_VIEWS[v][0], "value": v} for v in views],
+                                value=view,
+                                className="radio-list",
+                                inputClassName="radio-list__input",
+                            ),
+                            html.P(id="map-view-caption", className="hint"),
+                        ],
+                    ),
                     html.Label("Colour by", htmlFor="map-color", className="field-label"),
                     dcc.Dropdown(
                         id="map-color",
@@ -163,15 +198,16 @@ def _highlight_rows(atlas, query: str) -> list[int]:
     return atlas.search(query) if query else []
 
 
-def initial_figure(atlas, mode: str, element: str | None, query: str):
-    """The whole map figure: every material coloured by ``mode``, ``query``'s matches ringed."""
+def initial_figure(atlas, mode: str, element: str | None, query: str, view: str = DEFAULT_VIEW):
+    """The whole map figure of map ``view``: every material coloured by ``mode``, ``query``'s
+    matches ringed."""
     layers = color_layers(atlas.materials, mode, element)
     rows = _highlight_rows(atlas, query or "")
-    return make_map_figure(atlas.coordinates, layers, map_hover_text(atlas), highlight_rows=rows,
+    return make_map_figure(atlas.coordinates_of(view), layers, map_hover_text(atlas), highlight_rows=rows,
                            highlight_name=f"search: {query}")
 
 
-def recolor_patch(atlas, mode: str, element: str | None) -> Patch:
+def recolor_patch(atlas, mode: str, element: str | None, view: str = DEFAULT_VIEW) -> Patch:
     """A ``Patch`` giving the map another colour mode: the base trace's marker and legend
     entry and the whole foreground trace; the coordinates and hover text stay."""
     layers = color_layers(atlas.materials, mode, element)
@@ -180,16 +216,17 @@ def recolor_patch(atlas, mode: str, element: str | None) -> Patch:
     patch["data"][BASE]["marker"] = base["marker"]
     patch["data"][BASE]["name"] = base["name"]
     patch["data"][BASE]["showlegend"] = base["showlegend"]
-    patch["data"][FOREGROUND] = trace_json(foreground_trace(atlas.coordinates, layers))
+    patch["data"][FOREGROUND] = trace_json(foreground_trace(atlas.coordinates_of(view), layers))
     return patch
 
 
-def search_patch(atlas, query: str) -> Patch:
+def search_patch(atlas, query: str, view: str = DEFAULT_VIEW) -> Patch:
     """A ``Patch`` ringing ``query``'s matches and zooming onto them (view kept when none)."""
     rows = _highlight_rows(atlas, query)
+    coordinates = atlas.coordinates_of(view)
     patch = Patch()
-    patch["data"][HIGHLIGHT] = trace_json(highlight_trace(atlas.coordinates, rows, map_hover_text(atlas), f"search: {query}"))
-    ranges = zoom_ranges(atlas.coordinates, rows)
+    patch["data"][HIGHLIGHT] = trace_json(highlight_trace(coordinates, rows, map_hover_text(atlas), f"search: {query}"))
+    ranges = zoom_ranges(coordinates, rows)
     if ranges is not None:
         patch["layout"]["xaxis"]["range"] = ranges[0]
         patch["layout"]["yaxis"]["range"] = ranges[1]
@@ -201,16 +238,20 @@ def search_patch(atlas, query: str) -> Patch:
 @callback(
     Output("map-graph", "figure"),
     Output("map-element-row", "style"),
+    Output("map-view-caption", "children"),
     Input("map-color", "value"),
     Input("map-element", "value"),
+    Input("map-view", "value"),
     State("map-highlight", "data"),
 )
-def draw_map(mode, element, query):
-    """First call: the whole figure; later calls (a new colour or element): a ``Patch``."""
+def draw_map(mode, element, view, query):
+    """First call or another map: the whole figure; later calls (a new colour or element): a ``Patch``."""
     atlas = require_map()
-    if ctx.triggered_id is None:
-        return initial_figure(atlas, mode, element, query), _element_row_style(mode)
-    return recolor_patch(atlas, mode, element), _element_row_style(mode)
+    view = view if view in atlas.views else DEFAULT_VIEW
+    caption = view_caption(atlas, view)
+    if ctx.triggered_id in (None, "map-view"):
+        return initial_figure(atlas, mode, element, query, view), _element_row_style(mode), caption
+    return recolor_patch(atlas, mode, element, view), _element_row_style(mode), caption
 
 
 @callback(
@@ -219,13 +260,15 @@ def draw_map(mode, element, query):
     Output("map-highlight", "data"),
     Input("map-search", "value"),
     Input("map-search-button", "n_clicks"),
+    State("map-view", "value"),
     prevent_initial_call=True,
 )
-def search(query, _clicks):
+def search(query, _clicks, view):
     """Ring the materials matching an id or a formula and zoom onto them."""
     atlas = require_map()
     query = (query or "").strip()
-    return search_patch(atlas, query), search_summary(atlas, query), query
+    view = view if view in atlas.views else DEFAULT_VIEW
+    return search_patch(atlas, query, view), search_summary(atlas, query), query
 
 
 @callback(Output("map-nav", "href"), Input("map-graph", "clickData"), prevent_initial_call=True)
@@ -280,4 +323,5 @@ clientside_callback(
     Input("map-color", "value"),
     Input("map-element", "value"),
     Input("map-highlight", "data"),
+    Input("map-view", "value"),
 )

@@ -107,6 +107,20 @@ def test_url_sets_and_keeps_the_colour(page, live_server, atlas):
     page.wait_for_url(re.compile(r"\?color=density$"))
 
 
+def test_switching_to_the_xrd_map_redraws_it_and_keeps_the_colour(page, live_server, atlas):
+    open_map(page, live_server, "?view=xrd&color=band_gap")
+    base_x = "() => Array.from(document.querySelector('#map-graph .js-plotly-plot')._fullData[0].x.slice(0, 5))"
+    xrd_x = atlas.coordinates_of("xrd")[:5, 0]
+    np.testing.assert_allclose(page.evaluate(base_x), xrd_x, rtol=1e-5)
+    page.locator("#map-graph .colorbar").get_by_text("band gap (eV)").wait_for()
+    page.get_by_label("Crystal-graph embedding").check()
+    crystal_x = atlas.coordinates[:5, 0]
+    assert poll(lambda: np.allclose(page.evaluate(base_x), crystal_x, rtol=1e-5), page=page)
+    page.wait_for_url(re.compile(r"/\?color=band_gap$"))
+    page.locator("#map-graph .colorbar").get_by_text("band gap (eV)").wait_for()
+    assert wait_until_drawn(page, "#map-graph")
+
+
 def test_search_highlights_and_lists_matches(page, live_server, atlas):
     open_map(page, live_server, "?highlight=mp-172")
     page.locator("#map-search-result").get_by_role("link", name="mp-172").wait_for()

@@ -87,6 +87,34 @@ def test_initial_figure_and_patches(pages, atlas):
     assert ("layout", "xaxis", "range") not in patch_ops(page.search_patch(atlas, "no such thing"))
 
 
+def test_map_page_offers_the_xrd_map(pages, atlas):
+    page = pages["map"]
+    assert atlas.views == ["crystal", "xrd"]
+    layout = page.layout(view="xrd", color="band_gap")
+    radio = [c for c in _walk(layout) if getattr(c, "id", None) == "map-view"][0]
+    assert radio.value == "xrd" and [o["value"] for o in radio.options] == ["crystal", "xrd"]
+    assert "has no" not in text_of(layout)
+    assert "has no 'tsne3d' map" in text_of(page.layout(view="tsne3d"))
+
+    xrd_xy = atlas.coordinates_of("xrd")
+    figure = page.initial_figure(atlas, "band_gap", None, "mp-172", "xrd")
+    np.testing.assert_array_equal(np.asarray(figure.data[BASE].x, dtype=np.float32), xrd_xy[:, 0])
+    assert not np.allclose(xrd_xy, atlas.coordinates)
+    # a search on the XRD map zooms onto the material's XRD-map position
+    ranges = patch_ops(page.search_patch(atlas, "mp-172", "xrd"))[("layout", "xaxis", "range")]
+    assert ranges[0] < xrd_xy[atlas.row_of("mp-172"), 0] < ranges[1]
+    assert "300 materials placed" in page.view_caption(atlas, "xrd")
+
+
+def _walk(node):
+    if hasattr(node, "to_plotly_json"):
+        yield node
+        yield from _walk(getattr(node, "children", None))
+    elif isinstance(node, (list, tuple)):
+        for child in node:
+            yield from _walk(child)
+
+
 def test_search_summary(pages, atlas):
     page = pages["map"]
     assert page.search_summary(atlas, "") is None
@@ -193,6 +221,6 @@ def test_callbacks_change_nothing_without_a_map(pages, no_map):
     from dash.exceptions import PreventUpdate
 
     with pytest.raises(PreventUpdate):
-        pages["map"].search("mp-172", 1)
+        pages["map"].search("mp-172", 1, "crystal")
     with pytest.raises(PreventUpdate):
         pages["material"].draw_xrd("mp-172")

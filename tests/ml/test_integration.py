@@ -97,7 +97,7 @@ def test_map_folder_and_manifest(env):
     assert manifest["dataset"] == "user-tiny" and manifest["model"] == "tiny"
     assert manifest["model_sha256"] == file_sha256(env.model)
     assert set(manifest["files"]) >= {"materials.parquet", "embeddings.npy", "index.faiss", "tsne.pkl",
-                                      "structures.sqlite"}
+                                      "structures.sqlite", "xrd_embeddings.npy", "tsne_xrd.pkl"}
     for name, digest in manifest["files"].items():
         assert file_sha256(env.folder / name) == digest, name
     artifacts = MapArtifacts.load(str(env.cifs), "tiny")
@@ -106,6 +106,17 @@ def test_map_folder_and_manifest(env):
     assert set(artifacts.materials["material_id"]) <= {p.stem for p in env.cifs.glob("*.cif")}
     assert np.isfinite(artifacts.coordinates).all()
     assert artifacts.embeddings.shape == (len(artifacts), 128)
+    # the second map: every ordered structure has an XRD pattern, so every material is placed
+    assert artifacts.views == ["crystal", "xrd"]
+    assert manifest["xrd_map"]["n_materials"] == len(artifacts) and manifest["xrd_map"]["n_failed"] == 0
+    xrd_xy = artifacts.coordinates_of("xrd")
+    assert np.isfinite(xrd_xy).all() and not np.allclose(xrd_xy, artifacts.coordinates)
+    xrd_embeddings = np.load(env.folder / "xrd_embeddings.npy")
+    assert xrd_embeddings.shape == artifacts.embeddings.shape
+    # the XRD embedding of a material is near its own crystal embedding (what training optimised)
+    gaps = np.linalg.norm(xrd_embeddings - artifacts.embeddings, axis=1)
+    others = np.linalg.norm(xrd_embeddings - artifacts.embeddings[::-1], axis=1)
+    assert np.median(gaps) < np.median(others)
     assert not env.folder.with_name(env.folder.name + ".partial").exists()
 
 
@@ -192,6 +203,10 @@ def test_locate_finds_each_cif_itself(env, capsys):
     np.testing.assert_allclose(located.embedding, artifacts.embeddings[row], rtol=1e-4, atol=1e-4)
     spread = np.ptp(artifacts.coordinates, axis=0).max()
     assert np.hypot(located.x - artifacts.coordinates[row, 0], located.y - artifacts.coordinates[row, 1]) < 0.1 * spread
+    # and on the XRD map, through its simulated pattern and the XRD encoder
+    xrd_xy = artifacts.coordinates_of("xrd")
+    spread = np.ptp(xrd_xy, axis=0).max()
+    assert np.hypot(located.x_xrd - xrd_xy[row, 0], located.y_xrd - xrd_xy[row, 1]) < 0.1 * spread
 
 
 def test_locate_garbage_file(env, capsys, tmp_path):
