@@ -294,26 +294,30 @@ def concept_sample_ids(per_class: int = 400, seed: int = 0, k_neighbors: int = 5
                        queries: Iterable[str] = BENCHMARK_QUERIES) -> list[str]:
     """The materials a slow descriptor needs for the few-label superconductor analysis.
 
-    ``per_class`` materials with a direct, undoped SuperCon match with Tc > 0 K (label
-    ``superconductor``) and ``per_class`` materials without any SuperCon entry, each drawn
-    without replacement by ``numpy.random.default_rng(seed)`` from the built mp2024 map's
-    materials table, plus :func:`benchmark_ids`. 400 per class leave enough training examples
-    for the largest balanced training size (400) after 30 % of the chemical systems are held out
+    ``per_class`` mp2024 materials with a direct, undoped SuperCon match with Tc > 0 K (label
+    ``superconductor``, :func:`ml.datasets.read_supercon_labels`) and ``per_class`` materials
+    without any SuperCon entry, each drawn without replacement by
+    ``numpy.random.default_rng(seed)`` from the dataset's ids in order, plus
+    :func:`benchmark_ids`. 400 per class leave enough training examples for the largest
+    balanced training size (400) after 30 % of the chemical systems are held out
     (:mod:`ml.eval_concepts`). Sorted, without duplicates.
 
     Raises:
         ValueError: fewer than ``per_class`` materials in a class.
     """
+    from ml.datasets import read_supercon_labels
     from ml.eval_concepts import NO_MATCH, POSITIVE
 
-    materials = MapArtifacts.load("mp2024").materials
+    ids = np.asarray(get_dataset("mp2024").material_ids).astype(str)
+    labels = read_supercon_labels()["supercon_label"]
+    label_of = labels.reindex(ids).fillna(NO_MATCH).to_numpy()
     rng = np.random.default_rng(seed)
     chosen: set[str] = set()
     for label in (POSITIVE, NO_MATCH):
-        ids = materials.loc[materials["supercon_label"] == label, "material_id"].to_numpy().astype(str)
-        if len(ids) < per_class:
-            raise ValueError(f"only {len(ids)} materials labelled {label!r}; asked for {per_class}")
-        chosen.update(rng.choice(ids, size=per_class, replace=False).tolist())
+        members = ids[label_of == label]
+        if len(members) < per_class:
+            raise ValueError(f"only {len(members)} materials labelled {label!r}; asked for {per_class}")
+        chosen.update(rng.choice(members, size=per_class, replace=False).tolist())
     return sorted(chosen | set(benchmark_ids(k_neighbors, queries)))
 
 

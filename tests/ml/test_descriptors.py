@@ -246,23 +246,24 @@ def test_cli_errors_are_one_line(cif_folder, capsys):
 
 
 def test_concept_sample_is_balanced_seeded_and_includes_the_benchmark(monkeypatch):
-    labels = ["superconductor"] * 30 + ["no SuperCon entry"] * 60 + ["doped match"] * 10
-    materials = pd.DataFrame({"material_id": [f"mp-{i}" for i in range(100)], "supercon_label": labels})
+    ids = [f"mp-{i}" for i in range(100)]
+    labels = pd.DataFrame({"supercon_label": ["superconductor"] * 30 + ["non-superconductor"] * 5 + ["doped match"] * 5},
+                          index=pd.Index(ids[:40], name="material_id"))
 
     class FakeMap:
         def neighbors(self, material_id, k):
             return pd.DataFrame({"material_id": [f"nb-{material_id}-{j}" for j in range(k)]})
 
-    fake = FakeMap()
-    fake.materials = materials
-    monkeypatch.setattr(MapArtifacts, "load", staticmethod(lambda *a, **k: fake))
-    ids, label = descriptors.ids_for("concepts", sample_size=20, seed=3)
-    chosen = materials[materials["material_id"].isin(ids)]
-    assert chosen["supercon_label"].value_counts().to_dict() == {"superconductor": 10, "no SuperCon entry": 10}
-    assert {"mp-22601", "nb-mp-22601-49", "nb-mp-1200096-0"} <= set(ids)
-    assert ids == sorted(set(ids)) and "10 SuperCon superconductors" in label
-    assert descriptors.ids_for("concepts", sample_size=20, seed=3)[0] == ids
-    assert descriptors.ids_for("concepts", sample_size=20, seed=4)[0] != ids
+    monkeypatch.setattr(MapArtifacts, "load", staticmethod(lambda *a, **k: FakeMap()))
+    monkeypatch.setattr(descriptors, "get_dataset", lambda name: type("D", (), {"material_ids": ids})())
+    monkeypatch.setattr("ml.datasets.read_supercon_labels", lambda: labels)
+    chosen, label = descriptors.ids_for("concepts", sample_size=20, seed=3)
+    numbers = sorted(int(m.split("-")[1]) for m in chosen if m.startswith("mp-") and m not in descriptors.BENCHMARK_QUERIES)
+    assert sum(n < 30 for n in numbers) == 10 and sum(n >= 40 for n in numbers) == 10 and len(numbers) == 20
+    assert {"mp-22601", "nb-mp-22601-49", "nb-mp-1200096-0"} <= set(chosen)
+    assert chosen == sorted(set(chosen)) and "10 SuperCon superconductors" in label
+    assert descriptors.ids_for("concepts", sample_size=20, seed=3)[0] == chosen
+    assert descriptors.ids_for("concepts", sample_size=20, seed=4)[0] != chosen
     with pytest.raises(ValueError, match="only 30 materials labelled 'superconductor'"):
         descriptors.concept_sample_ids(per_class=31)
 
