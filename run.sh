@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # matmap in one command.
-#   ./run.sh          set up, build the map of mp2024 if needed (first run ~20 min), serve http://127.0.0.1:8050
+#   ./run.sh          set up, build the map of mp2024 and the VAE's voxel store if needed, serve http://127.0.0.1:8050
 #   ./run.sh test     set up (plus Debian chromium for browser tests) and run the test suite
 #   ./run.sh setup    only create .venv and install the requirements
 set -euo pipefail
@@ -37,6 +37,8 @@ case "${1:-serve}" in
   serve)
     setup
     "$VENV/bin/python" -m ml build --dataset "${MATMAP_DATASET:-mp2024}"
+    # the latent explorer (/generate) encodes known compounds from the VAE's voxel store (cached)
+    "$VENV/bin/python" -m ml vae-data --dataset mp2024
     exec "$VENV/bin/python" app.py ;;
   *)
     echo "usage: ./run.sh [serve|test|setup]" >&2; exit 2 ;;
