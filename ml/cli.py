@@ -224,10 +224,12 @@ def _run(args: argparse.Namespace) -> int:
             from ml.vae_roundtrip import roundtrip_report, summarise_roundtrip
 
             report = roundtrip_report(dataset, use_density=not args.no_density, limit=args.limit)
-            if args.out:
-                report.to_csv(args.out, index=False)
             with pd.option_context("display.width", 200, "display.max_columns", 12):
                 print(summarise_roundtrip(report).round(4))
+            if args.out:
+                args.out.parent.mkdir(parents=True, exist_ok=True)
+                report.to_csv(args.out, index=False)
+                print(f"per-crystal round trip: {args.out}")
     elif args.verb in ("train-vae", "evaluate-vae", "generate"):
         from ml.vae_cli import run_vae_verb
 
