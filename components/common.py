@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dash import dcc, html
 
+from ml.artifacts import MAP_VIEWS
 from ml.settings import get_settings
 
 
@@ -52,3 +53,24 @@ def notice(children, kind: str = "info", **kwargs) -> html.Div:
 def page_link(material_id: str, text: str | None = None) -> dcc.Link:
     """A link to a material's page."""
     return dcc.Link(text or material_id, href=f"/material/{material_id}", className="material-link")
+
+
+def map_view_selector(component_id: str, views: list[str], value: str, caption_id: str | None = None) -> html.Div:
+    """The "Map" radio that switches between a build's maps (:data:`ml.artifacts.MAP_VIEWS`:
+    crystal-graph and XRD embeddings); hidden when the build has only one. ``caption_id``
+    adds an empty hint paragraph under it for a callback to fill."""
+    return html.Div(
+        id=f"{component_id}-row",
+        style={} if len(views) > 1 else {"display": "none"},
+        children=[
+            html.Label("Map", htmlFor=component_id, className="field-label"),
+            dcc.RadioItems(
+                id=component_id,
+                options=[{"label": MAP_VIEWS[v][0], "value": v} for v in views],
+                value=value,
+                className="radio-list",
+                inputClassName="radio-list__input",
+            ),
+            *([html.P(id=caption_id, className="hint")] if caption_id else []),
+        ],
+    )

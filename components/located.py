@@ -24,6 +24,7 @@ from dash import dcc, html
 from components.map_figure import LocatedPoint
 from components.neighbors import NeighborPanel, neighbor_records
 from components.properties import formula_children
+from ml.artifacts import DEFAULT_VIEW
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +83,7 @@ def locate_cif(atlas, cif_text: str, filename: str, key: str, k: int) -> dict:
         located = atlas.locate(cif_text, k=k)
     except ValueError as error:
         return {**base, "ok": False, "message": str(error)}
-    except Exception as error:  # noqa: BLE001 — one bad file must not take the page down
+    except Exception as error:
         log.exception("locating %s failed", filename)
         return {**base, "ok": False, "message": f"could not place this structure ({type(error).__name__}: {error})"}
     table = located.neighbors
@@ -93,17 +94,22 @@ def locate_cif(atlas, cif_text: str, filename: str, key: str, k: int) -> dict:
         "formula": str(located.formula),
         "x": float(located.x),
         "y": float(located.y),
+        # the XRD-embedding map's position (None when the build has no XRD map)
+        "x_xrd": None if located.x_xrd is None else float(located.x_xrd),
+        "y_xrd": None if located.y_xrd is None else float(located.y_xrd),
         "columns": list(table.columns),
         "rows": neighbor_records(table),
     }
 
 
-def located_points(results: list[dict], row_of) -> list[LocatedPoint]:
-    """Map markers of the placed results (failed ones are left out); ``row_of(material_id)``
-    gives a neighbour's row in the materials table (ids it does not know are skipped)."""
+def located_points(results: list[dict], row_of, view: str = DEFAULT_VIEW) -> list[LocatedPoint]:
+    """Map markers of the placed results on the ``view`` map (failed ones, and ones without a
+    position on that map, are left out); ``row_of(material_id)`` gives a neighbour's row in
+    the materials table (ids it does not know are skipped)."""
+    x_key, y_key = ("x", "y") if view == DEFAULT_VIEW else (f"x_{view}", f"y_{view}")
     points = []
     for result in results:
-        if not result.get("ok"):
+        if not result.get("ok") or result.get(x_key) is None:
             continue
         rows = []
         for record in result.get("rows", []):
@@ -114,8 +120,8 @@ def located_points(results: list[dict], row_of) -> list[LocatedPoint]:
         points.append(
             LocatedPoint(
                 label=f"{result['filename']} ({result['formula']})",
-                x=result["x"],
-                y=result["y"],
+                x=result[x_key],
+                y=result[y_key],
                 neighbor_rows=np.asarray(rows, dtype=np.int64),
             )
         )

@@ -12,20 +12,20 @@ import numpy as np
 from dash import Input, Output, Patch, State, callback, ctx, dcc, html, no_update
 from dash.exceptions import PreventUpdate
 
-from components.common import missing_page
-from components.located import located_points, locate_upload, result_card
+from components.common import map_view_selector, missing_page
+from components.located import locate_upload, located_points, result_card
 from components.map_figure import (
-    clicked_material_href,
     LOCATED,
     MISSING_COLOR,
     ColorLayers,
+    clicked_material_href,
     located_color,
     located_traces,
     make_map_figure,
     trace_json,
 )
 from components.state import LOCATED_STORE, map_hover_text, map_or_error, require_map
-from ml.artifacts import MAX_NEIGHBORS
+from ml.artifacts import DEFAULT_VIEW, MAX_NEIGHBORS
 from ml.settings import get_settings
 
 dash.register_page(__name__, path="/locate", name="Locate", title="matmap · locate a structure", order=1)
@@ -37,11 +37,11 @@ def layout(**_):
     """The upload zone, the results and the map with the uploaded structures."""
     atlas, error = map_or_error()
     if atlas is None:  # the message, and the components hidden (for Dash's callback checks)
-        return missing_page(error, _page(get_settings().model))
-    return _page(atlas.model)
+        return missing_page(error, _page(get_settings().model, [DEFAULT_VIEW]))
+    return _page(atlas.model, atlas.views)
 
 
-def _page(model: str):
+def _page(model: str, views: list[str]):
     limit = get_settings().max_upload_mb
     return html.Div(
         className="page locate-page",
@@ -90,8 +90,11 @@ def _page(model: str):
                     dcc.Loading(html.Div(id="locate-results", className="locate-results"), type="circle"),
                     html.Section(
                         className="card locate-map-card",
-                        children=dcc.Graph(id="locate-map", className="locate-map",
-                                           config={"displaylogo": False, "scrollZoom": True}),
+                        children=[
+                            map_view_selector("locate-view", views, DEFAULT_VIEW),
+                            dcc.Graph(id="locate-map", className="locate-map",
+                                      config={"displaylogo": False, "scrollZoom": True}),
+                        ],
                     ),
                 ],
             ),
@@ -181,24 +184,27 @@ def locate_files(contents, _clear, filenames, k, results):
     Output("locate-map", "figure"),
     Output("locate-map-drawn", "data"),
     Input(LOCATED_STORE, "data"),
+    Input("locate-view", "value"),
     State("locate-map-drawn", "data"),
 )
-def show_results(results, drawn):
-    """Cards of the results and the map: the whole figure the first time this page shows it,
-    afterwards a ``Patch`` of the two located traces only."""
+def show_results(results, view, drawn):
+    """Cards of the results and the map: the whole figure the first time this page shows it
+    or when the user switches maps (crystal-graph / XRD embedding), afterwards a ``Patch`` of
+    the two located traces only."""
     atlas = require_map()
+    view = view if view in atlas.views else DEFAULT_VIEW
     results = results or []
-    points = located_points(results, atlas.row_of)
-    if not drawn:
-        figure = make_map_figure(atlas.coordinates, _neutral_layers(), map_hover_text(atlas), located=points)
+    points = located_points(results, atlas.row_of, view)
+    if not drawn or ctx.triggered_id == "locate-view":
+        figure = make_map_figure(atlas.coordinates_of(view), _neutral_layers(), map_hover_text(atlas), located=points)
         return result_cards(results), figure, True
-    return result_cards(results), located_patch(atlas, points), no_update
+    return result_cards(results), located_patch(atlas, points, view), no_update
 
 
-def located_patch(atlas, points) -> Patch:
-    """A ``Patch`` replacing the two located traces of the map (the rest is not resent)."""
+def located_patch(atlas, points, view: str = DEFAULT_VIEW) -> Patch:
+    """A ``Patch`` replacing the two located traces of the ``view`` map (the rest is not resent)."""
     patch = Patch()
-    rings, stars = located_traces(atlas.coordinates, points)
+    rings, stars = located_traces(atlas.coordinates_of(view), points)
     patch["data"][LOCATED] = trace_json(rings)
     patch["data"][LOCATED + 1] = trace_json(stars)
     return patch

@@ -14,11 +14,22 @@ from __future__ import annotations
 
 import dash
 import numpy as np
-from dash import ClientsideFunction, Input, Output, Patch, State, callback, clientside_callback, ctx, dcc, html, no_update
+from dash import (
+    ClientsideFunction,
+    Input,
+    Output,
+    Patch,
+    State,
+    callback,
+    clientside_callback,
+    ctx,
+    dcc,
+    html,
+    no_update,
+)
 
-from components.common import missing_page, notice, page_link
+from components.common import map_view_selector, missing_page, notice, page_link
 from components.map_figure import (
-    clicked_material_href,
     BASE,
     COLOR_MODES,
     DEFAULT_ELEMENT,
@@ -26,6 +37,7 @@ from components.map_figure import (
     FOREGROUND,
     HIGHLIGHT,
     base_trace,
+    clicked_material_href,
     clicked_row,
     color_layers,
     foreground_trace,
@@ -95,21 +107,7 @@ def _page(mode: str, elements: list[str], symbol: str | None, query: str, notes:
                     html.H1("Materials map", className="sidebar__title"),
                     html.P(summary, className="muted", id="map-summary"),
                     *notes,
-                    html.Div(
-                        id="map-view-row",
-                        style={} if len(views) > 1 else {"display": "none"},
-                        children=[
-                            html.Label("Map", htmlFor="map-view", className="field-label"),
-                            dcc.RadioItems(
-                                id="map-view",
-                                options=[{"label": MAP_VIEWS[v][0], "value": v} for v in views],
-                                value=view,
-                                className="radio-list",
-                                inputClassName="radio-list__input",
-                            ),
-                            html.P(id="map-view-caption", className="hint"),
-                        ],
-                    ),
+                    map_view_selector("map-view", views, view, caption_id="map-view-caption"),
                     html.Label("Colour by", htmlFor="map-color", className="field-label"),
                     dcc.Dropdown(
                         id="map-color",

@@ -103,6 +103,14 @@ def test_locate_upload_places_a_cif_of_the_map_next_to_itself(atlas):
     json.dumps(result, allow_nan=False)
     points = located.located_points([result, {"key": "2", "ok": False}], atlas.row_of)
     assert len(points) == 1 and len(points[0].neighbor_rows) == 5
+    # on the XRD map the same structure lands on its own material's XRD-map position
+    own = atlas.coordinates_of("xrd")[atlas.row_of(material_id)]
+    (on_xrd,) = located.located_points([result], atlas.row_of, "xrd")
+    spread = np.ptp(atlas.coordinates_of("xrd"), axis=0)
+    assert np.all(np.abs(np.array([on_xrd.x, on_xrd.y]) - own) < 0.05 * spread)
+    assert (on_xrd.x, on_xrd.y) != (points[0].x, points[0].y)
+    # a result placed by a build without an XRD map has no XRD position and is left off that map
+    assert located.located_points([{**result, "x_xrd": None, "y_xrd": None}], atlas.row_of, "xrd") == []
 
 
 DISORDERED = (Path(__file__).parent / "data" / "disordered.cif").read_text()

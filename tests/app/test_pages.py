@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+from callback_context import in_callback
 
 from components.map_figure import BASE, FOREGROUND, HIGHLIGHT, LOCATED
 from components.neighbors import NeighborPanel
@@ -202,6 +203,14 @@ def test_located_patch_only_touches_located_traces(pages, atlas):
     ops = patch_ops(page.located_patch(atlas, located_points(results, atlas.row_of)))
     assert set(ops) == {("data", LOCATED), ("data", LOCATED + 1)}
     assert ops[("data", LOCATED + 1)]["hovertext"] == ["a.cif (Nd5Ge4)"]
+    # the XRD map: its coordinates for the base trace, the upload at its XRD-map position
+    layout = page.layout()
+    assert [o["value"] for o in [c for c in _walk(layout) if getattr(c, "id", None) == "locate-view"][0].options] == \
+        ["crystal", "xrd"]
+    _, figure, drawn = in_callback(page.show_results, results, "xrd", True, trigger="locate-view.value")
+    assert drawn is True
+    np.testing.assert_array_equal(np.asarray(figure.data[BASE].x, dtype=np.float32), atlas.coordinates_of("xrd")[:, 0])
+    assert list(figure.data[LOCATED + 1].x) == [results[0]["x_xrd"]]
     assert "No structure placed yet" in text_of(page.result_cards([]))
 
 

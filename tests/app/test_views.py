@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 import shutil
 import sys
-from contextvars import copy_context
 
 import numpy as np
 import pytest
+from callback_context import in_callback
 from test_pages import ids_of, patch_ops, text_of
 
 from components.compare import DESCRIPTOR_LABELS, OURS, neighbor_lists
@@ -17,18 +17,6 @@ from components.concept import SCORE_FLOOR, decode_scores, labels_key
 from components.map_figure import BASE, FOREGROUND, HIGHLIGHT, contains_element
 
 DESCRIPTOR = "ewald"
-
-
-def in_callback(fn, *args, trigger: str | None = None):
-    """Call a Dash callback as if ``trigger`` (``"id.prop"``) had fired (none: first call)."""
-    from dash._callback_context import context_value
-    from dash._utils import AttributeDict
-
-    def run():
-        context_value.set(AttributeDict(triggered_inputs=[{"prop_id": trigger, "value": 1}] if trigger else []))
-        return fn(*args)
-
-    return copy_context().run(run)
 
 
 @pytest.fixture(scope="module")
