@@ -96,7 +96,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", default="mp2024")
     p.add_argument("--roundtrip", action="store_true",
                    help="also voxelise and decode every selected crystal without a network and report site errors")
-    p.add_argument("--limit", type=int, default=None, help="round trip of the first N crystals only")
+    p.add_argument("--limit", type=int, default=None, help="round trip of N crystals drawn at random (seed 0) only")
     p.add_argument("--no-density", action="store_true", help="decode from the species grid alone (no density)")
     p.add_argument("--out", type=Path, default=None, help="per-crystal round-trip CSV")
 

@@ -121,7 +121,8 @@ def roundtrip_report(
     limit: int | None = None,
     progress: bool = True,
 ) -> pd.DataFrame:
-    """The round trip of every selected crystal (or the first ``limit``), one row each.
+    """The round trip of every selected crystal (or of ``limit`` of them drawn at random with
+    ``numpy.random.default_rng(0)``, so every family is represented as in the set), one row each.
 
     Returns:
         Columns ``material_id, family, split, n_reference, n_decoded, delta_sites,
@@ -129,7 +130,9 @@ def roundtrip_report(
         ``error`` (decode failure message, else empty), ``seconds``.
     """
     table = select_vae_materials(dataset, data_config, progress=progress)
-    ids = table["material_id"].head(limit) if limit else table["material_id"]
+    ids = table["material_id"]
+    if limit is not None and limit < len(ids):
+        ids = ids.iloc[np.sort(np.random.default_rng(0).choice(len(ids), size=limit, replace=False))]
     info = table.set_index("material_id")
     rows = []
     for material_id, structure in tqdm(
