@@ -296,14 +296,16 @@ def concept_sample_ids(per_class: int = 400, seed: int = 0, k_neighbors: int = 5
 
     ``per_class`` mp2024 materials with a direct, undoped SuperCon match with Tc > 0 K (label
     ``superconductor``, :func:`ml.datasets.read_supercon_labels`) and ``per_class`` materials
-    without any SuperCon entry, each drawn without replacement by
-    ``numpy.random.default_rng(seed)`` from the dataset's ids in order, plus
-    :func:`benchmark_ids`. 400 per class leave enough training examples for the largest
-    balanced training size (400) after 30 % of the chemical systems are held out
-    (:mod:`ml.eval_concepts`). Sorted, without duplicates.
+    without any SuperCon entry, plus :func:`benchmark_ids`. Each class is drawn as
+    :data:`CONCEPT_DRAW` materials without replacement by ``numpy.random.default_rng(seed)``
+    from the dataset's ids in order, and the first ``per_class`` of that draw are kept: the
+    samples of one seed are nested, so a descriptor too slow for 400 per class is compared
+    with the others on a subset of their materials. 400 per class leave enough training
+    examples for the largest balanced training size (400) after 30 % of the chemical systems
+    are held out (:mod:`ml.eval_concepts`). Sorted, without duplicates.
 
     Raises:
-        ValueError: fewer than ``per_class`` materials in a class.
+        ValueError: ``per_class`` above :data:`CONCEPT_DRAW`, or fewer materials in a class.
     """
     from ml.datasets import read_supercon_labels
     from ml.eval_concepts import NO_MATCH, POSITIVE
@@ -311,13 +313,15 @@ def concept_sample_ids(per_class: int = 400, seed: int = 0, k_neighbors: int = 5
     ids = np.asarray(get_dataset("mp2024").material_ids).astype(str)
     labels = read_supercon_labels()["supercon_label"]
     label_of = labels.reindex(ids).fillna(NO_MATCH).to_numpy()
+    if per_class > CONCEPT_DRAW:
+        raise ValueError(f"at most {CONCEPT_DRAW} materials per class; asked for {per_class}")
     rng = np.random.default_rng(seed)
     chosen: set[str] = set()
     for label in (POSITIVE, NO_MATCH):
         members = ids[label_of == label]
-        if len(members) < per_class:
-            raise ValueError(f"only {len(members)} materials labelled {label!r}; asked for {per_class}")
-        chosen.update(rng.choice(members, size=per_class, replace=False).tolist())
+        if len(members) < CONCEPT_DRAW:
+            raise ValueError(f"only {len(members)} materials labelled {label!r}; the draw needs {CONCEPT_DRAW}")
+        chosen.update(rng.choice(members, size=CONCEPT_DRAW, replace=False)[:per_class].tolist())
     return sorted(chosen | set(benchmark_ids(k_neighbors, queries)))
 
 
@@ -330,6 +334,8 @@ def benchmark_ids(k_neighbors: int = 50, queries: Iterable[str] = BENCHMARK_QUER
     return sorted(chosen)
 
 
+#: Materials drawn per class by :func:`concept_sample_ids` (its samples are prefixes of this draw).
+CONCEPT_DRAW = 400
 #: The id sets of :func:`ids_for` (``python -m ml descriptors --ids-from``).
 ID_SETS = ("all", "icsd", "sample", "concepts", "benchmark")
 

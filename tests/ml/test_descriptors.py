@@ -257,6 +257,7 @@ def test_concept_sample_is_balanced_seeded_and_includes_the_benchmark(monkeypatc
     monkeypatch.setattr(MapArtifacts, "load", staticmethod(lambda *a, **k: FakeMap()))
     monkeypatch.setattr(descriptors, "get_dataset", lambda name: type("D", (), {"material_ids": ids})())
     monkeypatch.setattr("ml.datasets.read_supercon_labels", lambda: labels)
+    monkeypatch.setattr(descriptors, "CONCEPT_DRAW", 25)
     chosen, label = descriptors.ids_for("concepts", sample_size=20, seed=3)
     numbers = sorted(int(m.split("-")[1]) for m in chosen if m.startswith("mp-") and m not in descriptors.BENCHMARK_QUERIES)
     assert sum(n < 30 for n in numbers) == 10 and sum(n >= 40 for n in numbers) == 10 and len(numbers) == 20
@@ -264,8 +265,13 @@ def test_concept_sample_is_balanced_seeded_and_includes_the_benchmark(monkeypatc
     assert chosen == sorted(set(chosen)) and "10 SuperCon superconductors" in label
     assert descriptors.ids_for("concepts", sample_size=20, seed=3)[0] == chosen
     assert descriptors.ids_for("concepts", sample_size=20, seed=4)[0] != chosen
+    # smaller samples of one seed are nested in larger ones (a slow descriptor runs on a subset)
+    assert set(descriptors.concept_sample_ids(per_class=4, seed=3)) < set(chosen)
+    with pytest.raises(ValueError, match="at most 25 materials per class"):
+        descriptors.concept_sample_ids(per_class=26)
+    monkeypatch.setattr(descriptors, "CONCEPT_DRAW", 31)
     with pytest.raises(ValueError, match="only 30 materials labelled 'superconductor'"):
-        descriptors.concept_sample_ids(per_class=31)
+        descriptors.concept_sample_ids(per_class=10)
 
 
 def test_cli_offers_every_id_set():
