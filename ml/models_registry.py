@@ -11,8 +11,11 @@ DEFAULT_MODEL = "cmml-cpu"
 MODEL_FILE = "model.pt"
 
 
-def resolve_model(model: str | None) -> tuple[str, Path]:
+def resolve_model(model: str | None, train_command: str = "python -m ml train --config cpu") -> tuple[str, Path]:
     """``(name, path)`` of a model given by name (a folder of ``data/models``) or by a file path.
+
+    Args:
+        train_command: the command the error message suggests for making the model.
 
     Raises:
         FileNotFoundError: neither a known model name nor an existing file.
@@ -25,7 +28,7 @@ def resolve_model(model: str | None) -> tuple[str, Path]:
     if path.is_file():
         return model, path
     raise FileNotFoundError(
-        f"no model {model!r}: expected {path} (train one with: python -m ml train --config cpu)"
+        f"no model {model!r}: expected {path} (train one with: {train_command})"
     )
 
 

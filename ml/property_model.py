@@ -179,7 +179,10 @@ def load_property_model(name: str, device: torch.device | str = "cpu") -> Proper
     Raises:
         FileNotFoundError: no such model. ValueError: the file is not a property-model checkpoint.
     """
-    model_name, path = resolve_model(name)
+    recipe = PROPERTY_MODELS.get(name)
+    command = (f"python -m ml train-property --target {recipe.model.target}" if recipe is not None
+               else "python -m ml train-property --target <property column>")
+    model_name, path = resolve_model(name, train_command=command)
     device = torch.device(device)
     payload = torch.load(path, map_location=device, weights_only=True)
     if not isinstance(payload, dict) or payload.get("kind") != CHECKPOINT_KIND or payload.get("format") != CHECKPOINT_FORMAT:

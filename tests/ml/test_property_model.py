@@ -95,8 +95,20 @@ def test_load_refuses_other_checkpoints(tmp_path):
     torch.save({"format": 1, "state_dict": {}}, path)
     with pytest.raises(ValueError, match="not a matmap CGCNN property-model checkpoint"):
         load_property_model(str(path))
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(FileNotFoundError, match="train-property --target <property column>"):
         load_property_model("no-such-model")
+
+
+def test_a_missing_committed_model_names_its_training_command(tmp_path, monkeypatch):
+    monkeypatch.setenv("MATMAP_DATA_DIR", str(tmp_path))
+    from ml.settings import get_settings
+
+    get_settings.cache_clear()
+    try:
+        with pytest.raises(FileNotFoundError, match="python -m ml train-property --target band_gap"):
+            load_property_model("cgcnn-band-gap")
+    finally:
+        get_settings.cache_clear()
 
 
 def test_latent_and_prediction_are_invariant_to_supercells_and_rotation():
