@@ -9,6 +9,7 @@ restart). Functions return plain data: dicts of JSON-ready values, CIF text, the
 ::
 
     problem = unavailable()                  # None, or {"message", "command"} to show
+    quality_warning()                        # None, or why the loaded generator is not usable yet
     search("NaCl")                           # rows of the VAE set matching an id or a formula
     in_vae_set("mp-22862")                   # cheap once the set is loaded (the material page)
     result = interpolate("mp-…", "mp-…", steps=10, progress=cb)
@@ -117,6 +118,31 @@ def unavailable() -> dict | None:
     except ExplorerUnavailable as error:
         return {"message": str(error), "command": error.command}
     return None
+
+
+#: The paper's validation numbers (Court et al. 2020): UNet non-zero recall, cell-length MAE (Å).
+PAPER_UNET_RECALL, PAPER_CELL_MAE = 0.87, 0.06
+#: Below this UNet recall the decoded crystals are mostly invalid: the page says so.
+USABLE_UNET_RECALL = 0.5
+
+
+def quality_warning() -> str | None:
+    """A warning for the page when the loaded generator is far from usable (its UNet assigns
+    the right element to under :data:`USABLE_UNET_RECALL` of atom voxels on validation), with
+    its numbers beside the paper's; ``None`` when it is usable or its metrics are unknown.
+
+    Raises:
+        ExplorerUnavailable: as :func:`generator`.
+    """
+    validation = getattr(generator(), "validation", {}) or {}
+    recall = validation.get("unet_nonzero_recall")
+    if recall is None or recall >= USABLE_UNET_RECALL:
+        return None
+    cell = validation.get("cell_length_mae")
+    cell_text = f" and its decoded cells are off by {cell:.2f} Å on average (paper {PAPER_CELL_MAE} Å)" if cell is not None else ""
+    return (f"This generator is an early training: its UNet assigns the right element to {recall:.1%} of atom voxels "
+            f"(paper {PAPER_UNET_RECALL:.0%}){cell_text}, so most generated crystals are invalid. Its model card "
+            f"gives the numbers; `python -m ml train-vae --config paper` on a GPU trains the published recipe.")
 
 
 def vae_table():

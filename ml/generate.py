@@ -168,6 +168,8 @@ class Generator:
         self.vote = vote  # one species per atom before decoding (:func:`vote_species`)
         self.dataset_ids = frozenset(dataset.material_ids) if dataset is not None else frozenset()
         self.arrays, self.selection, self.predictors, self.device, self.chunk = arrays, selection, predictors, device, chunk
+        #: validation metrics saved with the checkpoints (``unet_nonzero_recall``, ``cell_length_mae`` Å), set by :meth:`load`
+        self.validation: dict[str, float] = {}
         self._row = {m: i for i, m in enumerate(arrays.material_ids)}
         train = selection[selection["split"] == "train"]
         self.training_formulas = frozenset(train["formula"])
@@ -202,7 +204,7 @@ class Generator:
                                     "train with: python -m ml train-vae --config cpu)")
         device = _pick_device(device)
         vae, payload = load_voxel_model(folder / "vae.pt", "cond-dfc-vae", device)
-        unet, _ = load_voxel_model(folder / "unet.pt", "unet3d", device)
+        unet, unet_payload = load_voxel_model(folder / "unet.pt", "unet3d", device)
         # fields added to VoxelConfig after training (decoding options) take their defaults
         known = {f.name for f in fields(VoxelConfig)}
         voxel_config = VoxelConfig(**{k: v for k, v in payload["voxel_config"].items() if k in known})
@@ -210,7 +212,11 @@ class Generator:
         arrays = load_voxel_arrays(data, voxel_config=voxel_config)
         selection = select_vae_materials(data, progress=False)
         predictors = load_property_predictors() if predictors is None else predictors
-        return cls(vae, unet, voxel_config, arrays, selection, predictors, device, data)
+        loaded = cls(vae, unet, voxel_config, arrays, selection, predictors, device, data)
+        unet_val, vae_val = unet_payload.get("val_metrics") or {}, payload.get("val_metrics") or {}
+        loaded.validation = {k: float(v) for k, v in (("unet_nonzero_recall", unet_val.get("nonzero_recall")),
+                                                      ("cell_length_mae", vae_val.get("cell_length_mae"))) if v is not None}
+        return loaded
 
     # ------------------------------------------------------------------ encoding
 

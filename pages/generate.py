@@ -58,6 +58,9 @@ def layout(around: str | None = None, a: str | None = None, b: str | None = None
     problem = explorer.unavailable()
     page = _page(around=around, a=a, b=b)
     if problem is None:
+        warning = explorer.quality_warning()
+        if warning is not None:  # under the title
+            page.children.insert(1, notice(warning, "warning", id="generate-quality"))
         return page
     return html.Div([unavailable_card(problem), html.Div(page, hidden=True)], className="page")
 

@@ -217,3 +217,19 @@ def test_layout_presets_and_missing_generator(generate, vae_ids, explorer_source
     finally:
         explorer.use_source(None, explorer_source)
     assert explorer.unavailable() is None
+
+
+def test_an_unusable_generator_is_flagged_with_its_numbers(generate, vae_ids, monkeypatch):
+    from ml import explorer
+
+    loaded = explorer.generator()
+    assert set(loaded.validation) == {"unet_nonzero_recall", "cell_length_mae"}  # read from the checkpoints
+    monkeypatch.setattr(loaded, "validation", {"unet_nonzero_recall": 0.019, "cell_length_mae": 1.76})
+    warning = explorer.quality_warning()
+    assert "1.9% of atom voxels (paper 87%)" in warning and "1.76 Å" in warning and "--config paper" in warning
+    layout = generate.layout(around=vae_ids[0])
+    assert "1.9% of atom voxels" in text_of(layout) and "not ready" not in text_of(layout)
+    monkeypatch.setattr(loaded, "validation", {"unet_nonzero_recall": 0.9, "cell_length_mae": 0.05})
+    assert explorer.quality_warning() is None and "atom voxels" not in text_of(generate.layout(around=vae_ids[0]))
+    monkeypatch.setattr(loaded, "validation", {})  # a checkpoint without metrics: nothing claimed
+    assert explorer.quality_warning() is None
