@@ -142,7 +142,7 @@ def quality_warning() -> str | None:
     cell_text = f" and its decoded cells are off by {cell:.2f} Å on average (paper {PAPER_CELL_MAE} Å)" if cell is not None else ""
     return (f"This generator is an early training: its UNet assigns the right element to {recall:.1%} of atom voxels "
             f"(paper {PAPER_UNET_RECALL:.0%}){cell_text}, so most generated crystals are invalid. Its model card "
-            f"gives the numbers; `python -m ml train-vae --config paper` on a GPU trains the published recipe.")
+            f"gives the numbers; python -m ml train-vae --config paper on a GPU trains the published recipe.")
 
 
 def vae_table():
