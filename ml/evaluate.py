@@ -68,7 +68,8 @@ def comparison_sets(ctx: Context) -> list[dict]:
         else:
             ids = all_ids[np.isin(all_ids, available[name].table.material_ids)]
             members = core + [b for b in baselines if np.isin(ids, available[b].table.material_ids).all()]
-            label = f"{name}'s set ({available[name].table.coverage})"
+            # its coverage is spelled out once, in the report's descriptor table
+            label = f"{name}'s set ({len(ids):,} materials)"
         if _digest(ids) in seen or len(ids) == 0:
             continue
         seen.add(_digest(ids))
