@@ -17,6 +17,7 @@ import numpy as np
 from dash import Input, Output, Patch, State, callback, ctx, dcc, html, no_update
 from dash.exceptions import PreventUpdate
 
+from components.background import progress_job_options
 from components.common import missing_page, notice, page_link
 from components.concept import (
     CANDIDATE_COLUMNS,
@@ -330,17 +331,7 @@ def result_summary(result: dict):
     Output("concept-message", "children"),
     Input("concept-train", "n_clicks"),
     State("concept-labels", "data"),
-    background=True,
-    progress=[Output("concept-progress", "value"), Output("concept-progress", "max"),
-              Output("concept-progress-text", "children")],
-    progress_default=[0, 1, ""],
-    running=[
-        (Output("concept-train", "disabled"), True, False),
-        (Output("concept-cancel", "disabled"), False, True),
-        (Output("concept-progress-box", "style"), {}, {"display": "none"}),
-    ],
-    cancel=[Input("concept-cancel", "n_clicks")],
-    interval=500,
+    **progress_job_options("concept", "concept-train"),
     prevent_initial_call=True,
 )
 def train(set_progress, n_clicks, labels):

@@ -24,6 +24,7 @@ import numpy as np
 from dash import Input, Output, State, callback, ctx, dcc, html, no_update
 from dash.exceptions import PreventUpdate
 
+from components.background import progress_job_options
 from components.common import notice
 from components.explorer import (
     compound_label,
@@ -41,7 +42,13 @@ from components.explorer import (
 from components.located import locate_cif, result_card
 from components.map_figure import make_neighbors_map_figure, sample_rows
 from components.state import map_or_error
-from components.structure_view import StructureView, StructureViewError, empty_scene, legend_chips, structure_scene
+from components.structure_view import (
+    StructureView,
+    StructureViewError,
+    empty_scene,
+    legend_chips,
+    structure_scene,
+)
 from ml import explorer
 
 dash.register_page(__name__, path="/generate", name="Generate", title="matmap · latent explorer", order=4)
@@ -291,17 +298,7 @@ def run_decoding(mode, a, b, steps, base, variance, decile, n, progress=None) ->
     State("generate-variance", "value"),
     State("generate-decile", "value"),
     State("generate-n", "value"),
-    background=True,
-    progress=[Output("generate-progress", "value"), Output("generate-progress", "max"),
-              Output("generate-progress-text", "children")],
-    progress_default=[0, 1, ""],
-    running=[
-        (Output("generate-run", "disabled"), True, False),
-        (Output("generate-cancel", "disabled"), False, True),
-        (Output("generate-progress-box", "style"), {}, {"display": "none"}),
-    ],
-    cancel=[Input("generate-cancel", "n_clicks")],
-    interval=500,
+    **progress_job_options("generate", "generate-run"),
     prevent_initial_call=True,
 )
 def decode(set_progress, n_clicks, mode, a, b, steps, base, variance, decile, n):
