@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from ml.eval_descriptors import OURS
+
 REPORT = "report.md"
 NOT_COMPUTED = "not computed"
 
@@ -201,7 +203,7 @@ def _reading_section(results: dict) -> list[str]:
             at = summary[summary["size"] == n].sort_values("mean", ascending=False)
             if len(at):
                 ranking = ", ".join(f"`{r.descriptor}` {r.mean:.3f}" for r in at.itertuples())
-                lines.append(f"- Superconductors, {c['set']}, n = {n}: {ranking}.")
+                lines.append(f"- Superconductors, {c['set']}, n = {n}: {ranking}.{_standing(at)}")
     probes = results.get("probes") or {}
     for c in probes.get("comparisons", []):
         table = pd.DataFrame(c["rows"])
@@ -225,6 +227,20 @@ def _reading_section(results: dict) -> list[str]:
               "paper's; baselines computed on a sample or on mp2024-icsd are compared on that set only, where the "
               "labelled pool and the probe sets are much smaller (sizes given with every table)."), ""]
     return lines
+
+
+def _standing(at: pd.DataFrame) -> str:
+    """`` Ours is ahead of …; behind ….`` for one (set, size) of the concept summary (mean ROC-AUC;
+    "level with" when the difference is under 0.005); empty when ours is not in it."""
+    ours = at[at["descriptor"] == OURS]
+    if ours.empty or len(at) < 2:
+        return ""
+    mine = float(ours["mean"].iloc[0])
+    others = at[at["descriptor"] != OURS]
+    groups = {"ahead of": others[others["mean"] < mine - 0.005], "level with": others[(others["mean"] - mine).abs() <= 0.005],
+              "behind": others[others["mean"] > mine + 0.005]}
+    parts = [f"{word} {', '.join(f'`{d}`' for d in rows['descriptor'])}" for word, rows in groups.items() if len(rows)]
+    return f" Ours is {'; '.join(parts)}."
 
 
 # --------------------------------------------------------------------------- figures

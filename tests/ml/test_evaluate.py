@@ -139,8 +139,16 @@ def test_report_renders_with_a_descriptor_not_computed(tmp_path):
     assert "query not covered" in text
     assert "0.800 ± 0.050 (10)" in text and "skipped (0 superconductors)" in text
     assert "**0.400**" in text  # the best probe is marked
-    assert "`cmml` 0.800, `cgcnn_formation_energy` 0.700" in text  # the reading ranks descriptors
+    assert "`cmml` 0.800, `cgcnn_formation_energy` 0.700. Ours is ahead of `cgcnn_formation_energy`." in text
     assert (tmp_path / "retrieval.png").stat().st_size > 0 and (tmp_path / "concepts.png").stat().st_size > 0
+
+
+def test_reading_says_where_ours_wins_and_loses():
+    from ml.eval_report import _standing
+
+    at = pd.DataFrame({"descriptor": ["chgnet", "cmml", "ewald", "sine_coulomb"], "mean": [0.9, 0.8, 0.7, 0.803]})
+    assert _standing(at) == " Ours is ahead of `ewald`; level with `sine_coulomb`; behind `chgnet`."
+    assert _standing(at[at["descriptor"] != "cmml"]) == ""  # ours not compared on this set
 
 
 def test_report_renders_before_any_step_ran(tmp_path):
