@@ -38,7 +38,9 @@ case "${1:-serve}" in
     setup
     "$VENV/bin/python" -m ml build --dataset "${MATMAP_DATASET:-mp2024}"
     # the latent explorer (/generate) encodes known compounds from the VAE's voxel store (cached)
-    "$VENV/bin/python" -m ml vae-data --dataset mp2024
+    # (optional: the other pages work without it, and /generate says how to build it)
+    "$VENV/bin/python" -m ml vae-data --dataset mp2024 \
+      || echo "warning: the latent explorer's voxel store was not built; /generate will say how to build it" >&2
     exec "$VENV/bin/python" app.py ;;
   *)
     echo "usage: ./run.sh [serve|test|setup]" >&2; exit 2 ;;
