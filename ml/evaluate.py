@@ -50,13 +50,15 @@ class Context:
 
 
 def comparison_sets(ctx: Context) -> list[dict]:
-    """``[{"name", "descriptors", "material_ids"}]``: all materials for ours + CGCNN latent, then
-    one set per distinct coverage of the available baselines (ours, CGCNN and every baseline
-    covering all of it), then the set common to every available descriptor."""
+    """``[{"name", "descriptors", "material_ids"}]``: all materials for ours + CGCNN latent and
+    every baseline that covers them all, then one set per distinct coverage of the other
+    baselines (ours, CGCNN and every baseline covering all of it), then the set common to every
+    available descriptor."""
     all_ids = ctx.materials["material_id"].to_numpy().astype(str)
     available = {n: s for n, s in ctx.descriptors.items() if s.available}
     core = [n for n in (OURS, CGCNN_LATENT) if n in available]
-    out = [{"name": f"all {ctx.artifacts.dataset}", "descriptors": core, "material_ids": all_ids}]
+    everywhere = [n for n in available if n not in core and np.isin(all_ids, available[n].table.material_ids).all()]
+    out = [{"name": f"all {ctx.artifacts.dataset}", "descriptors": core + everywhere, "material_ids": all_ids}]
     seen = {_digest(all_ids)}
     baselines = [n for n in available if n not in core]
     for name in [*baselines, "common"]:

@@ -85,6 +85,11 @@ def test_comparison_sets_restrict_to_common_coverage():
     assert sorted(sets[3]["material_ids"]) == ["m3", "m4", "m5"]
     assert sets[3]["descriptors"] == [OURS, CGCNN_LATENT, "ewald", "chgnet"]
     assert all("crystalnn" not in s["descriptors"] for s in sets.values())
+    # a baseline computed for every material joins the comparison on all of them
+    descriptors["sine_coulomb"] = DescriptorStatus("sine_coulomb", "sine", table("sine_coulomb", ids), "")
+    sets = {len(s["material_ids"]): s for s in comparison_sets(ctx)}
+    assert sets[10]["descriptors"] == [OURS, CGCNN_LATENT, "sine_coulomb"]
+    assert sets[6]["descriptors"] == [OURS, CGCNN_LATENT, "ewald", "sine_coulomb"]
 
 
 def test_probes_an_informative_descriptor_beats_the_floor_and_noise():
