@@ -489,13 +489,11 @@ def write_artifacts(
     index = faiss.IndexFlatL2(embeddings.shape[1])
     index.add(embeddings)
     faiss.write_index(index, str(partial / INDEX))
-    optional = []
+    optional = [XRD_TSNE] if xrd_tsne is not None else []
     for name, fitted in ((TSNE, tsne_embedding), (XRD_TSNE, xrd_tsne)):
         if fitted is not None:
             with open(partial / name, "wb") as handle:
                 pickle.dump(fitted, handle, protocol=pickle.HIGHEST_PROTOCOL)
-    if xrd_tsne is not None:
-        optional.append(XRD_TSNE)
     if xrd_embeddings is not None:
         if len(xrd_embeddings) != len(materials):
             raise ValueError(f"{len(materials)} materials but {len(xrd_embeddings)} XRD embeddings")

@@ -387,12 +387,27 @@ def _first_decoded(rows: list[dict]) -> int:
 
 def selected_row(selected) -> dict | None:
     """The result row the store ``generate-selected`` points at."""
-    if not selected:
-        return None
-    result = load_result(selected.get("token"))
+    return _selection(selected)[1]
+
+
+def _selection(selected) -> tuple[dict | None, dict | None]:
+    """``(result, row)`` the store ``generate-selected`` points at (``None`` where missing)."""
+    result = load_result((selected or {}).get("token"))
     if result is None or not 0 <= selected.get("index", -1) < len(result["rows"]):
-        return None
-    return result["rows"][selected["index"]]
+        return result, None
+    return result, result["rows"][selected["index"]]
+
+
+def _chosen_structure(n_clicks, selected) -> tuple[dict, dict]:
+    """``(result, row)`` of a button press on the chosen decoded structure.
+
+    Raises:
+        PreventUpdate: no press, nothing chosen, or the chosen row did not decode.
+    """
+    result, row = _selection(selected)
+    if not n_clicks or row is None or not row.get("cif"):
+        raise PreventUpdate
+    return result, row
 
 
 @callback(
@@ -421,8 +436,8 @@ def draw_structure(selected):
     return scene, legend_chips(colors), step_summary(row), None, False, False
 
 
-def _stem(selected) -> str:
-    result = load_result((selected or {}).get("token")) or {}
+def _stem(result: dict) -> str:
+    """The file-name stem of a result's downloads: ``path_<a>_<b>`` or ``around_<base>``."""
     inputs = result.get("inputs") or {}
     if result.get("mode") == "interpolate":
         return f"path_{inputs.get('a')}_{inputs.get('b')}"
@@ -437,10 +452,8 @@ def _stem(selected) -> str:
 )
 def download_cif(n_clicks, selected):
     """The chosen structure's CIF."""
-    row = selected_row(selected)
-    if not n_clicks or row is None or not row.get("cif"):
-        raise PreventUpdate
-    return {"content": row["cif"], "filename": f"{_stem(selected)}_{explorer.cif_name(row)}", "type": "chemical/x-cif"}
+    result, row = _chosen_structure(n_clicks, selected)
+    return {"content": row["cif"], "filename": f"{_stem(result)}_{explorer.cif_name(row)}", "type": "chemical/x-cif"}
 
 
 @callback(
@@ -454,7 +467,7 @@ def download_zip(n_clicks, entry):
     result = load_result((entry or {}).get("token"))
     if not n_clicks or result is None:
         raise PreventUpdate
-    stem = _stem({"token": entry["token"]})
+    stem = _stem(result)
     return dcc.send_bytes(explorer.cif_zip(result["rows"], stem), f"{stem}.zip")
 
 
@@ -477,13 +490,11 @@ def place(atlas, row: dict, stem: str) -> dict:
 )
 def place_on_map(n_clicks, selected):
     """Embed the chosen structure with the map's model and show its nearest known materials."""
-    row = selected_row(selected)
-    if not n_clicks or row is None or not row.get("cif"):
-        raise PreventUpdate
+    result, row = _chosen_structure(n_clicks, selected)
     atlas, error = map_or_error()
     if atlas is None:
         return notice(f"No map to place it on: {error}", "error"), {}, {"display": "none"}, {}
-    located = place(atlas, row, _stem(selected))
+    located = place(atlas, row, _stem(result))
     card = result_card(located)
     if not located["ok"]:
         return card, {}, {"display": "none"}, {}
