@@ -50,6 +50,7 @@ import warnings
 from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import cache, cached_property
 from pathlib import Path
 
@@ -459,6 +460,11 @@ def _cache_manifest(dataset: Dataset, spec: DescriptorSpec) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
+def _now() -> str:
+    """Local time to the microsecond: a run's start also identifies it in the manifest."""
+    return datetime.now().isoformat(timespec="microseconds")
+
+
 def _write_manifest(folder: Path, dataset: Dataset, spec: DescriptorSpec, request: dict | None = None) -> dict:
     """(Re)write ``manifest.json`` of a cache from its part files; ``request`` (a run: id-set
     label, counts, start and — once done — finish time) is added or updated by its start time."""
@@ -485,6 +491,41 @@ def refresh_manifest(dataset: str | Dataset, name: str) -> dict:
     dataset = get_dataset(dataset) if isinstance(dataset, str) else dataset
     spec = get_spec(name)
     return _write_manifest(cache_folder(dataset, spec), dataset, spec)
+
+
+#: Cores the "whole dataset" estimate of :func:`cost_estimate` assumes (the project's machine).
+ESTIMATE_CORES = 2
+
+
+def cost_estimate(dataset: str | Dataset, name: str, cores: int = ESTIMATE_CORES, min_run: int = 50) -> dict:
+    """What ``name`` costs per structure and what computing it for all of ``dataset`` would take.
+
+    The rate comes from the largest finished run of at least ``min_run`` materials in the cache
+    manifest (wall seconds × worker processes / materials computed: seconds of one core per
+    structure, parsing included), else from the spec's :attr:`DescriptorSpec.seconds_per_structure`.
+
+    Returns:
+        ``{"seconds_per_structure", "source", "whole_dataset_hours", "cores"}``; the first and
+        third are ``None`` when nothing is known (``cmml``: read from the map).
+
+    Raises:
+        ValueError: unknown descriptor.
+    """
+    spec = get_spec(name)
+    dataset = get_dataset(dataset) if isinstance(dataset, str) else dataset
+    runs = [run for run in _cache_manifest(dataset, spec).get("runs", [])
+            if run.get("seconds") and run.get("processes") and run.get("n_todo", 0) >= min_run]
+    if runs:
+        run = max(runs, key=lambda r: r["n_todo"])
+        rate = run["seconds"] * run["processes"] / run["n_todo"]
+        source = f"measured: {run['n_todo']:,} materials, {run['processes']} processes, {run['seconds']:.0f} s"
+    elif spec.seconds_per_structure is not None:
+        rate, source = spec.seconds_per_structure, "registry (one niced process on the shared 2-core machine)"
+    else:
+        return {"seconds_per_structure": None, "source": "read from the built map", "whole_dataset_hours": None,
+                "cores": cores}
+    return {"seconds_per_structure": round(rate, 4), "source": source,
+            "whole_dataset_hours": round(len(dataset) * rate / cores / 3600, 2), "cores": cores}
 
 
 def compute_descriptor(
@@ -526,7 +567,9 @@ def compute_descriptor(
     folder.mkdir(parents=True, exist_ok=True)
     todo = wanted - _done_ids(folder)
     request = {"ids": ids_label or ("all" if ids is None else f"{len(wanted)} given ids"),
-               "n_requested": len(wanted), "n_todo": len(todo), "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
+               "n_requested": len(wanted), "n_todo": len(todo), "processes": processes,
+               "started": _now()}
+    began = time.perf_counter()
     log.info("%s on %s: %d requested, %d to compute", name, dataset.name, len(wanted), len(todo))
     _write_manifest(folder, dataset, spec, request)  # an interrupted run stays listed, unfinished
     if todo:
@@ -562,7 +605,8 @@ def compute_descriptor(
         missing = todo - seen  # listed in the dataset but absent from its source
         if missing:
             _write_part(folder, 0, spec.dim, [(mid, None, "not found in the dataset's source") for mid in sorted(missing)])
-    request["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+    request["finished"] = _now()
+    request["seconds"] = round(time.perf_counter() - began, 1)
     _write_manifest(folder, dataset, spec, request)
     return folder
 

@@ -48,13 +48,26 @@ def _name(descriptors: dict, name: str) -> str:
 
 
 def _descriptors_section(descriptors: dict) -> list[str]:
-    lines = ["## Descriptors", "", "| descriptor | what | materials covered |", "|---|---|---|"]
-    lines += [f"| `{n}` | {d['label']} | {d['coverage']} |" for n, d in descriptors.items()]
+    lines = ["## Descriptors", "",
+             "| descriptor | what | materials covered | one core, s / structure | whole dataset on 2 cores |",
+             "|---|---|---|---|---|"]
+    for n, d in descriptors.items():
+        cost = d.get("cost") or {}
+        rate, hours = cost.get("seconds_per_structure"), cost.get("whole_dataset_hours")
+        rate_text = f"{rate:.3f} ({cost.get('source', '')})" if rate is not None else "with the map"
+        hours_text = f"≈ {hours:,.1f} h" if hours is not None else "–"
+        lines.append(f"| `{n}` | {d['label']} | {d['coverage']} | {rate_text} | {hours_text} |")
     if not descriptors:
-        lines.append(f"| – | {NOT_COMPUTED} | – |")
+        lines.append(f"| – | {NOT_COMPUTED} | – | – | – |")
+    partial = [n for n, d in descriptors.items() if d.get("available") and d.get("whole_dataset") is False]
     lines += ["", ("Neighbours are exact Euclidean nearest neighbours within the set a descriptor covers. "
               "Comparisons between descriptors use only the materials all compared descriptors cover "
-              "(\"comparison set\" below)."), ""]
+              "(\"comparison set\" below).")]
+    if partial:
+        lines += ["", ("Not computed for the whole dataset here: " + ", ".join(f"`{n}`" for n in partial)
+                       + " (cost above). The code runs on any set: `python -m ml descriptors --name NAME "
+                       "--ids-from all --processes N` extends a cache without recomputing what it holds.")]
+    lines.append("")
     return lines
 
 

@@ -191,7 +191,8 @@ def evaluate(dataset: str = "mp2024", model: str | None = None, out: Path | None
     results_dir = out / "results"
     results_dir.mkdir(parents=True, exist_ok=True)
     ctx = Context(data, artifacts, collect(data, artifacts))
-    descriptors = {n: {"label": s.label, "coverage": s.coverage, "available": s.available}
+    descriptors = {n: {"label": s.label, "coverage": s.coverage, "available": s.available, "cost": _cost(data, n),
+                       "whole_dataset": s.available and s.table.coverage in (data.name, f"all of {data.name}")}
                    for n, s in ctx.descriptors.items()}
     _write_json(results_dir / "descriptors.json", descriptors)
     for step in steps:
@@ -206,6 +207,18 @@ def evaluate(dataset: str = "mp2024", model: str | None = None, out: Path | None
         _write_json(path, result)
         log.info("%s: done in %.0f s", step, result["seconds"])
     return write_report(out, dataset=data.name, model=artifacts.model)
+
+
+def _cost(dataset, name: str) -> dict | None:
+    """:func:`ml.descriptors.cost_estimate` of a baseline (``None`` for ours and the CGCNN latent,
+    which are computed for every material with the map)."""
+    from ml.eval_descriptors import BASELINES
+
+    if name not in BASELINES:
+        return None
+    from ml.descriptors import cost_estimate
+
+    return cost_estimate(dataset, name)
 
 
 def load_results(out: Path) -> dict[str, dict]:

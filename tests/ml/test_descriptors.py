@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import replace
 
 import numpy as np
@@ -128,6 +129,29 @@ def test_compute_load_and_neighbours(cif_folder):
     assert set(restricted["material_id"]) == {"kcl", "cscl"}
     with pytest.raises(UnknownMaterialError, match="not covered"):
         descriptor_neighbors(dataset, "ewald", "broken")
+
+
+def test_cost_estimate_from_the_largest_finished_run(cif_folder, monkeypatch):
+    def slow(structure):
+        time.sleep(0.05)
+        return np.full(3, len(structure), dtype=np.float32)
+
+    monkeypatch.setitem(DESCRIPTORS, "ewald", replace(DESCRIPTORS["ewald"], dim=3, featurize=slow))
+    dataset = get_dataset(str(cif_folder))
+    # nothing run yet: the registry's measured rate
+    assert descriptors.cost_estimate(dataset, "ewald")["seconds_per_structure"] == DESCRIPTORS["ewald"].seconds_per_structure
+    compute_descriptor(dataset, "ewald", processes=1, ids=["nacl", "kcl"], progress=False)
+    compute_descriptor(dataset, "ewald", processes=1, progress=False)  # the other three (one fails to parse)
+    runs = json.loads((descriptors.cache_folder(dataset, DESCRIPTORS["ewald"]) / "manifest.json").read_text())["runs"]
+    assert [run["n_todo"] for run in runs] == [2, 3] and [run["processes"] for run in runs] == [1, 1]
+    assert runs[1]["seconds"] >= 0.1  # two structures of 0.05 s each, at least
+    cost = descriptors.cost_estimate(dataset, "ewald", min_run=1)
+    assert cost["source"] == f"measured: 3 materials, 1 processes, {runs[1]['seconds']:.0f} s"
+    assert cost["seconds_per_structure"] == pytest.approx(runs[1]["seconds"] / 3, abs=1e-4)
+    assert cost["whole_dataset_hours"] == pytest.approx(len(dataset) * runs[1]["seconds"] / 3 / 2 / 3600, abs=0.01)
+    # runs too small to trust: the registry's rate; cmml has no cost of its own (read from the map)
+    assert descriptors.cost_estimate(dataset, "ewald")["source"].startswith("registry")
+    assert descriptors.cost_estimate(dataset, "cmml")["whole_dataset_hours"] is None
 
 
 def test_resume_computes_only_what_is_missing(cif_folder, monkeypatch):

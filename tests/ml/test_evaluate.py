@@ -148,6 +148,25 @@ def test_report_renders_with_a_descriptor_not_computed(tmp_path):
     assert (tmp_path / "retrieval.png").stat().st_size > 0 and (tmp_path / "concepts.png").stat().st_size > 0
 
 
+def test_descriptor_table_gives_cost_and_says_which_cover_a_subset_only():
+    from ml.eval_report import _descriptors_section
+
+    cost = {"seconds_per_structure": 1.25, "source": "measured: 600 materials, 2 processes, 375 s",
+            "whole_dataset_hours": 24.6, "cores": 2}
+    text = "\n".join(_descriptors_section({
+        "cmml": {"label": "ours", "coverage": "10 materials (all of toy)", "available": True, "cost": None,
+                 "whole_dataset": True},
+        "sine_coulomb": {"label": "sine", "coverage": "10 materials (toy)", "available": True,
+                         "cost": {**cost, "seconds_per_structure": 0.02, "whole_dataset_hours": 0.4}, "whole_dataset": True},
+        "crystalnn": {"label": "CrystalNN", "coverage": "4 materials (sample)", "available": True, "cost": cost,
+                      "whole_dataset": False},
+    }))
+    assert "| `crystalnn` | CrystalNN | 4 materials (sample) | 1.250 (measured: 600 materials, 2 processes, 375 s) | ≈ 24.6 h |" in text
+    assert "| `cmml` | ours | 10 materials (all of toy) | with the map | – |" in text
+    assert "Not computed for the whole dataset here: `crystalnn` (cost above)" in text  # sine covers all
+    assert "--ids-from all" in text
+
+
 def test_reading_says_where_ours_wins_and_loses():
     from ml.eval_report import _standing
 
