@@ -48,18 +48,21 @@ def neighbor_lists(atlas, material_id: str, k: int) -> list[dict]:
     descriptors that are not built.
 
     Returns:
-        Dicts with ``name``, ``label``, ``ok``; ``columns`` and ``rows`` (records) when ok,
+        Dicts with ``name``, ``label``, ``ok``; ``columns``, ``rows`` (records) and ``scope``
+        (the candidates searched, e.g. "among 43,936 materials (mp2024-icsd)") when ok,
         ``message`` (for the user) when not.
 
     Raises:
         ml.artifacts.UnknownMaterialError: ``material_id`` is not in the map.
     """
     table = atlas.neighbors(material_id, k)
-    lists = [_ok(OURS, table)]
+    lists = [_ok(OURS, table, scope=f"among all {len(atlas.materials):,} materials of the map")]
     built = built_descriptors(atlas)
     for name in built:
         try:
-            lists.append(_ok(name, atlas.descriptor_neighbors(name, material_id, k), _exported_label(atlas, name)))
+            info = _exported_info(atlas, name)
+            lists.append(_ok(name, atlas.descriptor_neighbors(name, material_id, k),
+                             str(info.get("label") or descriptor_label(name)), _scope(info)))
         except (LookupError, ValueError, RuntimeError) as error:  # not covered, unreadable files
             lists.append(_missing(name, str(error)))
         except Exception as error:  # one descriptor must not break the page
@@ -71,18 +74,27 @@ def neighbor_lists(atlas, material_id: str, k: int) -> list[dict]:
     return lists
 
 
-def _exported_label(atlas, name: str) -> str:
-    """The label an exported descriptor's manifest gives (ours when it has none)."""
+def _exported_info(atlas, name: str) -> dict:
+    """The manifest of an exported descriptor (``{}`` when the map cannot say)."""
     info = getattr(atlas, "descriptor_info", None)
     try:
-        return str((info(name) if info else {}).get("label") or descriptor_label(name))
+        return dict(info(name)) if info else {}
     except (LookupError, ValueError, RuntimeError):
-        return descriptor_label(name)
+        return {}
 
 
-def _ok(name: str, table, label: str | None = None) -> dict:
+def _scope(info: dict) -> str | None:
+    """"among 43,936 materials (mp2024-icsd)": the candidates a baseline's neighbours come from
+    (baselines too slow for the whole dataset cover a subset, see ``ml.descriptors``)."""
+    n, coverage = info.get("n_materials"), info.get("coverage")
+    if n is None:
+        return None
+    return f"among {int(n):,} materials" + (f" ({coverage})" if coverage else "")
+
+
+def _ok(name: str, table, label: str | None = None, scope: str | None = None) -> dict:
     return {"name": name, "label": label or descriptor_label(name), "ok": True, "columns": list(table.columns),
-            "rows": neighbor_records(table)}
+            "rows": neighbor_records(table), "scope": scope}
 
 
 def _missing(name: str, message: str) -> dict:
@@ -98,6 +110,7 @@ def compare_view(lists: list[dict], material_id: str, height: str = "360px") -> 
                                  filename=f"{material_id}_neighbors_{item['name']}.csv", height=height)
         else:
             body = notice(f"{item['label']}: {item['message']}.", "info")
-        cards.append(html.Div([html.H3(item["label"]), body], className=f"compare-list compare-list--{item['name']}",
+        scope = [html.P(f"Neighbours {item['scope']}", className="compare-scope")] if item.get("scope") else []
+        cards.append(html.Div([html.H3(item["label"]), *scope, body], className=f"compare-list compare-list--{item['name']}",
                               **{"data-descriptor": item["name"]}))
     return html.Div(cards, className="compare-grid")

@@ -170,6 +170,9 @@ def test_compare_lists_an_exported_descriptor(atlas, tiny_descriptor):
     distance[10] = np.inf
     assert [r["material_id"] for r in ewald["rows"]] == list(ids[np.argsort(distance)[:5]])
     assert ewald["columns"] == lists[OURS]["columns"]
+    # each list says which materials it searched: a baseline may cover a subset only
+    assert ewald["scope"] == "among 250 materials (first 250)"
+    assert lists[OURS]["scope"] == f"among all {len(atlas.materials):,} materials of the map"
     assert not lists["chgnet"]["ok"] and "not built" in lists["chgnet"]["message"]
     uncovered = {item["name"]: item for item in neighbor_lists(atlas, atlas.materials["material_id"].iat[299], 5)}
     assert not uncovered[DESCRIPTOR]["ok"] and "not covered" in uncovered[DESCRIPTOR]["message"]
@@ -180,4 +183,5 @@ def test_material_page_shows_the_compare_view(pages, atlas, tiny_descriptor):
     view = pages["material"].compare_descriptors(1, 7, str(ids[3]))
     text = text_of(view)
     assert "Ewald sum matrix (test)" in text and "CHGNet feature: descriptor not built" in text
+    assert "Neighbours among 250 materials (first 250)" in text
     assert f"{ids[3]}_neighbors_ewald.csv" in text and f"{ids[3]}_neighbors_ours.csv" in text
