@@ -238,7 +238,11 @@ def _reading_section(results: dict) -> list[str]:
         lines.append(f"- {NOT_COMPUTED}: no step has results yet.")
     lines += ["", ("Caveats: our model is the CPU-scaled recipe (128-d, 10 epochs, 36k training materials), not the "
               "paper's; baselines computed on a sample or on mp2024-icsd are compared on that set only, where the "
-              "labelled pool and the probe sets are much smaller (sizes given with every table)."), ""]
+              "labelled pool and the probe sets are much smaller (sizes given with every table). Those sets "
+              "also hold the benchmark queries' top-50 CMML neighbours (`ml.descriptors.benchmark_ids`, so that "
+              "every baseline can be queried on them): `cmml within …` rows therefore repeat our own list, and a "
+              "baseline's share of cuprates or Li–transition-metal oxides there can differ from its share on "
+              "mp2024-icsd alone."), ""]
     return lines
 
 
