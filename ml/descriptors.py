@@ -523,7 +523,7 @@ def cost_estimate(dataset: str | Dataset, name: str, cores: int = ESTIMATE_CORES
         rate = run["seconds"] * run["processes"] / run["n_todo"]
         source = f"measured: {run['n_todo']:,} materials, {run['processes']} processes, {run['seconds']:.0f} s"
     elif spec.seconds_per_structure is not None:
-        rate, source = spec.seconds_per_structure, "registry (one niced process on the shared 2-core machine)"
+        rate, source = spec.seconds_per_structure, "registry (measured on the 2-core machine, see DescriptorSpec)"
     else:
         return {"seconds_per_structure": None, "source": "read from the built map", "whole_dataset_hours": None,
                 "cores": cores}
