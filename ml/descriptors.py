@@ -45,6 +45,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import time
 import warnings
 from collections import defaultdict
@@ -455,7 +456,19 @@ def _coverage_label(dataset: Dataset, done: set[str], runs: list[dict]) -> str:
     labels: dict[str, bool] = {}
     for run in runs:
         labels[run["ids"]] = labels.get(run["ids"], False) or "finished" in run
-    return "; ".join(label if finished else f"partial: {label}" for label, finished in labels.items()) or "none"
+    # concept samples of one seed are nested (concept_sample_ids): a finished larger one says it all
+    largest: dict[str, int] = {}
+    for label, finished in labels.items():
+        match = _CONCEPT_LABEL.match(label)
+        if match and finished:
+            largest[match["seed"]] = max(largest.get(match["seed"], 0), int(match["per_class"]))
+    kept = {label: finished for label, finished in labels.items()
+            if not ((match := _CONCEPT_LABEL.match(label)) and int(match["per_class"]) < largest.get(match["seed"], 0))}
+    return "; ".join(label if finished else f"partial: {label}" for label, finished in kept.items()) or "none"
+
+
+#: The label :func:`ids_for` gives a concept sample (its size per class and seed).
+_CONCEPT_LABEL = re.compile(r"concept sample: (?P<per_class>\d+) SuperCon superconductors .*\(seed (?P<seed>\d+)\)")
 
 
 def _cache_manifest(dataset: Dataset, spec: DescriptorSpec) -> dict:

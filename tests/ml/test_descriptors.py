@@ -296,6 +296,15 @@ def test_concept_sample_is_balanced_seeded_and_includes_the_benchmark(monkeypatc
     monkeypatch.setattr(descriptors, "CONCEPT_DRAW", 31)
     with pytest.raises(ValueError, match="only 30 materials labelled 'superconductor'"):
         descriptors.concept_sample_ids(per_class=10)
+    # a cache that ran the 4-per-class, then the 10-per-class sample covers the larger one
+    monkeypatch.setattr(descriptors, "CONCEPT_DRAW", 25)
+    small, large = descriptors.ids_for("concepts", 8, 3)[1], label
+    other_seed = descriptors.ids_for("concepts", 8, 4)[1]
+    runs = [{"ids": small, "finished": "t1"}, {"ids": large, "finished": "t2"}, {"ids": other_seed, "finished": "t3"}]
+    dataset = type("D", (), {"name": "toy", "__len__": lambda self: 1000})()
+    assert descriptors._coverage_label(dataset, set(chosen), runs) == f"{large}; {other_seed}"
+    # an interrupted larger sample does not hide the finished smaller one
+    assert descriptors._coverage_label(dataset, set(chosen), [runs[0], {"ids": large}]) == f"{small}; partial: {large}"
 
 
 def test_cli_offers_every_id_set():
