@@ -45,7 +45,6 @@ import hashlib
 import json
 import logging
 import os
-import re
 import time
 import warnings
 from collections import defaultdict
@@ -457,18 +456,15 @@ def _coverage_label(dataset: Dataset, done: set[str], runs: list[dict]) -> str:
     for run in runs:
         labels[run["ids"]] = labels.get(run["ids"], False) or "finished" in run
     # concept samples of one seed are nested (concept_sample_ids): a finished larger one says it all
-    largest: dict[str, int] = {}
-    for label, finished in labels.items():
-        match = _CONCEPT_LABEL.match(label)
-        if match and finished:
-            largest[match["seed"]] = max(largest.get(match["seed"], 0), int(match["per_class"]))
-    kept = {label: finished for label, finished in labels.items()
-            if not ((match := _CONCEPT_LABEL.match(label)) and int(match["per_class"]) < largest.get(match["seed"], 0))}
-    return "; ".join(label if finished else f"partial: {label}" for label, finished in kept.items()) or "none"
-
-
-#: The label :func:`ids_for` gives a concept sample (its size per class and seed).
-_CONCEPT_LABEL = re.compile(r"concept sample: (?P<per_class>\d+) SuperCon superconductors .*\(seed (?P<seed>\d+)\)")
+    largest: dict[int, int] = {}
+    for run in runs:
+        concepts = run.get("concept_sample")
+        if concepts and "finished" in run:
+            largest[concepts["seed"]] = max(largest.get(concepts["seed"], 0), concepts["per_class"])
+    hidden = {run["ids"] for run in runs
+              if (concepts := run.get("concept_sample")) and concepts["per_class"] < largest.get(concepts["seed"], 0)}
+    return "; ".join(label if finished else f"partial: {label}"
+                     for label, finished in labels.items() if label not in hidden) or "none"
 
 
 def _cache_manifest(dataset: Dataset, spec: DescriptorSpec) -> dict:
@@ -551,6 +547,7 @@ def compute_descriptor(
     ids: Collection[str] | None = None,
     progress: bool = True,
     ids_label: str | None = None,
+    concept_sample: dict | None = None,
 ) -> Path:
     """Compute the missing vectors of descriptor ``name`` for ``dataset``; return the cache folder.
 
@@ -565,6 +562,8 @@ def compute_descriptor(
         ids: materials to compute (all of the dataset when ``None``).
         progress: tqdm bar of materials.
         ids_label: how ``ids`` were chosen, recorded in the cache manifest.
+        concept_sample: ``{"per_class", "seed"}`` when ``ids`` are :func:`concept_sample_ids`
+            (recorded too: a cache then names only the largest of one seed's nested samples).
 
     Raises:
         ValueError: unknown descriptor, or ``ids`` not in the dataset.
@@ -585,6 +584,8 @@ def compute_descriptor(
     request = {"ids": ids_label or ("all" if ids is None else f"{len(wanted)} given ids"),
                "n_requested": len(wanted), "n_todo": len(todo), "processes": processes,
                "started": _now()}
+    if concept_sample is not None:
+        request["concept_sample"] = {"per_class": int(concept_sample["per_class"]), "seed": int(concept_sample["seed"])}
     began = time.perf_counter()
     log.info("%s on %s: %d requested, %d to compute", name, dataset.name, len(wanted), len(todo))
     _write_manifest(folder, dataset, spec, request)  # an interrupted run stays listed, unfinished
@@ -822,7 +823,8 @@ def run_descriptors(
         choice = ids_from or {"mp2024": "all", "mp2024-icsd": "icsd", "sample": "sample"}[spec.coverage]
         ids, label = ids_for(choice, sample_size, seed)
         started = time.perf_counter()
-        folder = compute_descriptor(dataset, name, processes, ids, progress=True, ids_label=label)
+        concepts = {"per_class": sample_size // 2, "seed": seed} if choice == "concepts" else None
+        folder = compute_descriptor(dataset, name, processes, ids, progress=True, ids_label=label, concept_sample=concepts)
         lines.append(f"{name}: {folder} ({time.perf_counter() - started:.0f} s)")
     if spec.featurize is not None:
         table = load_descriptor(dataset, name)

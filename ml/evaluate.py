@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ml.eval_descriptors import CGCNN_LATENT, OURS, DescriptorStatus
+from ml.eval_descriptors import BASELINES, CGCNN_LATENT, OURS, DescriptorStatus
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +49,13 @@ class Context:
         return self.artifacts.materials
 
 
+def covers_all(ctx: Context, name: str) -> bool:
+    """Whether descriptor ``name`` has a vector for every material of the map."""
+    status = ctx.descriptors[name]
+    return status.available and bool(np.isin(ctx.materials["material_id"].to_numpy().astype(str),
+                                             status.table.material_ids).all())
+
+
 def comparison_sets(ctx: Context) -> list[dict]:
     """``[{"name", "descriptors", "material_ids"}]``: all materials for ours + CGCNN latent and
     every baseline that covers them all, then one set per distinct coverage of the other
@@ -57,7 +64,7 @@ def comparison_sets(ctx: Context) -> list[dict]:
     all_ids = ctx.materials["material_id"].to_numpy().astype(str)
     available = {n: s for n, s in ctx.descriptors.items() if s.available}
     core = [n for n in (OURS, CGCNN_LATENT) if n in available]
-    everywhere = [n for n in available if n not in core and np.isin(all_ids, available[n].table.material_ids).all()]
+    everywhere = [n for n in available if n not in core and covers_all(ctx, n)]
     out = [{"name": f"all {ctx.artifacts.dataset}", "descriptors": core + everywhere, "material_ids": all_ids}]
     seen = {_digest(all_ids)}
     baselines = [n for n in available if n not in core]
@@ -192,7 +199,7 @@ def evaluate(dataset: str = "mp2024", model: str | None = None, out: Path | None
     results_dir.mkdir(parents=True, exist_ok=True)
     ctx = Context(data, artifacts, collect(data, artifacts))
     descriptors = {n: {"label": s.label, "coverage": s.coverage, "available": s.available, "cost": _cost(data, n),
-                       "whole_dataset": s.available and s.table.coverage in (data.name, f"all of {data.name}")}
+                       "whole_dataset": covers_all(ctx, n)}
                    for n, s in ctx.descriptors.items()}
     _write_json(results_dir / "descriptors.json", descriptors)
     for step in steps:
@@ -212,8 +219,6 @@ def evaluate(dataset: str = "mp2024", model: str | None = None, out: Path | None
 def _cost(dataset, name: str) -> dict | None:
     """:func:`ml.descriptors.cost_estimate` of a baseline (``None`` for ours and the CGCNN latent,
     which are computed for every material with the map)."""
-    from ml.eval_descriptors import BASELINES
-
     if name not in BASELINES:
         return None
     from ml.descriptors import cost_estimate

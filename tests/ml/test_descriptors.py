@@ -140,10 +140,12 @@ def test_cost_estimate_from_the_largest_finished_run(cif_folder, monkeypatch):
     dataset = get_dataset(str(cif_folder))
     # nothing run yet: the registry's measured rate
     assert descriptors.cost_estimate(dataset, "ewald")["seconds_per_structure"] == DESCRIPTORS["ewald"].seconds_per_structure
-    compute_descriptor(dataset, "ewald", processes=1, ids=["nacl", "kcl"], progress=False)
+    compute_descriptor(dataset, "ewald", processes=1, ids=["nacl", "kcl"], progress=False,
+                       concept_sample={"per_class": 1, "seed": 7})
     compute_descriptor(dataset, "ewald", processes=1, progress=False)  # the other three (one fails to parse)
     runs = json.loads((descriptors.cache_folder(dataset, DESCRIPTORS["ewald"]) / "manifest.json").read_text())["runs"]
     assert [run["n_todo"] for run in runs] == [2, 3] and [run["processes"] for run in runs] == [1, 1]
+    assert runs[0]["concept_sample"] == {"per_class": 1, "seed": 7} and "concept_sample" not in runs[1]
     assert runs[1]["seconds"] >= 0.1  # two structures of 0.05 s each, at least
     cost = descriptors.cost_estimate(dataset, "ewald", min_run=1)
     assert cost["source"] == f"measured: 3 materials, 1 processes, {runs[1]['seconds']:.0f} s"
@@ -300,11 +302,14 @@ def test_concept_sample_is_balanced_seeded_and_includes_the_benchmark(monkeypatc
     monkeypatch.setattr(descriptors, "CONCEPT_DRAW", 25)
     small, large = descriptors.ids_for("concepts", 8, 3)[1], label
     other_seed = descriptors.ids_for("concepts", 8, 4)[1]
-    runs = [{"ids": small, "finished": "t1"}, {"ids": large, "finished": "t2"}, {"ids": other_seed, "finished": "t3"}]
+    runs = [{"ids": small, "concept_sample": {"per_class": 4, "seed": 3}, "finished": "t1"},
+            {"ids": large, "concept_sample": {"per_class": 10, "seed": 3}, "finished": "t2"},
+            {"ids": other_seed, "concept_sample": {"per_class": 4, "seed": 4}, "finished": "t3"}]
     dataset = type("D", (), {"name": "toy", "__len__": lambda self: 1000})()
     assert descriptors._coverage_label(dataset, set(chosen), runs) == f"{large}; {other_seed}"
     # an interrupted larger sample does not hide the finished smaller one
-    assert descriptors._coverage_label(dataset, set(chosen), [runs[0], {"ids": large}]) == f"{small}; partial: {large}"
+    interrupted = {key: value for key, value in runs[1].items() if key != "finished"}
+    assert descriptors._coverage_label(dataset, set(chosen), [runs[0], interrupted]) == f"{small}; partial: {large}"
 
 
 def test_cli_offers_every_id_set():
