@@ -11,6 +11,13 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from ml.atom_features import MAX_Z
+
+#: Atoms per Å³ above which a cell is refused: the densest mp2024 crystals hold 0.23 (iron and
+#: cobalt hydrides; diamond 0.18). Bounds the neighbour search of a mistyped cell (a = 0.005 Å),
+#: which would otherwise exhaust memory.
+MAX_ATOM_DENSITY = 1.0
+
 
 class FeaturisationError(ValueError):
     """A structure that cannot be turned into features (disordered, empty, too large …)."""
@@ -59,9 +66,15 @@ class CrystalGraph:
 def check_structure(structure, max_sites: int) -> None:
     """Raise :class:`FeaturisationError` for structures the models cannot take.
 
-    Refused: no sites, partial occupancies (disorder), more than ``max_sites`` sites,
-    elements beyond Z = 100, overlapping atoms (< 0.1 Å apart).
+    Refused: no sites, partial occupancies (disorder; :func:`ml.structures.majority_occupant`
+    gives an ordered approximation), more than ``max_sites`` sites, placeholder species that
+    are no element (pymatgen's ``DummySpecies``, e.g. atom type ``Xx``), elements beyond
+    Z = 100 (the atom features stop at fermium), a cell without a finite positive volume,
+    more than :data:`MAX_ATOM_DENSITY` atoms per Å³, non-finite coordinates. Overlapping
+    atoms are refused by :func:`crystal_graph`.
     """
+    from pymatgen.core.periodic_table import DummySpecies
+
     n = len(structure)
     if n == 0:
         raise FeaturisationError("the structure has no sites")
@@ -69,10 +82,28 @@ def check_structure(structure, max_sites: int) -> None:
         raise FeaturisationError("disordered structure (partial occupancies) is not supported")
     if n > max_sites:
         raise FeaturisationError(f"{n} sites is more than the limit of {max_sites}")
-    if max(structure.atomic_numbers) > 100:
-        raise FeaturisationError("elements beyond Z = 100 are not supported")
-    if structure.volume <= 0 or not np.isfinite(structure.volume):
-        raise FeaturisationError("the cell has no volume")
+    for site in structure:
+        species = site.specie
+        if isinstance(species, DummySpecies):
+            raise FeaturisationError(
+                f"site {site.label or species.symbol} holds {species.symbol!r}, which is not a chemical element "
+                "(pymatgen reads an unknown atom type as a placeholder species)"
+            )
+        if not 1 <= species.Z <= MAX_Z:
+            raise FeaturisationError(
+                f"element {species.symbol} (Z = {species.Z}) is beyond Z = {MAX_Z}: the model has atom features "
+                "up to fermium only"
+            )
+    volume = structure.lattice.volume if np.isfinite(structure.lattice.matrix).all() else np.nan
+    if not (np.isfinite(volume) and volume > 0):
+        raise FeaturisationError("the cell has no finite volume (check the cell lengths and angles)")
+    if n / volume > MAX_ATOM_DENSITY:
+        raise FeaturisationError(
+            f"the cell holds {n / volume:.3g} atoms per Å³, more than any crystal (at most about 0.23): check the "
+            "cell lengths and angles"
+        )
+    if not np.isfinite(structure.frac_coords).all():
+        raise FeaturisationError("the structure has non-finite atom coordinates")
 
 
 def crystal_graph(structure, config: GraphConfig = GraphConfig()) -> CrystalGraph:

@@ -164,3 +164,31 @@ def test_lanthanide_goes_to_the_f_block_group():
 def test_atomic_number_out_of_range(z):
     with pytest.raises(ValueError):
         element_features(z)
+
+
+@pytest.mark.parametrize("symbol", ["Xx", "Q", "Zz"])
+def test_placeholder_species_are_refused_by_type(symbol):
+    # pymatgen gives a DummySpecies an atomic number from a string hash: positive or negative
+    # by run, so a range check on Z refused it in one run and overflowed int16 in another
+    from pymatgen.core.periodic_table import DummySpecies
+
+    species = DummySpecies(symbol)
+    for z in (species.Z, -abs(species.Z), 7):
+        structure = Structure(Lattice.cubic(4.0), [species, "Na"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(DummySpecies, "Z", property(lambda self, z=z: z))
+            with pytest.raises(FeaturisationError, match=f"'{symbol}', which is not a chemical element"):
+                crystal_graph(structure)
+
+
+def test_elements_beyond_fermium_are_named():
+    structure = Structure(Lattice.cubic(4.0), ["Og", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    with pytest.raises(FeaturisationError, match=r"element Og \(Z = 118\) is beyond Z = 100"):
+        crystal_graph(structure)
+
+
+def test_an_implausibly_dense_cell_is_refused_before_the_neighbour_search():
+    # a mistyped cell length (0.05 Å instead of 5 Å) would put millions of images within 8 Å
+    structure = Structure(Lattice.orthorhombic(0.05, 5.0, 5.0), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    with pytest.raises(FeaturisationError, match="atoms per Å³, more than any crystal"):
+        crystal_graph(structure)
