@@ -1,7 +1,8 @@
 """``python -m ml <verb>``: featurise, train, build maps, query neighbours, locate CIFs.
 
 Every verb has ``--help``. Errors the user can fix (unknown id, unreadable file, missing map)
-print one line ``error: …`` and exit with status 2.
+print one line ``error: …`` and exit with status 2; ``locate`` places every file it can and
+prints one ``error: <file>: …`` line per file it cannot (status 2 when any failed).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import sys
 from pathlib import Path
 
 EXIT_USER_ERROR = 2
+log = logging.getLogger(__name__)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -86,7 +88,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--export", action="store_true",
                    help="write the app's copy (data/artifacts/<dataset>/descriptors/<name>/); alone: export only")
 
-    p = verbs.add_parser("locate", help="place CIF files on a built map")
+    p = verbs.add_parser("locate", help="place CIF files on a built map (disordered ones by their majority "
+                                        "occupants); one error line per file that cannot be placed")
     p.add_argument("files", nargs="+", type=Path, metavar="FILE.cif")
     p.add_argument("--dataset", default="mp2024")
     p.add_argument("--model", default=None)
@@ -192,24 +195,7 @@ def _run(args: argparse.Namespace) -> int:
                                     args.processes, args.export):
             print(line)
     elif args.verb == "locate":
-        import pandas as pd
-
-        from ml.artifacts import MapArtifacts
-
-        # load() maps a CIF path to its map name itself; doing it here too gave "user-user-…"
-        artifacts = MapArtifacts.load(args.dataset, _model_name(args.model))
-        texts = []
-        for path in args.files:
-            try:
-                texts.append(path.read_text(errors="replace"))
-            except OSError as exc:
-                raise FileNotFoundError(f"cannot read {path}: {exc.strerror}") from None
-        with pd.option_context("display.width", 200, "display.max_columns", 8):
-            for path, text in zip(args.files, texts):
-                located = artifacts.locate(text, k=args.k)
-                print(f"{path}: {located.formula} at map (x={located.x:.2f}, y={located.y:.2f})")
-                print(located.neighbors[["rank", "material_id", "formula", "distance"]].to_string(index=False))
-                print()
+        return _locate(args)
     elif args.verb == "vae-data":
         import pandas as pd
 
@@ -235,6 +221,52 @@ def _run(args: argparse.Namespace) -> int:
 
         return run_vae_verb(args)
     return 0
+
+
+def _locate(args: argparse.Namespace) -> int:
+    """``python -m ml locate``: place every file that can be placed; one ``error: <file>: …``
+    line per file that cannot; status 2 when some file failed, else 0.
+
+    Every file is read and checked (:func:`ml.locate.prepare_cif`) before the map is opened and
+    torch or the model are loaded, so a run of bad files is refused without them."""
+    from ml.locate import locate_prepared, prepare_cif
+
+    prepared, failed = [], 0
+    for path in args.files:
+        try:
+            prepared.append((path, prepare_cif(path.read_text(errors="replace"))))
+        except OSError as exc:
+            failed += _file_error(path, f"cannot read the file ({exc.strerror or exc})")
+        except ValueError as exc:  # CifError, FeaturisationError: the message is for the user
+            failed += _file_error(path, str(exc))
+        except Exception as exc:  # a bug must not hide the other files' results behind a traceback
+            log.debug("reading %s failed", path, exc_info=True)
+            failed += _file_error(path, f"could not be read ({type(exc).__name__}: {exc}); -v shows the traceback")
+    if prepared:
+        import pandas as pd
+
+        from ml.artifacts import MapArtifacts
+
+        # load() maps a CIF path to its map name itself; doing it here too gave "user-user-…"
+        artifacts = MapArtifacts.load(args.dataset, _model_name(args.model))
+        located = locate_prepared([p for _, p in prepared], artifacts, k=args.k)
+        with pd.option_context("display.width", 200, "display.max_columns", 8):
+            for (path, _), result in zip(prepared, located):
+                print(f"{path}: {result.formula} at map (x={result.x:.2f}, y={result.y:.2f})")
+                for note in result.notes:
+                    print(f"note: {note}")
+                print(result.neighbors[["rank", "material_id", "formula", "distance"]].to_string(index=False))
+                print()
+    if failed:
+        print(f"{failed} of {len(args.files)} file{'s' if len(args.files) != 1 else ''} could not be placed",
+              file=sys.stderr)
+    return EXIT_USER_ERROR if failed else 0
+
+
+def _file_error(path: Path, message: str) -> int:
+    """Print one ``error: <path>: <message>`` line; returns 1 (one more failed file)."""
+    print(f"error: {path}: {message}", file=sys.stderr)
+    return 1
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -124,6 +124,24 @@ def test_column_label():
     assert column_label("crystal_system") == "crystal system"
 
 
+def test_single_neighbour_searches_run_on_one_faiss_thread(small_map, monkeypatch):
+    import faiss
+
+    artifacts = MapArtifacts.load("user-toy", "m")
+    seen = []
+    index = artifacts.index
+
+    class Spy:
+        def search(self, query, k):
+            seen.append(faiss.omp_get_max_threads())
+            return index.search(query, k)
+
+    monkeypatch.setattr(artifacts, "index", Spy())
+    before = faiss.omp_get_max_threads()
+    assert list(artifacts.neighbors("mp-3", k=2)["material_id"]) == ["mp-2", "mp-1"]
+    assert seen == [1] and faiss.omp_get_max_threads() == before
+
+
 def test_artifacts_module_does_not_import_torch():
     code = "import sys, ml.artifacts; sys.exit('torch' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)

@@ -214,9 +214,37 @@ def test_locate_garbage_file(env, capsys, tmp_path):
     garbage.write_bytes(b"\x00\x01 not a crystal at all \xff")
     rc, out, err = run_cli(capsys, "locate", str(garbage), "--dataset", str(env.cifs), "--model", "tiny")
     assert rc == 2 and out == ""
-    assert len(error_lines(err)) == 1 and "not a CIF" in error_lines(err)[0]
+    [line] = error_lines(err)
+    assert line.startswith(f"error: {garbage}: ") and "not a CIF" in line
     rc, _, err = run_cli(capsys, "locate", str(tmp_path / "absent.cif"), "--dataset", str(env.cifs), "--model", "tiny")
     assert rc == 2 and len(error_lines(err)) == 1 and "absent.cif" in error_lines(err)[0]
+
+
+def test_locate_places_every_file_it_can(env, capsys, tmp_path, cif_texts):
+    artifacts = MapArtifacts.load(str(env.cifs), "tiny")
+    material_id = str(artifacts.materials["material_id"].iloc[5])
+    files = [tmp_path / "typo.cif", env.cifs / f"{material_id}.cif", tmp_path / "notes.cif",
+             tmp_path / "FeNi.cif"]
+    files[2].write_text(cif_texts["notes"])
+    files[3].write_text(cif_texts["FeNi_disordered"])
+    rc, out, err = run_cli(capsys, "locate", *map(str, files), "--dataset", str(env.cifs), "--model", "tiny", "--k", "2")
+    # the two good files are placed, in order; each failure names its file; status 2
+    assert rc == 2
+    lines = error_lines(err)
+    assert [line.split(": ")[1] for line in lines] == [str(files[0]), str(files[2])]
+    assert "2 of 4 files could not be placed" in err
+    blocks = [b.splitlines() for b in out.strip().split("\n\n")]
+    assert [b[0].split(":")[0] for b in blocks] == [str(files[1]), str(files[3])]
+    assert blocks[0][1].split() == ["rank", "material_id", "formula", "distance"]
+    assert blocks[0][2].split()[1] == material_id
+    # the disordered Fe0.5Ni0.5 crystal is placed as Fe, and says so
+    assert blocks[1][0].startswith(f"{files[3]}: Fe at map (x=")
+    notes = [line for line in blocks[1] if line.startswith("note: ")]
+    assert any("majority occupant of each site" in note for note in notes)
+    assert any("Fe has 1 element" in note for note in notes)  # the map holds 2 to 5
+    # every file placed: status 0
+    rc, _, err = run_cli(capsys, "locate", str(files[1]), str(files[3]), "--dataset", str(env.cifs), "--model", "tiny")
+    assert rc == 0 and error_lines(err) == []
 
 
 # --------------------------------------------------------------------------- half-written maps
