@@ -8,7 +8,8 @@ A *result* is a JSON-ready dict kept in the locate page's store, one per uploade
 | ``filename`` | the uploaded file's name |
 | ``ok`` | ``True`` when the structure was placed |
 | ``message`` | why it was not placed (``ok`` false), for the user |
-| ``formula``, ``x``, ``y`` | reduced formula and map position (``ok`` true) |
+| ``formula``, ``x``, ``y`` | reduced formula of the placed structure and map position (``ok`` true) |
+| ``notes`` | sentences for the user on what was approximated or is unusual (``ok`` true): a disordered structure placed by its majority occupants, atom types the CIF reader guessed, an element count outside the map's range |
 | ``columns``, ``rows`` | its neighbour table: column order and records (``ok`` true) |
 """
 
@@ -21,6 +22,7 @@ import logging
 import numpy as np
 from dash import dcc, html
 
+from components.common import notice
 from components.map_figure import LocatedPoint
 from components.neighbors import NeighborPanel, neighbor_records
 from components.properties import formula_children
@@ -97,6 +99,7 @@ def locate_cif(atlas, cif_text: str, filename: str, key: str, k: int) -> dict:
         # the XRD-embedding map's position (None when the build has no XRD map)
         "x_xrd": None if located.x_xrd is None else float(located.x_xrd),
         "y_xrd": None if located.y_xrd is None else float(located.y_xrd),
+        "notes": [str(note) for note in getattr(located, "notes", ())],
         "columns": list(table.columns),
         "rows": neighbor_records(table),
     }
@@ -129,8 +132,8 @@ def located_points(results: list[dict], row_of, view: str = DEFAULT_VIEW) -> lis
 
 
 def result_card(result: dict, color: str | None = None) -> html.Div:
-    """One uploaded file: its formula, position and neighbour grid, or why it failed;
-    ``color`` is its star's colour on the map."""
+    """One uploaded file: its formula, position, notes (approximations, anything unusual) and
+    neighbour grid, or why it failed; ``color`` is its star's colour on the map."""
     if not result.get("ok"):
         return html.Div(
             className="card card--error located-card",
@@ -163,6 +166,7 @@ def result_card(result: dict, color: str | None = None) -> html.Div:
                 ],
                 className="muted",
             ),
+            *[notice(f"Note: {note}.", "warning") for note in result.get("notes") or []],
             NeighborPanel(
                 aio_id=f"located-{result['key']}",
                 rows=table_rows,

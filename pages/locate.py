@@ -51,8 +51,8 @@ def _page(model: str, views: list[str]):
                 [
                     "Drop one or more CIF files. Each structure is embedded by the crystal encoder of model ",
                     html.Code(model),
-                    " and placed on the map next to the materials it resembles most. Ordered structures only "
-                    "(no partial occupancies); ",
+                    " and placed on the map next to the materials it resembles most. A disordered structure "
+                    "(partial occupancies) is placed as the majority occupant of each site, as its result says; ",
                     html.Strong(f"at most {limit:g} MB per file"),
                     ".",
                 ],

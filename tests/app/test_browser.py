@@ -22,6 +22,7 @@ import pytest
 pytestmark = pytest.mark.browser
 
 DISORDERED = (Path(__file__).parent / "data" / "disordered.cif").read_text()
+PLACEHOLDER = DISORDERED.split("Fe1 Fe")[0] + "X1 Xx 0 0 0 1\nO1 O 0.5 0.5 0.5 1\n"  # atom type Xx: no element
 
 
 def poll(check, timeout: float = 30.0, interval_ms: int = 250, page=None):
@@ -185,14 +186,18 @@ def test_locate_says_why_a_file_is_refused(page, live_server, atlas):
     upload(page, [
         ("notes.cif", b"these are my notes, not a crystal"),
         ("picture.png", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR"),
+        ("placeholder.cif", PLACEHOLDER.encode()),
         ("disordered.cif", DISORDERED.encode()),
     ])
-    page.get_by_text("Placed 0 of 3 files.").wait_for()
+    page.get_by_text("Placed 1 of 4 files.").wait_for()
     errors = page.locator(".located-card.card--error")
     errors.nth(2).wait_for()
     assert errors.count() == 3
     text = " ".join(errors.all_inner_texts())
-    assert "not a CIF" in text and "binary file" in text and "disordered" in text
+    assert "not a CIF" in text and "binary file" in text and "not a chemical element" in text
+    # the disordered structure is placed, and its card says by which approximation
+    placed = page.locator(".located-card").filter(has_text="disordered.cif")
+    placed.locator(".notice--warning").filter(has_text="majority occupant of each site").wait_for()
     page.goto(f"{live_server}/")  # the server still serves
     page.locator("#map-graph").wait_for()
 

@@ -114,6 +114,7 @@ def test_locate_upload_places_a_cif_of_the_map_next_to_itself(atlas):
 
 
 DISORDERED = (Path(__file__).parent / "data" / "disordered.cif").read_text()
+PLACEHOLDER = DISORDERED.split("Fe1 Fe")[0] + "X1 Xx 0 0 0 1\nO1 O 0.5 0.5 0.5 1\n"
 
 
 @pytest.mark.parametrize(
@@ -121,7 +122,8 @@ DISORDERED = (Path(__file__).parent / "data" / "disordered.cif").read_text()
     [
         (b"hello, this is not a crystal", "not a CIF"),
         (b"\x89PNG\r\n\x1a\n\x00\x00\x00", "binary"),
-        (DISORDERED.encode(), "disordered"),
+        (PLACEHOLDER.encode(), "'Xx', which is not a chemical element"),
+        (b"data_HOH\n_chem_comp.id HOH\n_chem_comp.name WATER\n", "chemical-component"),
         (b"", "empty"),
     ],
 )
@@ -129,6 +131,33 @@ def test_locate_upload_says_why_a_file_is_refused(atlas, raw, reason):
     result = located.locate_upload(atlas, data_url(raw), "bad.cif", "1", 10**6, k=5)
     assert not result["ok"] and reason in result["message"]
     assert reason in json.dumps(located.result_card(result).to_plotly_json(), default=str)
+
+
+def test_a_disordered_upload_is_placed_and_says_how(atlas):
+    result = located.locate_upload(atlas, data_url(DISORDERED.encode()), "FeCoO.cif", "1", 10**6, k=5)
+    assert result["ok"] and result["formula"] == "FeO" and len(result["rows"]) == 5
+    [note] = [n for n in result["notes"] if "disordered" in n]
+    assert "Fe0.5Co0.5O" in note and "placed as FeO, the majority occupant of each site" in note
+    json.dumps(result, allow_nan=False)
+    card = json.dumps(located.result_card(result).to_plotly_json(), default=str)
+    assert "majority occupant of each site" in card and "notice--warning" in card
+
+
+def test_a_single_element_upload_is_placed_with_a_warning(atlas):
+    from pymatgen.core import Lattice, Structure
+
+    silicon = Structure.from_spacegroup("Fd-3m", Lattice.cubic(5.431), ["Si"], [[0, 0, 0]]).to(fmt="cif")
+    low, high = atlas.materials["nelements"].min(), atlas.materials["nelements"].max()
+    assert low >= 2  # the fixture map, like mp2024, has no single-element crystal
+    result = located.locate_upload(atlas, data_url(silicon.encode()), "Si.cif", "1", 10**6, k=5)
+    assert result["ok"] and result["formula"] == "Si"
+    span = f"{low}" if low == high else f"{low} to {high}"
+    assert result["notes"] == [f"Si has 1 element, but the map holds only materials with {span} elements: its "
+                               "neighbours are the nearest of those, not materials like it"]
+    # an ordinary compound of the map has no note
+    own = located.locate_upload(atlas, data_url(atlas.cif(atlas.materials["material_id"].iat[3]).encode()), "own.cif",
+                                "2", 10**6, k=5)
+    assert own["notes"] == []
 
 
 def test_an_unexpected_failure_is_reported_for_that_file_only(atlas, caplog):
