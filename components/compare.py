@@ -106,8 +106,9 @@ def compare_view(lists: list[dict], material_id: str, height: str = "360px") -> 
     cards = []
     for item in lists:
         if item["ok"]:
+            units = None if item["name"] == OURS else {"distance": f"{item['name']} descriptor units"}
             body = NeighborPanel(aio_id=f"compare-{item['name']}", rows=item["rows"], columns=item["columns"],
-                                 filename=f"{material_id}_neighbors_{item['name']}.csv", height=height)
+                                 filename=f"{material_id}_neighbors_{item['name']}.csv", height=height, units=units)
         else:
             body = notice(f"{item['label']}: {item['message']}.", "info")
         scope = [html.P(f"Neighbours {item['scope']}", className="compare-scope")] if item.get("scope") else []

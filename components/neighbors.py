@@ -4,21 +4,21 @@ A neighbour table is what :meth:`ml.artifacts.MapArtifacts.neighbors` returns: c
 :data:`ml.artifacts.NEIGHBOR_COLUMNS` (``rank``, ``material_id``, ``formula``, ``distance``)
 then property columns. :class:`NeighborPanel` is an All-in-One component: the grid (each id
 links to its material page), a "Download CSV" button and the download, wired by one
-module-level ``MATCH`` callback that writes the grid's rows in table order.
+module-level ``MATCH`` callback that writes the grid's rows in table order, with the units in
+the headers and rounded values (:func:`ml.artifacts.table_csv`, as ``python -m ml neighbors``).
 """
 
 from __future__ import annotations
 
-import io
 import math
 
 import dash_ag_grid as dag
 import pandas as pd
 from dash import MATCH, Input, Output, State, callback, dcc, html, no_update
 
-from ml.artifacts import NEIGHBOR_COLUMNS, column_label
+from ml.artifacts import NEIGHBOR_COLUMNS, column_label, table_csv
 
-#: Decimal places shown in the grid per column (the CSV keeps full precision).
+#: Decimal places shown in the grid per column (the CSV export: ``ml.artifacts.CSV_DECIMALS``).
 DECIMALS = {
     "distance": 3,
     "formation_energy_per_atom": 3,
@@ -68,13 +68,11 @@ def neighbor_records(table: pd.DataFrame) -> list[dict]:
     return records
 
 
-def neighbors_csv(records: list[dict], columns: list[str]) -> str:
-    """CSV text of neighbour ``records`` with ``columns`` in that order (the table's raw column
-    names, as ``python -m ml neighbors`` writes them); empty cells for missing values."""
-    frame = pd.DataFrame.from_records(records, columns=columns)
-    buffer = io.StringIO()
-    frame.to_csv(buffer, index=False)
-    return buffer.getvalue()
+def neighbors_csv(records: list[dict], columns: list[str], units: dict[str, str] | None = None) -> str:
+    """CSV text of neighbour ``records`` with ``columns`` in that order, as ``python -m ml
+    neighbors`` writes it (:func:`ml.artifacts.table_csv`: units in the headers, ``units``
+    overriding the defaults, rounded floats, empty cells for missing values)."""
+    return table_csv(pd.DataFrame.from_records(records, columns=columns), units)
 
 
 def column_defs(columns: list[str]) -> list[dict]:
@@ -114,6 +112,8 @@ class NeighborPanel(html.Div):
         columns: the table's columns in order (default :data:`NEIGHBOR_COLUMNS`).
         filename: name of the downloaded CSV.
         height: CSS height of the grid.
+        units: column → unit for the CSV headers where the defaults of
+            :func:`ml.artifacts.table_csv` do not hold (a descriptor's ``distance``).
     """
 
     class ids:
@@ -135,7 +135,7 @@ class NeighborPanel(html.Div):
 
 
     def __init__(self, aio_id: str, rows: list[dict] | None = None, columns: list[str] | None = None,
-                 filename: str = "neighbors.csv", height: str = "420px"):
+                 filename: str = "neighbors.csv", height: str = "420px", units: dict[str, str] | None = None):
         columns = list(columns) if columns else list(NEIGHBOR_COLUMNS)
         super().__init__(
             className="neighbor-panel",
@@ -147,7 +147,7 @@ class NeighborPanel(html.Div):
                         dcc.Download(id=self.ids.download(aio_id)),
                     ],
                 ),
-                dcc.Store(id=self.ids.meta(aio_id), data=panel_meta(columns, filename)),
+                dcc.Store(id=self.ids.meta(aio_id), data=panel_meta(columns, filename, units)),
                 dag.AgGrid(
                     id=self.ids.grid(aio_id),
                     rowData=rows or [],
@@ -164,9 +164,9 @@ class NeighborPanel(html.Div):
         )
 
 
-def panel_meta(columns: list[str], filename: str) -> dict:
-    """What the CSV callback needs besides the rows: column order and file name."""
-    return {"columns": list(columns), "filename": filename}
+def panel_meta(columns: list[str], filename: str, units: dict[str, str] | None = None) -> dict:
+    """What the CSV callback needs besides the rows: column order, file name, unit overrides."""
+    return {"columns": list(columns), "filename": filename, "units": dict(units or {})}
 
 
 @callback(
@@ -177,7 +177,7 @@ def panel_meta(columns: list[str], filename: str) -> dict:
     prevent_initial_call=True,
 )
 def download_csv(n_clicks, rows, meta):
-    """The grid's rows as a CSV download (rank order, raw column names)."""
+    """The grid's rows as a CSV download (rank order, column names with units)."""
     if not n_clicks or not rows or not meta:
         return no_update
-    return {"content": neighbors_csv(rows, meta["columns"]), "filename": meta["filename"], "type": "text/csv"}
+    return {"content": neighbors_csv(rows, meta["columns"], meta.get("units")), "filename": meta["filename"], "type": "text/csv"}

@@ -71,7 +71,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=None)
     p.add_argument("--material-id", required=True)
     p.add_argument("--k", type=int, default=50, help="number of neighbours, 1 to 1000")
-    p.add_argument("--out", default="-", help="CSV file, or - for standard output (default)")
+    p.add_argument("--out", default="-", help="CSV file, or - for standard output (default); headers carry the "
+                                              "units, values are rounded to 4 decimals")
 
     p = verbs.add_parser("descriptors", help="compute baseline descriptors (Ewald, sine Coulomb, CrystalNN, CHGNet)")
     p.add_argument("--dataset", default="mp2024")
@@ -178,15 +179,15 @@ def _run(args: argparse.Namespace) -> int:
         report = evaluate(args.dataset, args.model, args.out, steps, force=args.force)
         print(f"report written to {report}")
     elif args.verb == "neighbors":
-        from ml.artifacts import MapArtifacts
+        from ml.artifacts import MapArtifacts, table_csv
 
         # load() maps a CIF path to its map name itself; doing it here too gave "user-user-…"
         artifacts = MapArtifacts.load(args.dataset, _model_name(args.model))
         table = artifacts.neighbors(args.material_id, args.k)
         if args.out == "-":
-            table.to_csv(sys.stdout, index=False)
+            sys.stdout.write(table_csv(table))
         else:
-            table.to_csv(args.out, index=False)
+            Path(args.out).write_text(table_csv(table), encoding="utf-8")
             print(f"{len(table)} neighbours of {args.material_id} written to {args.out}", file=sys.stderr)
     elif args.verb == "descriptors":
         from ml.descriptors import run_descriptors

@@ -96,3 +96,5 @@ def test_material_page_compares_descriptors(page, live_server, atlas, tiny_descr
     with page.expect_download() as download:
         page.locator(".compare-list--ewald").get_by_role("button", name="Download CSV").click()
     assert download.value.suggested_filename == f"{ids[3]}_neighbors_ewald.csv"
+    # its distances are the descriptor's, not the embedding's
+    assert Path(download.value.path()).read_text().startswith("rank,material_id,formula,distance (ewald descriptor units),")

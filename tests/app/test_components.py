@@ -13,6 +13,7 @@ import pytest
 from dash import no_update
 
 from components import located, neighbors, properties
+from ml.artifacts import table_csv
 
 
 def data_url(raw: bytes, mime: str = "application/octet-stream") -> str:
@@ -30,8 +31,14 @@ def test_records_are_json_and_csv_matches_the_cli(atlas):
     assert len(records) == 20 and list(records[0]) == list(table.columns)
     # the browser sends the rows back as JSON; the CSV is what `python -m ml neighbors` writes
     csv = neighbors.neighbors_csv(json.loads(text), list(table.columns))
-    assert csv == table.to_csv(index=False)
-    assert csv.splitlines()[0].startswith("rank,material_id,formula,distance,")
+    assert csv == table_csv(table)
+    header = csv.splitlines()[0]
+    assert header.startswith("rank,material_id,formula,distance (embedding units),")
+    assert "formation_energy_per_atom (eV/atom)" in header and "density (g/cm³)" in header
+    # rounded: no float32 noise such as 3.0000002 in any value
+    decimals = [len(v.split(".")[1]) for line in csv.splitlines()[1:] for v in line.split(",") if "." in v
+                and v.replace(".", "").replace("-", "").isdigit()]
+    assert decimals and max(decimals) <= 4
 
 
 def test_column_defs_link_ids_and_give_units():
@@ -46,8 +53,12 @@ def test_download_csv_callback(atlas):
     table = atlas.neighbors(atlas.materials["material_id"].iat[1], 5)
     meta = neighbors.panel_meta(list(table.columns), "x_neighbors.csv")
     out = neighbors.download_csv(1, neighbors.neighbor_records(table), meta)
-    assert out["filename"] == "x_neighbors.csv" and out["content"] == table.to_csv(index=False)
+    assert out["filename"] == "x_neighbors.csv" and out["content"] == table_csv(table)
     assert neighbors.download_csv(0, [], meta) is no_update
+    # a baseline descriptor's panel says its distance is in that descriptor's units
+    meta = neighbors.panel_meta(list(table.columns), "x.csv", {"distance": "ewald descriptor units"})
+    out = neighbors.download_csv(1, neighbors.neighbor_records(table), meta)
+    assert out["content"].startswith("rank,material_id,formula,distance (ewald descriptor units),")
 
 
 def test_panel_layout_has_its_pattern_ids():

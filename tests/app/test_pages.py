@@ -160,7 +160,7 @@ def test_material_callbacks(pages, atlas):
     assert len(figure.data[0].x) == 5000 and message is None
     rows, defs, meta, small_map, note = page.show_neighbors("mp-172", 7)
     assert [r["rank"] for r in rows] == list(range(1, 8)) and note is None
-    assert meta == {"columns": [d["field"] for d in defs], "filename": "mp-172_neighbors.csv"}
+    assert meta == {"columns": [d["field"] for d in defs], "filename": "mp-172_neighbors.csv", "units": {}}
     assert len(small_map.data[1].x) == 7
     rows, *_, note = page.show_neighbors("mp-172", 5000)
     assert len(rows) == len(atlas) - 1 and "between 1 and 1000" in text_of(note)

@@ -185,3 +185,19 @@ def test_material_page_shows_the_compare_view(pages, atlas, tiny_descriptor):
     assert "Ewald sum matrix (test)" in text and "CHGNet feature: descriptor not built" in text
     assert "Neighbours among 250 materials (first 250)" in text
     assert f"{ids[3]}_neighbors_ewald.csv" in text and f"{ids[3]}_neighbors_ours.csv" in text
+    # each CSV export says in which space its distances are
+    metas = {m["filename"]: m for m in _stores(view)}
+    assert metas[f"{ids[3]}_neighbors_ewald.csv"]["units"] == {"distance": "ewald descriptor units"}
+    assert metas[f"{ids[3]}_neighbors_ours.csv"]["units"] == {}  # the default: embedding units
+
+
+def _stores(component) -> list:
+    """The ``data`` of every ``dcc.Store`` holding a dict in a layout tree."""
+    found = []
+    if type(component).__name__ == "Store" and isinstance(getattr(component, "data", None), dict):
+        found.append(component.data)
+    children = getattr(component, "children", None)
+    for child in children if isinstance(children, (list, tuple)) else [children]:
+        if child is not None and not isinstance(child, (str, int, float)):
+            found += _stores(child)
+    return found

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from ml.artifacts import (
     _formula_key,
     artifact_dir,
     column_label,
+    table_csv,
     write_artifacts,
 )
 from ml.models_registry import file_sha256
@@ -122,6 +124,28 @@ def test_write_refuses_inconsistent_input(tmp_path):
 def test_column_label():
     assert column_label("band_gap") == "band gap (eV)"
     assert column_label("crystal_system") == "crystal system"
+
+
+def test_neighbour_csv_has_units_and_no_float32_noise(small_map):
+    artifacts = MapArtifacts.load("user-toy", "m")
+    table = artifacts.neighbors("mp-3", k=3).assign(
+        density=np.array([3.0000002, 2.1234567, np.nan], dtype=np.float32),
+        spacegroup_number=pd.array([225, None, 227], dtype="Int16"),
+        crystal_system=["cubic", None, "cubic"],
+        tc_kelvin=[9.2345, np.nan, np.nan],
+    )
+    lines = table_csv(table).splitlines()
+    assert lines[0] == ("rank,material_id,formula,distance (embedding units),band_gap (eV),density (g/cm³),"
+                        "spacegroup_number,crystal_system,tc_kelvin (K)")
+    assert lines[1] == "1,mp-2,LiCoO2,2.0,2.7,3.0,225,cubic,9.23"
+    assert lines[2] == "2,mp-1,NaCl,3.0,5.0,2.1235,,,"
+    # another distance (a baseline descriptor's) gets its own unit; the table is not changed
+    assert table_csv(table, {"distance": "ewald descriptor units"}).startswith(
+        "rank,material_id,formula,distance (ewald descriptor units),")
+    assert table["density"].dtype == np.float32 and table.columns[3] == "distance"
+    # read back: the same values as the table, to 4 decimals
+    back = pd.read_csv(io.StringIO(table_csv(table)))
+    np.testing.assert_allclose(back["density (g/cm³)"], table["density"], atol=5e-5)
 
 
 def test_single_neighbour_searches_run_on_one_faiss_thread(small_map, monkeypatch):

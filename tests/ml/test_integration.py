@@ -136,8 +136,8 @@ def test_neighbors_csv(env, capsys):
     rc, out, _ = run_cli(capsys, "neighbors", "--dataset", str(env.cifs), "--model", "tiny",
                          "--material-id", query, "--k", "5", "--out", "-")
     assert rc == 0
-    assert out.splitlines()[0].startswith("rank,material_id,formula,distance,")
-    table = pd.read_csv(io.StringIO(out))
+    assert out.splitlines()[0].startswith("rank,material_id,formula,distance (embedding units),")
+    table = pd.read_csv(io.StringIO(out)).rename(columns={"distance (embedding units)": "distance"})
     assert len(table) == 5 and list(table["rank"]) == [1, 2, 3, 4, 5]
     assert query not in set(table["material_id"])
     assert np.all(np.diff(table["distance"]) >= 0)
