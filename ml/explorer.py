@@ -92,7 +92,7 @@ def generator():
     """The trained :class:`ml.generate.Generator`, loaded once per process.
 
     Raises:
-        ExplorerUnavailable: no ``unet.pt`` / ``vae.pt``, or the dataset's voxel store is not built.
+        ExplorerUnavailable: no ``vae.pt``, or the dataset's voxel store is not built.
     """
     global _generator
     if _generator is None:
@@ -103,10 +103,10 @@ def generator():
 
                 try:
                     _generator = Generator.load(_source["model_dir"], dataset=_source["dataset"], device="cpu")
-                except FileNotFoundError as error:
-                    raise ExplorerUnavailable(str(error), "python -m ml train-vae --config cpu") from None
                 except VAEDataError as error:
                     raise ExplorerUnavailable(str(error), f"python -m ml vae-data --dataset {_dataset_name()}") from None
+                except (FileNotFoundError, ValueError) as error:  # ValueError: a checkpoint of an older format
+                    raise ExplorerUnavailable(str(error), "python -m ml train-vae --config cpu") from None
     return _generator
 
 
@@ -120,29 +120,51 @@ def unavailable() -> dict | None:
     return None
 
 
-#: The paper's validation numbers (Court et al. 2020): UNet non-zero recall, cell-length MAE (Å).
-PAPER_UNET_RECALL, PAPER_CELL_MAE = 0.87, 0.06
-#: Below this UNet recall the decoded crystals are mostly invalid: the page says so.
-USABLE_UNET_RECALL = 0.5
-
-
 def quality_warning() -> str | None:
-    """A warning for the page when the loaded generator is far from usable (its UNet assigns
-    the right element to under :data:`USABLE_UNET_RECALL` of atom voxels on validation), with
-    its numbers beside the paper's; ``None`` when it is usable or its metrics are unknown.
+    """A warning for the page unless the loaded generator passed every gate of its own
+    evaluation (``metrics.json`` beside ``vae.pt``, written by ``python -m ml evaluate-vae``):
+    the failed gates with their values and targets, or that it has not been evaluated.
+    ``None`` when it is usable.
 
     Raises:
         ExplorerUnavailable: as :func:`generator`.
     """
-    validation = getattr(generator(), "validation", {}) or {}
-    recall = validation.get("unet_nonzero_recall")
-    if recall is None or recall >= USABLE_UNET_RECALL:
+    report = getattr(generator(), "report", None)
+    if not report or "gates" not in report:
+        return ("This generator has not been evaluated yet (no metrics.json beside its weights), so how many of its "
+                "crystals are valid is unknown. Run: python -m ml evaluate-vae")
+    if report.get("usable"):
         return None
-    cell = validation.get("cell_length_mae")
-    cell_text = f" and its decoded cells are off by {cell:.2f} Å on average (paper {PAPER_CELL_MAE} Å)" if cell is not None else ""
-    return (f"This generator is an early training: its UNet assigns the right element to {recall:.1%} of atom voxels "
-            f"(paper {PAPER_UNET_RECALL:.0%}){cell_text}, so most generated crystals are invalid. Its model card "
-            f"gives the numbers; python -m ml train-vae --config paper on a GPU trains the published recipe.")
+    failed = [f"{name.replace('_', ' ')} {_gate_value(name, gate['value'])} "
+              f"(needs {gate['op']} {_gate_value(name, gate['target'])})"
+              for name, gate in report["gates"].items() if not gate["passed"]]
+    return ("This generator does not pass its quality gates yet, so many generated crystals are not plausible: "
+            + "; ".join(failed) + ". Its model card gives every number.")
+
+
+#: Gates measured in Å or in sites; every other gate is a share.
+_ABSOLUTE_GATES = {"cell_length_mae": " Å", "site_count_error": " sites"}
+
+
+def _gate_value(name: str, value) -> str:
+    if value is None:
+        return "not measured"
+    if name in _ABSOLUTE_GATES:
+        return f"{value:.2f}{_ABSOLUTE_GATES[name]}"
+    return f"{value:.0%}"
+
+
+def evaluation_summary() -> dict | None:
+    """The loaded generator's evaluation as plain data for the page: ``{"gates": {name: {"value",
+    "target", "op", "passed"}}, "usable", "funnel"}``; ``None`` when it has not been evaluated.
+
+    Raises:
+        ExplorerUnavailable: as :func:`generator`.
+    """
+    report = getattr(generator(), "report", None)
+    if not report or "gates" not in report:
+        return None
+    return {"gates": report["gates"], "usable": bool(report.get("usable")), "funnel": report.get("funnel")}
 
 
 def vae_table():
@@ -193,7 +215,7 @@ def _generator_files() -> bool:
     model_dir = _source["model_dir"]
     folder = Path(model_dir) if model_dir is not None and Path(model_dir).is_dir() else \
         get_settings().models_dir / (model_dir or MODEL_DIR)
-    return (folder / "unet.pt").is_file() and (folder / "vae.pt").is_file()
+    return (folder / "vae.pt").is_file()
 
 
 _ids: tuple[int, frozenset] | None = None

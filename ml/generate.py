@@ -1,14 +1,14 @@
-"""Crystal generation with the trained voxel VAE (Court et al., J. Chem. Inf. Model. 60, 4518, 2020):
-latent vectors → density and coordinate channels (VAE decoder) → species per voxel (UNet) →
-pymatgen ``Structure`` (watershed, :func:`ml.voxels.structure_from_voxels`) → validity and the
-targeted-generation funnel.
+"""Crystal generation with the trained voxel VAE (after Court et al., J. Chem. Inf. Model. 60, 4518,
+2020): latent vectors → density, per-voxel element log-probabilities and cell length (VAE decoder,
+:mod:`ml.models.vae3d`) → pymatgen ``Structure`` (:func:`ml.vae_decode.decode_crystal`) → validity
+(:mod:`ml.validity`) and the targeted-generation funnel.
 
 The narrow API a CLI verb or a Dash page calls::
 
     generator = Generator.load()                         # data/models/vae-cpu, dataset mp2024
     crystals = generator.interpolate("mp-…", "mp-…", steps=10, progress=callback)
     crystals = generator.sample_around("mp-…", variance=0.5, n=1000, progress=callback)
-    crystals = generator.sample(decile=3, n=1000)
+    crystals = generator.sample(decile=3, n=1000)        # latent prior: the fitted mixture, else N(0, I)
     [c.record() for c in crystals]                       # plain dicts (CSV rows)
     write_generated(crystals, out_dir)                   # CIFs + generated.csv
 
@@ -16,21 +16,24 @@ The narrow API a CLI verb or a Dash page calls::
 the VAE's set and bad arguments raise :class:`GenerationError` (a ``ValueError``) with a message
 fit for a user.
 
-Validity (the paper's rule): the structure decodes and no two atoms lie closer than 0.5 Å.
-The targeted funnel, each stage a subset of the one before (Court et al. 2020):
-``valid`` → ``same_stoichiometry`` (the base's integer ratio, e.g. 1:1:3) → ``novel`` (reduced
-formula not among the VAE's training crystals) → ``energy_within_20pct`` (CGCNN-predicted
-formation energy within 20 % of the base's DFT value) → ``unique`` (first of its reduced formula).
-Without a formation-energy predictor (``ml.property_model``) the funnel stops at ``novel``.
+Validity: ``valid`` is the strict rule of :func:`ml.validity.strict_validity` (parses, 2–40 sites,
+distances > 0.5 Å, a cubic space group, a family's formula shape); ``valid_paper`` is Court et
+al.'s (distances > 0.5 Å). The targeted funnel, each stage a subset of the one before (Court et
+al. 2020): ``valid`` (strict) → ``same_stoichiometry`` (the base's integer ratio, e.g. 1:1:3) →
+``novel`` (reduced formula not among the VAE's training crystals) → ``energy_within_20pct``
+(CGCNN-predicted formation energy within 20 % of the base's DFT value) → ``unique`` (first of
+its reduced formula). Without a formation-energy predictor (``ml.property_model``) the funnel
+stops at ``novel``.
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -38,12 +41,16 @@ import torch
 
 log = logging.getLogger(__name__)
 
+from ml.vae_decode import PEAK_THRESHOLD
+
 DEFAULT_MODEL_DIR = "vae-cpu"
-MIN_DISTANCE = 0.5  # Å, validity threshold of Court et al.
+PRIOR_FILE = "latent_prior.npz"
+#: the evaluation report kept beside the weights (``ml.vae_train.REPORT_FILE``)
+REPORT_FILE = "metrics.json"
 FUNNEL_STAGES = ("invalid", "valid", "same_stoichiometry", "novel", "energy_within_20pct", "unique")
 PROPERTY_MODELS = {"formation_energy_per_atom": "cgcnn-formation-energy", "band_gap": "cgcnn-band-gap"}
-CSV_COLUMNS = ["index", "file", "formula", "valid", "reason", "a", "b", "c", "n_sites", "decile", "t",
-               "formation_energy_per_atom", "band_gap", "funnel_stage"]
+CSV_COLUMNS = ["index", "file", "formula", "valid", "valid_paper", "reason", "spacegroup_number", "a", "b", "c",
+               "n_sites", "decile", "t", "formation_energy_per_atom", "band_gap", "funnel_stage"]
 
 Progress = Callable[[int, int], None] | None
 
@@ -59,10 +66,12 @@ class GeneratedCrystal:
     Attributes:
         index: position in the request (0-based).
         structure: the decoded pymatgen ``Structure`` (``None`` when decoding failed).
-        valid: decoded and all interatomic distances > 0.5 Å.
-        reason: why it is not valid (``None`` when valid).
-        lattice: ``(a, b, c)`` in Å read from the coordinate channels.
+        valid: passes the strict rule (:func:`ml.validity.strict_validity`).
+        reason: the first strict rule it breaks (``None`` when valid).
+        lattice: ``(a, b, c)`` in Å (a cubic cell: three equal lengths).
         decile: the formation-energy decile conditioned on (argmax of the condition).
+        valid_paper: passes Court et al.'s rule (decoded, all distances > 0.5 Å).
+        spacegroup_number: found by spglib at 0.1 Å (``None`` when not reached).
         t: position on an interpolation line (0 = first material, 1 = second), else ``None``.
         formation_energy_per_atom: CGCNN prediction, eV/atom (``None``: no predictor / invalid).
         band_gap: CGCNN prediction, eV.
@@ -75,6 +84,8 @@ class GeneratedCrystal:
     reason: str | None
     lattice: tuple[float, float, float]
     decile: int
+    valid_paper: bool = False
+    spacegroup_number: int | None = None
     t: float | None = None
     formation_energy_per_atom: float | None = None
     band_gap: float | None = None
@@ -89,48 +100,11 @@ class GeneratedCrystal:
         """A plain dict (no pymatgen objects): the CSV row, lengths in Å, energies in eV/atom, gap in eV."""
         a, b, c = (round(float(v), 4) for v in self.lattice)
         return {"index": self.index, "file": f"{self.index:04d}.cif" if self.structure is not None else "",
-                "formula": self.formula or "", "valid": self.valid, "reason": self.reason or "",
+                "formula": self.formula or "", "valid": self.valid, "valid_paper": self.valid_paper,
+                "reason": self.reason or "", "spacegroup_number": self.spacegroup_number,
                 "a": a, "b": b, "c": c, "n_sites": 0 if self.structure is None else len(self.structure),
                 "decile": self.decile, "t": self.t, "formation_energy_per_atom": self.formation_energy_per_atom,
                 "band_gap": self.band_gap, "funnel_stage": self.funnel_stage}
-
-
-def vote_species(species: np.ndarray, density: np.ndarray, threshold: float = 0.1) -> np.ndarray:
-    """One species per atom: the occupied voxels are split into atoms by a watershed of the
-    density (markers at its local maxima above ``threshold``; the grid wrap-padded so atoms on the
-    cell faces stay whole), and every atom's voxels take the most frequent species among them.
-
-    A network's per-voxel species often mixes two elements inside one atom's blob; decoded as is,
-    each part becomes an atom and the pair sits closer than 0.5 Å. Voxels no marker reaches keep
-    their label.
-
-    Shapes:
-        species ``(N, N, N)`` int (0 empty), density ``(N, N, N)`` → ``(N, N, N)`` like ``species``.
-    """
-    from scipy import ndimage
-    from skimage.segmentation import watershed
-
-    mask = species > 0
-    if not mask.any():
-        return species
-    pad = max(2, species.shape[0] // 8)
-    d = np.pad(density, pad, mode="wrap")
-    m = np.pad(mask, pad, mode="wrap")
-    peaks = m & (d >= ndimage.maximum_filter(d, size=3)) & (d > threshold)
-    markers, _ = ndimage.label(peaks)
-    labels = watershed(-d, markers, mask=m)[pad:-pad, pad:-pad, pad:-pad]
-    out = species.copy()
-    flat_labels, flat_species = labels.ravel(), species.ravel().astype(np.int64)
-    occupied = flat_labels > 0
-    if not occupied.any():
-        return out
-    # majority species of every region at once: counts over (region, species) pairs
-    _, region = np.unique(flat_labels[occupied], return_inverse=True)
-    counts = np.zeros((region.max() + 1, int(flat_species.max()) + 1), dtype=np.int64)
-    np.add.at(counts, (region, flat_species[occupied]), 1)
-    winner = counts.argmax(axis=1)
-    out.ravel()[np.flatnonzero(occupied)] = winner[region]
-    return out
 
 
 def _pick_device(device) -> torch.device:
@@ -155,20 +129,38 @@ def load_property_predictors() -> dict[str, object]:
     return found
 
 
+def model_folder(model_dir: str | Path | None = None) -> Path:
+    """The generator folder: ``model_dir`` when it is a folder, else ``data/models/<model_dir or vae-cpu>``."""
+    from ml.settings import get_settings
+
+    if model_dir is not None and Path(model_dir).is_dir():
+        return Path(model_dir)
+    return get_settings().models_dir / (str(model_dir) if model_dir else DEFAULT_MODEL_DIR)
+
+
 class Generator:
-    """A trained UNet + Cond-DFC-VAE pair with the VAE's voxel store (for encoding known materials).
+    """A trained :class:`ml.models.vae3d.CondVAE3D` with the VAE's voxel store (for encoding
+    known materials) and, when fitted, the latent prior of random generation.
 
     Build with :meth:`load`. Methods return lists of :class:`GeneratedCrystal`.
     """
 
-    def __init__(self, vae, unet, voxel_config, arrays, selection, predictors: dict, device: torch.device,
-                 dataset=None, chunk: int = 20, vote: bool = True) -> None:
-        self.vae, self.unet, self.voxel_config = vae, unet, voxel_config
+    def __init__(self, vae, vocabulary: list[int], arrays, selection, predictors: dict, device: torch.device,
+                 dataset=None, prior=None, chunk: int = 32) -> None:
+        from ml.vae_train import class_lookup
+
+        self.vae, self.vocabulary = vae, list(vocabulary)
+        self.lookup = class_lookup(self.vocabulary)
         self.dataset = dataset  # ml.datasets.Dataset the store was built from (ids, conventional cells)
-        self.vote = vote  # one species per atom before decoding (:func:`vote_species`)
         self.dataset_ids = frozenset(dataset.material_ids) if dataset is not None else frozenset()
         self.arrays, self.selection, self.predictors, self.device, self.chunk = arrays, selection, predictors, device, chunk
-        #: validation metrics saved with the checkpoints (``unet_nonzero_recall``, ``cell_length_mae`` Å), set by :meth:`load`
+        #: smallest decoded density that marks an atom (:data:`ml.vae_decode.PEAK_THRESHOLD`)
+        self.peak_threshold = PEAK_THRESHOLD
+        #: :class:`ml.latent_prior.LatentPrior` of random generation (``None``: N(0, I) only)
+        self.prior = prior
+        #: the evaluation of ``python -m ml evaluate-vae`` (``metrics.json``: gates, ``usable``), ``None`` when absent
+        self.report: dict | None = None
+        #: validation figures saved with the checkpoint (``species_voxel_accuracy``, ``cell_length_mae`` Å), set by :meth:`load`
         self.validation: dict[str, float] = {}
         self._row = {m: i for i, m in enumerate(arrays.material_ids)}
         train = selection[selection["split"] == "train"]
@@ -179,8 +171,8 @@ class Generator:
     @classmethod
     def load(cls, model_dir: str | Path | None = None, dataset="mp2024", device=None,
              predictors: dict | None = None) -> Generator:
-        """Load ``unet.pt`` and ``vae.pt`` of ``model_dir`` (a folder, or a name under
-        ``data/models``; default ``vae-cpu``) and the voxel store of ``dataset``.
+        """Load ``vae.pt`` (and ``latent_prior.npz`` when present) of ``model_dir`` (a folder, or a
+        name under ``data/models``; default ``vae-cpu``) and the voxel store of ``dataset``.
 
         Args:
             dataset: a registry name, or an ``ml.datasets.Dataset`` (a subset, as in tests).
@@ -188,35 +180,42 @@ class Generator:
                 :func:`load_property_predictors`.
 
         Raises:
-            FileNotFoundError: no trained generator there. ml.vae_data.VAEDataError: the
-            dataset's voxel store is not built.
+            FileNotFoundError: no trained generator there. ValueError: a checkpoint of another
+            format. ml.vae_data.VAEDataError: the dataset's voxel store is not built.
         """
         from ml.datasets import get_dataset
+        from ml.latent_prior import LatentPrior
         from ml.models.vae3d import load_voxel_model
-        from ml.settings import get_settings
         from ml.vae_data import load_voxel_arrays, select_vae_materials
         from ml.voxels import VoxelConfig
 
-        folder = Path(model_dir) if model_dir is not None and Path(model_dir).is_dir() else \
-            get_settings().models_dir / (model_dir or DEFAULT_MODEL_DIR)
-        if not (folder / "vae.pt").is_file() or not (folder / "unet.pt").is_file():
-            raise FileNotFoundError(f"no trained generator in {folder} (needs unet.pt and vae.pt; "
+        folder = model_folder(model_dir)
+        if not (folder / "vae.pt").is_file():
+            raise FileNotFoundError(f"no trained generator in {folder} (needs vae.pt; "
                                     "train with: python -m ml train-vae --config cpu)")
         device = _pick_device(device)
-        vae, payload = load_voxel_model(folder / "vae.pt", "cond-dfc-vae", device)
-        unet, unet_payload = load_voxel_model(folder / "unet.pt", "unet3d", device)
-        # fields added to VoxelConfig after training (decoding options) take their defaults
-        known = {f.name for f in fields(VoxelConfig)}
-        voxel_config = VoxelConfig(**{k: v for k, v in payload["voxel_config"].items() if k in known})
+        vae, payload = load_voxel_model(folder / "vae.pt", device)
+        voxel_config = VoxelConfig(**payload["voxel_config"])
         data = get_dataset(dataset) if isinstance(dataset, str) else dataset
         arrays = load_voxel_arrays(data, voxel_config=voxel_config)
         selection = select_vae_materials(data, progress=False)
         predictors = load_property_predictors() if predictors is None else predictors
-        loaded = cls(vae, unet, voxel_config, arrays, selection, predictors, device, data)
-        unet_val, vae_val = unet_payload.get("val_metrics") or {}, payload.get("val_metrics") or {}
-        loaded.validation = {k: float(v) for k, v in (("unet_nonzero_recall", unet_val.get("nonzero_recall")),
-                                                      ("cell_length_mae", vae_val.get("cell_length_mae"))) if v is not None}
+        prior = LatentPrior.load(folder / PRIOR_FILE) if (folder / PRIOR_FILE).is_file() else None
+        loaded = cls(vae, payload["vocabulary"], arrays, selection, predictors, device, data, prior)
+        loaded.validation = {k: float(v) for k, v in (payload.get("val_metrics") or {}).items()}
+        if (folder / REPORT_FILE).is_file():
+            loaded.report = json.loads((folder / REPORT_FILE).read_text())
         return loaded
+
+    def fit_prior(self, n_components: int = 8, seed: int = 0):
+        """Fit :class:`ml.latent_prior.LatentPrior` to the training crystals' μ (per decile) and use it."""
+        from ml.latent_prior import LatentPrior
+
+        rows = np.flatnonzero(self.arrays.split == "train")
+        mu = self.encode_rows(rows)[0].cpu().numpy()
+        self.prior = LatentPrior.fit(mu, np.asarray(self.arrays.decile[rows]), self.vae.config.n_conditions,
+                                     n_components, seed)
+        return self.prior
 
     # ------------------------------------------------------------------ encoding
 
@@ -235,14 +234,23 @@ class Generator:
         raise GenerationError(f"unknown material id {material_id!r}")
 
     @torch.inference_mode()
-    def encode(self, material_id: str) -> tuple[torch.Tensor, torch.Tensor, int]:
-        """μ, log σ² ``(latent_dim,)`` of a known material and its decile (conditioned on it)."""
+    def encode_rows(self, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+        """μ and log σ² ``(n, latent_dim)`` of voxel-store rows, and their deciles ``(n,)``."""
         from ml.vae_train import voxel_batch
 
-        row = self.row_of(material_id)
-        batch = voxel_batch(self.arrays, np.array([row]), self.device)
-        mu, logvar = self.vae.encode(batch.x, batch.condition)
-        return mu[0], logvar[0], int(batch.decile[0])
+        self.vae.eval()
+        mus, logvars = [], []
+        for start in range(0, len(rows), 64):
+            batch = voxel_batch(self.arrays, rows[start : start + 64], self.lookup, self.device)
+            mu, logvar = self.vae.encode(batch.density, batch.species, batch.lattice, batch.condition)
+            mus.append(mu)
+            logvars.append(logvar)
+        return torch.cat(mus), torch.cat(logvars), np.asarray(self.arrays.decile[rows], dtype=np.int64)
+
+    def encode(self, material_id: str) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """μ, log σ² ``(latent_dim,)`` of a known material and its decile (conditioned on it)."""
+        mu, logvar, decile = self.encode_rows(np.array([self.row_of(material_id)]))
+        return mu[0], logvar[0], int(decile[0])
 
     # ------------------------------------------------------------------ decoding
 
@@ -254,41 +262,38 @@ class Generator:
         Shapes:
             z ``(n, latent_dim)``; condition ``(n, 10)`` (one-hot, or a mix on interpolation lines).
         """
-        from ml.models.unet3d import predict_species
-        from ml.voxels import (
-            VoxelDecodeError,
-            is_valid_structure,
-            lattice_from_coordinates,
-            structure_from_voxels,
-        )
+        from ml.vae_decode import decode_crystal
+        from ml.validity import strict_validity
+        from ml.voxels import VoxelDecodeError
 
         self.vae.eval()
-        self.unet.eval()
         out: list[GeneratedCrystal] = []
         n = len(z)
         for start in range(0, n, self.chunk):
             zc = z[start : start + self.chunk].to(self.device)
             cc = condition[start : start + self.chunk].to(self.device)
-            x = self.vae.decode(zc, cc)
-            species = predict_species(self.unet(x[:, :1])).cpu().numpy()
-            density = x[:, 0].float().cpu().numpy()
-            lattice = lattice_from_coordinates(x[:, 1:].float().cpu().numpy(), self.voxel_config)
+            density, logits, lattice = self.vae.decode(zc, cc)
+            density = density[:, 0].float().cpu().numpy()
+            log_probs = torch.log_softmax(logits.float(), dim=1).cpu().numpy()
+            lattice = lattice.float().cpu().numpy()
             deciles = cc.argmax(dim=1).cpu().numpy()
             for i in range(len(zc)):
                 index = start + i
-                structure, reason = None, None
                 try:
-                    grid = vote_species(species[i], density[i], self.voxel_config.peak_threshold) if self.vote \
-                        else species[i]
-                    structure = structure_from_voxels(grid, lattice[i], density[i], self.voxel_config)
-                    if not is_valid_structure(structure, MIN_DISTANCE):
-                        reason = f"atoms closer than {MIN_DISTANCE} Å"
+                    structure = decode_crystal(density[i], log_probs[i], float(lattice[i]), self.vocabulary,
+                                               self.peak_threshold)
                 except (VoxelDecodeError, ValueError) as exc:  # pymatgen's own ValueErrors on odd cells too
-                    structure, reason = None, str(exc) or type(exc).__name__
-                out.append(GeneratedCrystal(index=index, structure=structure, valid=reason is None, reason=reason,
-                                            lattice=tuple(float(v) for v in lattice[i]), decile=int(deciles[i]),
+                    structure, failure = None, str(exc) or type(exc).__name__
+                else:
+                    failure = None
+                verdict = strict_validity(structure)
+                a = float(lattice[i])
+                out.append(GeneratedCrystal(index=index, structure=structure, valid=verdict.strict,
+                                            reason=failure or verdict.reason, lattice=(a, a, a),
+                                            decile=int(deciles[i]), valid_paper=verdict.paper,
+                                            spacegroup_number=verdict.spacegroup_number,
                                             t=None if t is None else float(t[index]),
-                                            funnel_stage="valid" if reason is None else "invalid"))
+                                            funnel_stage="valid" if verdict.strict else "invalid"))
             if progress is not None:
                 progress(min(start + self.chunk, n), n)
         self._predict(out)
@@ -315,21 +320,38 @@ class Generator:
 
     def reconstruct(self, material_ids: list[str], progress: Progress = None) -> list[GeneratedCrystal]:
         """Decode the posterior means μ of known materials (each with its own decile)."""
-        encoded = [self.encode(m) for m in material_ids]
-        if not encoded:
+        rows = np.array([self.row_of(m) for m in material_ids], dtype=np.int64)
+        if not len(rows):
             return []
-        z = torch.stack([e[0] for e in encoded])
-        return self.decode(z, self._condition([e[2] for e in encoded]), progress)
+        mu, _, deciles = self.encode_rows(rows)
+        return self.decode(mu, self._condition(deciles), progress)
 
-    def sample(self, decile: int, n: int, seed: int = 0, progress: Progress = None) -> list[GeneratedCrystal]:
-        """Random generation: z ~ N(0, I) with a chosen formation-energy decile (0 = most stable).
+    def sample(self, decile: int, n: int, seed: int = 0, progress: Progress = None,
+               prior: str | None = None) -> list[GeneratedCrystal]:
+        """Random generation with a chosen formation-energy decile (0 = most stable).
+
+        Args:
+            prior: ``"fitted"`` (the mixture fitted to the training crystals' μ of that decile,
+                :mod:`ml.latent_prior`; the default when the model has one) or ``"normal"``
+                (z ~ N(0, I), the paper's).
 
         Raises:
-            GenerationError: ``n`` < 1 or a decile outside 0–9.
+            GenerationError: ``n`` < 1, a decile outside 0–9, an unknown prior, or ``"fitted"``
+            for a model without one.
         """
+        from ml.latent_prior import PRIORS
+
         _check_count(n)
         condition = self._condition([decile] * n)
-        z = torch.randn(n, self.vae.config.latent_dim, generator=torch.Generator().manual_seed(seed))
+        prior = prior or ("fitted" if self.prior is not None else "normal")
+        if prior not in PRIORS:
+            raise GenerationError(f"prior must be one of {', '.join(PRIORS)}, got {prior!r}")
+        if prior == "fitted":
+            if self.prior is None:
+                raise GenerationError(f"this model has no fitted latent prior ({PRIOR_FILE}); use prior 'normal'")
+            z = torch.from_numpy(self.prior.sample(int(decile), n, np.random.default_rng(seed)))
+        else:
+            z = torch.randn(n, self.vae.config.latent_dim, generator=torch.Generator().manual_seed(seed))
         return self.decode(z, condition, progress)
 
     def sample_around(self, material_id: str, variance: float, n: int, decile: int | None = None, seed: int = 0,
@@ -362,11 +384,10 @@ class Generator:
         """
         if not isinstance(steps, int) or steps < 2 or steps > 1000:
             raise GenerationError(f"steps must be an integer from 2 to 1000, got {steps!r}")
-        mu_a, _, dec_a = self.encode(id_a)
-        mu_b, _, dec_b = self.encode(id_b)
+        mu, _, deciles = self.encode_rows(np.array([self.row_of(id_a), self.row_of(id_b)]))
         t = torch.linspace(0, 1, steps)
-        z = (1 - t)[:, None] * mu_a.cpu()[None] + t[:, None] * mu_b.cpu()[None]
-        ca, cb = self._condition([dec_a]), self._condition([dec_b])
+        z = (1 - t)[:, None] * mu[0].cpu()[None] + t[:, None] * mu[1].cpu()[None]
+        ca, cb = self._condition([deciles[0]]), self._condition([deciles[1]])
         condition = (1 - t)[:, None] * ca + t[:, None] * cb
         return self.decode(z, condition, progress, t=t.tolist())
 
@@ -399,6 +420,15 @@ class Generator:
                             stage = "unique"
             crystal.funnel_stage = stage
         return funnel_counts(crystals, energy_checked=can_check_energy)
+
+
+def fit_latent_prior(model_dir: str | Path | None = None, dataset="mp2024", n_components: int = 8) -> Path:
+    """Fit the latent prior of random generation (:mod:`ml.latent_prior`) to a trained
+    generator's training crystals and save it as ``latent_prior.npz`` beside ``vae.pt``."""
+    generator = Generator.load(model_dir, dataset, predictors={})
+    path = model_folder(model_dir) / PRIOR_FILE
+    generator.fit_prior(n_components).save(path)
+    return path
 
 
 def _check_count(n) -> None:

@@ -1,6 +1,6 @@
 """The crystal-generator verbs of ``python -m ml`` (registered by :mod:`ml.cli`):
 
-    python -m ml train-vae --config cpu [--stage unet|vae|both] [--resume]
+    python -m ml train-vae --config cpu [--resume] [--max-minutes M]
     python -m ml evaluate-vae [--model vae-cpu] [--n-random 1000] [--n-targeted 1000]
     python -m ml generate interpolate --from mp-… --to mp-… --steps 10 --out DIR
     python -m ml generate sample --around mp-… --variance 0.5 --n 1000 --out DIR
@@ -22,23 +22,25 @@ VAE_VERBS = ("train-vae", "evaluate-vae", "generate")
 
 def add_vae_verbs(verbs) -> None:
     """Add the generator's sub-parsers to ``python -m ml``'s sub-parser collection."""
-    p = verbs.add_parser("train-vae", help="train the voxel crystal generator (UNet, then Cond-DFC-VAE)")
+    p = verbs.add_parser("train-vae", help="train the voxel crystal generator (conditional VAE with species channels)")
     p.add_argument("--config", choices=["cpu", "paper"], default="cpu")
     p.add_argument("--dataset", default="mp2024")
-    p.add_argument("--stage", choices=["unet", "vae", "both"], default="both", help="which model(s) to train")
-    p.add_argument("--run-dir", type=Path, default=None, help="checkpoints and logs (default data/runs/vae-<config>)")
+    p.add_argument("--run-dir", type=Path, default=None, help="checkpoint and log (default data/runs/vae-<config>)")
     p.add_argument("--out", type=Path, default=None, help="model folder (default data/models/vae-<config>)")
-    p.add_argument("--resume", action="store_true", help="continue from run-dir/<stage>/last.pt")
-    p.add_argument("--unet-epochs", type=int, default=None, help="override the config's UNet epochs")
-    p.add_argument("--vae-epochs", type=int, default=None, help="override the config's VAE epochs")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from run-dir/last.pt, else from the model folder's train_state.pt (a committed campaign)")
+    p.add_argument("--epochs", type=int, default=None, help="override the config's epochs")
+    p.add_argument("--max-minutes", type=float, default=None, help="stop after the epoch that passes this time")
     p.add_argument("--max-train", type=int, default=None, help="override: number of training crystals")
 
     p = verbs.add_parser("evaluate-vae", help="score the generator on the validation split against the paper")
     p.add_argument("--dataset", default="mp2024")
     p.add_argument("--model", default=None, help="model folder or name in data/models (default vae-cpu)")
-    p.add_argument("--n-random", type=int, default=1000, help="random samples z ~ N(0, I) (default 1000)")
+    p.add_argument("--n-random", type=int, default=1000, help="random samples per prior (default 1000)")
     p.add_argument("--n-targeted", type=int, default=1000, help="targeted samples in all (default 1000)")
     p.add_argument("--n-bases", type=int, default=10, help="validation materials to sample around (default 10)")
+    p.add_argument("--n-pairs", type=int, default=50, help="interpolation pairs within a family (default 50)")
+    p.add_argument("--no-control", action="store_true", help="skip the untrained-model negative control")
     p.add_argument("--max-val", type=int, default=None, help="score at most this many validation crystals")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=None, help="report folder (default data/reports/vae/<model>)")
@@ -62,6 +64,9 @@ def add_vae_verbs(verbs) -> None:
             q.add_argument("--decile", type=int, default=None,
                            help="formation-energy decile 0–9 (required without --around; default: the base's)")
             q.add_argument("--n", type=int, default=1000, help="number of samples (default 1000)")
+            q.add_argument("--prior", choices=["fitted", "normal"], default=None,
+                           help="with --decile: latent vectors from the mixture fitted to the training crystals "
+                                "(default when the model has one) or from N(0, I)")
 
 
 def run_vae_verb(args: argparse.Namespace) -> int:
@@ -73,29 +78,32 @@ def run_vae_verb(args: argparse.Namespace) -> int:
         from ml.datasets import get_dataset
         from ml.settings import get_settings
         from ml.train import pick_device
-        from ml.vae_train import VAE_TRAIN_CONFIGS, train_unet, train_vae
+        from ml.vae_data import build_voxel_arrays
+        from ml.generate import fit_latent_prior
+        from ml.vae_train import TRAIN_STATE_FILE, VAE_TRAIN_CONFIGS, train_vae
 
         config = VAE_TRAIN_CONFIGS[args.config]
-        overrides = {"unet_epochs": args.unet_epochs, "vae_epochs": args.vae_epochs, "max_train": args.max_train}
+        overrides = {"epochs": args.epochs, "max_minutes": args.max_minutes, "max_train": args.max_train}
         config = replace(config, **{k: v for k, v in overrides.items() if v is not None})
         settings = get_settings()
         run_dir = args.run_dir or settings.data_dir / "runs" / f"vae-{args.config}"
         out = args.out or settings.models_dir / f"vae-{args.config}"
         dataset, device = get_dataset(args.dataset), pick_device()
-        if args.stage in ("unet", "both"):
-            result = train_unet(dataset, config, run_dir, out, resume=args.resume, device=device, command=command)
-            print(f"UNet: validation non-zero recall {100 * result['val']['nonzero_recall']:.1f} %; "
-                  f"written to {out / 'unet.pt'}")
-        if args.stage in ("vae", "both"):
-            resume = args.resume and (run_dir / "vae" / "last.pt").is_file()
-            result = train_vae(dataset, config, run_dir, out, resume=resume, device=device, command=command)
-            print(f"VAE: validation loss {result['val']['loss']:.4f}, cell-length MAE "
-                  f"{result['val']['cell_length_mae']:.3f} Å; written to {out / 'vae.pt'}")
+        build_voxel_arrays(dataset, voxel_config=config.voxel_config)
+        resume = args.resume and ((run_dir / "last.pt").is_file() or (out / TRAIN_STATE_FILE).is_file())
+        result = train_vae(dataset, config, run_dir, out, resume=resume, device=device, command=command)
+        fit_latent_prior(out, dataset)
+        val = result["val"]
+        print(f"VAE: {len(result['history'])} epochs; validation species accuracy "
+              f"{100 * val['species_voxel_accuracy']:.1f} % of atom voxels, cell-length MAE "
+              f"{val['cell_length_mae']:.3f} Å; written to {out / 'vae.pt'}"
+              + ("" if result["finished"] else " (stopped at --max-minutes: --resume continues)"))
     elif args.verb == "evaluate-vae":
         from ml.evaluate_vae import evaluate_vae
 
         report = evaluate_vae(args.dataset, args.model, args.n_random, args.n_targeted, args.n_bases,
-                              args.max_val, args.seed, args.out)
+                              args.max_val, args.seed, args.out, n_pairs=args.n_pairs,
+                              negative_control=not args.no_control)
         print(report["markdown"])
     elif args.verb == "generate":
         _generate(args, command)
@@ -121,7 +129,7 @@ def _generate(args: argparse.Namespace, command: list[str]) -> None:
     elif args.around is not None:
         crystals = generator.sample_around(args.around, args.variance, args.n, args.decile, args.seed, progress)
     else:
-        crystals = generator.sample(args.decile, args.n, args.seed, progress)
+        crystals = generator.sample(args.decile, args.n, args.seed, progress, prior=args.prior)
     bar.close()
     path = write_generated(crystals, args.out)
     (Path(args.out) / "command.txt").write_text(shlex.join(command) + "\n")

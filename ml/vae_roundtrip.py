@@ -21,10 +21,10 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from ml.vae_data import VAEDataConfig, conventional_structures, select_vae_materials
+from ml.validity import min_distance_ok
 from ml.voxels import (
     VoxelConfig,
     VoxelDecodeError,
-    is_valid_structure,
     structure_from_voxels,
     voxelize,
 )
@@ -102,7 +102,7 @@ def match_sites(reference, decoded) -> SiteMatch:
 
 def roundtrip(structure, config: VoxelConfig | None = None, use_density: bool = True) -> tuple[SiteMatch, bool]:
     """Voxelise ``structure`` and decode it again; returns the match and whether the decoded
-    structure is valid (:func:`ml.voxels.is_valid_structure`).
+    structure is valid (:func:`ml.validity.min_distance_ok`).
 
     Raises:
         VoxelizationError: the structure cannot be put on the grid.
@@ -110,7 +110,7 @@ def roundtrip(structure, config: VoxelConfig | None = None, use_density: bool = 
     """
     sample = voxelize(structure, config)
     decoded = structure_from_voxels(sample.species, sample.lattice, sample.density if use_density else None, config)
-    return match_sites(structure, decoded), is_valid_structure(decoded)
+    return match_sites(structure, decoded), min_distance_ok(decoded)
 
 
 def roundtrip_report(

@@ -1,9 +1,9 @@
-"""Crystals as 32³ voxel grids and back: the representation of the 3D voxel VAE.
+"""Crystals as voxel grids (16³ on the CPU, the paper's 32³) and back: the representation of the 3D voxel VAE.
 
 Source: C. J. Court, B. Yildirim, A. Jain, J. M. Cole, "3-D Inorganic Crystal Structure Generation
 and Property Prediction via Representation Learning", J. Chem. Inf. Model. 60, 4518 (2020)
 (``../shared/docs/method.md`` part B). One unit cell (orthogonal; the VAE's crystals are cubic
-conventional cells) is sampled on an ``N × N × N`` grid (``N = grid_size = 32``):
+conventional cells) is sampled on an ``N × N × N`` grid (``N = grid_size``, 16 by default):
 
 - voxel ``(i, j, k)`` sits at fractional coordinates ``(i/N, j/N, k/N)``, so the cell origin and
   the high-symmetry positions 1/2, 1/4, 1/8 fall on voxels exactly;
@@ -68,7 +68,7 @@ class VoxelConfig:
     """How a crystal becomes voxels (saved with every cache and checkpoint built from it).
 
     Attributes:
-        grid_size: voxels per cell edge ``N`` (paper: 32).
+        grid_size: voxels per cell edge ``N`` (the CPU recipe: 16; the paper: 32).
         radius_kind: ``"average_ionic"`` (pymatgen ``Element.average_ionic_radius``, fallback
             ``atomic_radius``) or ``"atomic"`` (``Element.atomic_radius``).
         min_radius: smallest radius an atom is given, Å (Shannon radii of small cations such as
@@ -82,7 +82,7 @@ class VoxelConfig:
         orthogonal_tolerance: largest deviation of a cell angle from 90°, degrees.
     """
 
-    grid_size: int = 32
+    grid_size: int = 16
     radius_kind: str = "average_ionic"
     min_radius: float = 0.5
     default_radius: float = 1.0
@@ -429,7 +429,7 @@ def rotate_lattice(lattice, rotation) -> np.ndarray:
 # --------------------------------------------------------------------------- voxels -> structure
 
 
-def _periodic_label(mask: np.ndarray, connectivity: int = 3) -> np.ndarray:
+def periodic_label(mask: np.ndarray, connectivity: int = 3) -> np.ndarray:
     """Connected components of a periodic boolean grid (components joined across the faces)."""
     from skimage.measure import label
 
@@ -471,7 +471,7 @@ def _periodic_edt(mask: np.ndarray, spacing: np.ndarray) -> np.ndarray:
     return dist[pad:-pad, pad:-pad, pad:-pad]
 
 
-def _peak_offset(values: np.ndarray) -> float:
+def peak_offset(values: np.ndarray) -> float:
     """Sub-voxel offset of a maximum from three samples (log parabola; exact for a Gaussian)."""
     if np.any(values <= 0):
         return 0.0
@@ -518,9 +518,9 @@ def _atoms_of_species(
     masked = np.where(mask, surface, -np.inf)
     peaks = mask & (masked >= ndimage.maximum_filter(masked, size=3, mode="wrap")) & (surface > threshold)
     # one marker per plateau of equal maxima (an atom midway between voxels), periodic
-    markers = _periodic_label(peaks)
+    markers = periodic_label(peaks)
     # every connected region gets a marker, even without a peak above the threshold
-    regions = _periodic_label(mask)
+    regions = periodic_label(mask)
     for region in np.setdiff1d(np.unique(regions[mask]), np.unique(regions[markers > 0])):
         voxels = np.argwhere(regions == region)
         best = voxels[np.argmax(surface[tuple(voxels.T)])]
@@ -544,7 +544,7 @@ def _atoms_of_species(
             for axis in range(3):
                 idx = [np.full(3, peak[0]), np.full(3, peak[1]), np.full(3, peak[2])]
                 idx[axis] = grid[(peak[axis] + np.array([-1, 0, 1])) % n]
-                offset[axis] = _peak_offset(surface[tuple(idx)])
+                offset[axis] = peak_offset(surface[tuple(idx)])
         else:
             delta = (region - peak).astype(np.float64)
             delta -= n * np.round(delta / n)  # minimum image about the peak
@@ -564,7 +564,7 @@ def structure_from_voxels(species, lattice, density=None, config: VoxelConfig | 
     wrap around the cell boundary give one atom.
 
     Args:
-        species: ``(N, N, N)`` integer atomic numbers, 0 = empty (e.g. the UNet's argmax).
+        species: ``(N, N, N)`` integer atomic numbers, 0 = empty (e.g. a true grid).
         lattice: ``(3,)`` cell lengths ``(a, b, c)`` in Å (orthogonal cell).
         density: optional ``(N, N, N)`` density from which atom centres are refined.
         config: the :class:`VoxelConfig` the grids were made with.
@@ -597,21 +597,3 @@ def structure_from_voxels(species, lattice, density=None, config: VoxelConfig | 
     if not zs:
         raise VoxelDecodeError("no atom could be decoded from the voxel grids")
     return Structure(Lattice.orthorhombic(*lattice), zs, np.array(coords))
-
-
-# --------------------------------------------------------------------------- validity
-
-
-def is_valid_structure(structure, min_distance: float = 0.5) -> bool:
-    """True when the structure has sites and no two atoms (periodic images included) lie
-    closer than ``min_distance`` Å (the paper's validity rule for generated crystals, 0.5 Å).
-
-    Raises:
-        ValueError: ``min_distance`` is not positive.
-    """
-    if not min_distance > 0:
-        raise ValueError(f"min_distance must be > 0 Å, got {min_distance!r}")
-    if len(structure) == 0:
-        return False
-    centres, _, _, _ = structure.get_neighbor_list(r=min_distance)
-    return len(centres) == 0

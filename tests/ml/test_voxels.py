@@ -8,6 +8,7 @@ import torch
 from pymatgen.core import Element, Lattice, Structure
 
 from ml.vae_roundtrip import match_sites
+from ml.validity import min_distance_ok
 from ml.voxels import (
     CUBE_ROTATIONS,
     VoxelConfig,
@@ -15,7 +16,6 @@ from ml.voxels import (
     VoxelizationError,
     coordinate_channels,
     element_radius,
-    is_valid_structure,
     lattice_from_coordinates,
     model_input,
     rotate90,
@@ -85,7 +85,7 @@ def test_density_is_a_periodic_sum_of_gaussians_with_the_ionic_width():
     # voxel (i, 0, 0) sees the atom and its images along x at i a / N + n a (y, z sums factorise)
     images = np.arange(-5, 6) * a
     along = lambda x: np.exp(-((x + images) ** 2) / (2 * sigma**2)).sum()
-    for i in (0, 3, 16, 29):
+    for i in (0, 3, N // 2, N - 3):
         expected = along(i * a / N) * along(0.0) ** 2
         assert sample.density[i, 0, 0] == pytest.approx(expected, rel=1e-5)
     assert np.allclose(sample.density[3], sample.density[N - 3])  # mirror image across the origin
@@ -167,7 +167,7 @@ def test_model_input_batched_equals_stacked_single():
     with pytest.raises(ValueError):
         model_input(samples[0].density, np.ones((2, 3)), CONFIG)
     with pytest.raises(ValueError):
-        model_input(np.zeros((16, 16, 16)), samples[0].lattice, CONFIG)
+        model_input(np.zeros((N // 2,) * 3), samples[0].lattice, CONFIG)  # a grid of another size
 
 
 # --------------------------------------------------------------------------- rotations
@@ -229,19 +229,22 @@ def test_round_trip_recovers_the_crystal(name, with_density):
     assert match.same_composition and match.delta_sites == 0
     assert match.max_distance < (0.02 if with_density else 0.1), match
     assert np.allclose(decoded.lattice.abc, structure.lattice.abc, rtol=1e-6)
-    assert is_valid_structure(decoded)
+    assert min_distance_ok(decoded)
 
 
-def test_atoms_on_faces_edges_and_corners_are_counted_once():
+@pytest.mark.parametrize("grid, tolerance", [(16, 0.03), (32, 0.02)])  # Å: the CPU grid and the paper's
+def test_atoms_on_faces_edges_and_corners_are_counted_once(grid, tolerance):
     # one atom at a corner, one on an edge, one on a face, one just inside the far face:
     # their voxels are split across the periodic boundary
     structure = Structure(
         Lattice.cubic(6.0), ["K", "K", "Br", "Br"],
         [[0, 0, 0], [0.5, 0, 0], [0, 0.5, 0.5], [0.999, 0.25, 0.75]],
     )
-    decoded = decode(voxelize(structure, CONFIG))
+    config = VoxelConfig(grid_size=grid)
+    sample = voxelize(structure, config)
+    decoded = structure_from_voxels(sample.species, sample.lattice, sample.density, config)
     match = match_sites(structure, decoded)
-    assert len(decoded) == 4 and match.exact(0.02), match
+    assert len(decoded) == 4 and match.exact(tolerance), match
     assert np.all((decoded.frac_coords >= 0) & (decoded.frac_coords < 1))
 
 
@@ -270,7 +273,7 @@ def test_decoding_bad_input_raises_a_clear_error():
     with pytest.raises(VoxelDecodeError, match="empty"):
         structure_from_voxels(np.zeros((N, N, N), dtype=int), sample.lattice, None, CONFIG)
     with pytest.raises(VoxelDecodeError, match="shape"):
-        structure_from_voxels(sample.species[:16], sample.lattice, None, CONFIG)
+        structure_from_voxels(sample.species[: N // 2], sample.lattice, None, CONFIG)
     with pytest.raises(VoxelDecodeError, match="atomic numbers"):
         structure_from_voxels(np.full((N, N, N), 200), sample.lattice, None, CONFIG)
     with pytest.raises(VoxelDecodeError, match="integer"):
@@ -282,11 +285,11 @@ def test_decoding_bad_input_raises_a_clear_error():
 
 
 def test_validity_uses_periodic_distances():
-    assert is_valid_structure(nacl())
+    assert min_distance_ok(nacl())
     close = Structure(Lattice.cubic(5.0), ["Na", "Cl"], [[0, 0, 0], [0.05, 0, 0]])  # 0.25 Å apart
-    assert not is_valid_structure(close)
+    assert not min_distance_ok(close)
     across = Structure(Lattice.cubic(5.0), ["Na", "Cl"], [[0.01, 0, 0], [0.97, 0, 0]])  # 0.2 Å through the face
-    assert not is_valid_structure(across)
-    assert is_valid_structure(close, min_distance=0.2)
+    assert not min_distance_ok(across)
+    assert min_distance_ok(close, min_distance=0.2)
     with pytest.raises(ValueError):
-        is_valid_structure(nacl(), min_distance=0)
+        min_distance_ok(nacl(), min_distance=0)
