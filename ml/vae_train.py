@@ -245,11 +245,16 @@ class _Run:
         if not source.is_file():
             raise FileNotFoundError(f"--resume: no checkpoint at {self.checkpoint}")
         state = torch.load(source, map_location=device, weights_only=True)
-        saved = VAETrainConfig.from_dict(state["config"])
-        if replace(saved, max_minutes=None, epochs=1) != replace(config, max_minutes=None, epochs=1):
-            raise ValueError(f"--resume: {self.checkpoint} was made with another configuration")
-        model.load_state_dict(state["state_dict"], strict=True)
-        optimiser.load_state_dict(state["optimiser"])
+        try:
+            saved = VAETrainConfig.from_dict(state["config"])
+            same = replace(saved, max_minutes=None, epochs=1) == replace(config, max_minutes=None, epochs=1)
+            if same:
+                model.load_state_dict(state["state_dict"], strict=True)
+                optimiser.load_state_dict(state["optimiser"])
+        except (TypeError, KeyError, RuntimeError, ValueError):  # a checkpoint of an earlier model layout
+            same = False
+        if not same:
+            raise ValueError(f"--resume: {source} was made with another configuration or model layout")
         return int(state["epoch"]), list(state["history"])
 
     def save(self, model, optimiser, epoch: int, history: list[dict], config: VAETrainConfig) -> None:

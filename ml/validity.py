@@ -69,13 +69,12 @@ def family_shape(composition) -> str | None:
     Args:
         composition: a pymatgen ``Composition`` or a formula string.
     """
-    from pymatgen.core import Composition
+    from ml.vae_data import stoichiometry
 
-    composition = Composition(composition)
-    amounts = list(composition.get_reduced_composition_and_factor()[0].values())
-    if not amounts or any(abs(a - round(a)) > 1e-6 for a in amounts):
+    try:
+        ratio = stoichiometry(composition)
+    except ValueError:
         return None
-    ratio = tuple(sorted(int(round(a)) for a in amounts))
     for name, shape in FAMILY_SHAPES.items():
         if ratio == shape:
             return name

@@ -86,11 +86,11 @@ def test_interpolation_rows_progress_and_view(generate, vae_ids):
     first, _ = generate.choose("generate-result", None, None, entry, None)
     assert rows[first["index"]]["cif"] or not any(r["cif"] for r in rows)
     clicked, slider = generate.choose("generate-grid", None, {"rowId": "2"}, entry, first)
-    assert clicked["index"] == 2 and slider == 2
+    assert clicked["index"] == 2 and slider == 3  # the slider counts steps from 1, as the labels do
     assert generate.choose("generate-grid", None, {"rowId": None}, entry, clicked)[0] == clicked  # kept
     summary, grid_rows, columns, funnel, figure, figure_style, _, slider_style, slider_max, zip_disabled = \
         generate.show_result(entry, [])
-    assert len(grid_rows) == 4 and "cif" not in grid_rows[0] and slider_max == 3 and not zip_disabled
+    assert len(grid_rows) == 4 and "cif" not in grid_rows[0] and slider_max == 4 and not zip_disabled
     assert [r["row_id"] for r in grid_rows] == ["0", "1", "2", "3"]
     assert "4 steps" in text_of(summary) and funnel is None and figure_style == {} and slider_style == {}
     assert [t.name for t in figure.data][0] == "cell length a (Å)"
@@ -98,8 +98,8 @@ def test_interpolation_rows_progress_and_view(generate, vae_ids):
     # the slider picks a step; the structure of a decoded step is drawn
     decoded = next((r["index"] for r in rows if r["cif"]), None)
     assert decoded is not None, "the tiny generator decoded nothing on this path"
-    selected, slider = generate.choose("generate-slider", decoded, None, entry, None)
-    assert selected == {"token": entry["token"], "index": decoded} and slider == decoded
+    selected, slider = generate.choose("generate-slider", decoded + 1, None, entry, None)
+    assert selected == {"token": entry["token"], "index": decoded} and slider == decoded + 1
     scene, legend, step, message, cif_disabled, place_disabled = generate.draw_structure(selected)
     assert scene["contents"] and legend and message is None and not cif_disabled and not place_disabled
     assert f"step {decoded + 1}" in text_of(step)
@@ -221,15 +221,33 @@ def test_layout_presets_and_missing_generator(generate, vae_ids, explorer_source
 
 def test_an_unusable_generator_is_flagged_with_its_numbers(generate, vae_ids, monkeypatch):
     from ml import explorer
+    from ml.evaluate_vae import GATES, check_gates
 
     loaded = explorer.generator()
-    assert set(loaded.validation) == {"unet_nonzero_recall", "cell_length_mae"}  # read from the checkpoints
-    monkeypatch.setattr(loaded, "validation", {"unet_nonzero_recall": 0.019, "cell_length_mae": 1.76})
+    assert loaded.report is None  # the fixture's generator was never scored (no metrics.json beside vae.pt)
     warning = explorer.quality_warning()
-    assert "1.9% of atom voxels (paper 87%)" in warning and "1.76 Å" in warning and "--config paper" in warning
+    assert "not been evaluated" in warning and "python -m ml evaluate-vae" in warning
+    assert explorer.evaluation_summary() is None
+    assert "not been evaluated" in text_of(generate.layout(around=vae_ids[0]))
+
+    # an evaluation that failed two gates and could not measure a third (metrics.json as evaluate-vae writes it)
+    metrics = {name: target for name, (_, target) in GATES.items()}
+    metrics.update(species_recall=0.019, cell_length_mae=1.76, interpolation_ends_exact=None)
+    report = {"gates": check_gates(metrics), "usable": False, "funnel": {"generated": 10, "valid": 2}}
+    monkeypatch.setattr(loaded, "report", report)
+    warning = explorer.quality_warning()
+    assert "species recall 2% (needs >= 85%)" in warning
+    assert "cell length mae 1.76 Å (needs <= 0.10 Å)" in warning
+    assert "interpolation ends exact not measured (needs >= 80%)" in warning
+    assert "random strict validity" not in warning  # gates that passed are not listed
     layout = generate.layout(around=vae_ids[0])
-    assert "1.9% of atom voxels" in text_of(layout) and "not ready" not in text_of(layout)
-    monkeypatch.setattr(loaded, "validation", {"unet_nonzero_recall": 0.9, "cell_length_mae": 0.05})
-    assert explorer.quality_warning() is None and "atom voxels" not in text_of(generate.layout(around=vae_ids[0]))
-    monkeypatch.setattr(loaded, "validation", {})  # a checkpoint without metrics: nothing claimed
+    assert "species recall 2% (needs >= 85%)" in text_of(layout) and "not ready" not in text_of(layout)
+    summary = explorer.evaluation_summary()
+    assert summary["usable"] is False and summary["gates"]["species_recall"]["value"] == 0.019
+    assert summary["funnel"] == {"generated": 10, "valid": 2}
+
+    usable = {"gates": check_gates({name: target for name, (_, target) in GATES.items()}), "usable": True}
+    monkeypatch.setattr(loaded, "report", usable)
     assert explorer.quality_warning() is None
+    page = text_of(generate.layout(around=vae_ids[0]))
+    assert "quality gates" not in page and "not been evaluated" not in page

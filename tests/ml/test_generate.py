@@ -1,22 +1,27 @@
-"""The generator's glue: training entry points on a tiny voxel store made from real crystals,
-decoding latent vectors into structures, the funnel, the site EMD, the CLI's errors.
+"""The generator's glue: batches and training (resume, model card) on a tiny voxel store made from
+real crystals; decoding the true grids; the Generator's modes, errors and funnel with an exact
+stand-in model; the CSV; the command line's errors.
 
-The voxel store is built here with the real :func:`ml.voxels.voxelize` on a 16³ grid from
-hand-built cubic crystals (NaCl, CsCl, SrTiO3, …), so no mirror file is read."""
+The store (``voxel_store.py``) is built with the real :func:`ml.voxels.voxelize` on a 16³ grid
+from hand-built cubic crystals: NaCl, CsCl, SrTiO3 and FeAl to train on, BaZrO3 and NiAl for
+validation. No mirror file is read."""
 
 from __future__ import annotations
 
 import csv
+import itertools
 from dataclasses import replace
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
+import torch.nn.functional as F
 from pymatgen.core import Lattice, Structure
 from torch import nn
 
+from ml.evaluate_vae import decoder_ceiling, evaluate_vae, site_match
 from ml.generate import (
+    CSV_COLUMNS,
     FUNNEL_STAGES,
     GeneratedCrystal,
     GenerationError,
@@ -24,158 +29,181 @@ from ml.generate import (
     funnel_counts,
     write_generated,
 )
-from ml.models.unet3d import UNet3DConfig, UNetOutput
-from ml.models.vae3d import VAE3DConfig, load_voxel_model
-from ml.vae_data import VoxelArrays
-from ml.vae_train import VAETrainConfig, train_unet, train_vae, voxel_batch
-from ml.voxels import VoxelConfig, model_input, rotate90, voxelize
-
-G = 16
-VOXELS = VoxelConfig(grid_size=G)
-
-
-def _crystals() -> dict[str, tuple[Structure, float]]:
-    """id → (conventional cubic cell, formation energy eV/atom)."""
-    perovskite = Structure(Lattice.cubic(3.9), ["Sr", "Ti", "O", "O", "O"],
-                           [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]])
-    return {
-        "x-1": (Structure(Lattice.cubic(4.12), ["Cs", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]), -2.1),
-        "x-2": (Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]), -2.0),
-        "x-3": (perovskite, -3.5),
-        "x-4": (Structure(Lattice.cubic(2.9), ["Fe", "Al"], [[0, 0, 0], [0.5, 0.5, 0.5]]), -0.3),
-        "x-5": (Structure(Lattice.cubic(4.0), ["Ba", "Zr", "O", "O", "O"],
-                          [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]]), -3.6),
-        "x-6": (Structure(Lattice.cubic(3.3), ["Ni", "Al"], [[0, 0, 0], [0.5, 0.5, 0.5]]), -0.6),
-    }
-
-
-SPLITS = {"x-1": "train", "x-2": "train", "x-3": "train", "x-4": "train", "x-5": "val", "x-6": "val"}
+from ml.latent_prior import LatentPrior
+from ml.models.vae3d import EMPTY, VAE3DConfig, load_voxel_model
+from ml.vae_decode import decode_crystal
+from ml.vae_train import VAETrainConfig, class_lookup, species_vocabulary, train_vae, voxel_batch
+from ml.voxels import rotate90
+from voxel_store import G, TinyDataset, make_store, six_crystals
 
 
 @pytest.fixture(scope="module")
 def store():
-    """(VoxelArrays, selection table, structures) of the six crystals."""
-    crystals = _crystals()
-    samples = {m: voxelize(s, VOXELS) for m, (s, _) in crystals.items()}
-    ids = list(crystals)
-    energies = np.array([crystals[m][1] for m in ids])
-    deciles = np.clip(((energies + 4) / 0.4).astype(int), 0, 9)
-    arrays = VoxelArrays(
-        material_ids=np.array(ids),
-        density=np.stack([samples[m].density for m in ids]).astype(np.float16),
-        species=np.stack([samples[m].species for m in ids]),
-        lattice=np.stack([samples[m].lattice for m in ids]),
-        decile=deciles.astype(np.int64),
-        split=np.array([SPLITS[m] for m in ids]),
-        voxel_config=VOXELS,
-    )
-    selection = pd.DataFrame({"material_id": ids, "formula": [crystals[m][0].composition.reduced_formula for m in ids],
-                              "formation_energy_per_atom": energies, "decile": deciles,
-                              "split": [SPLITS[m] for m in ids]})
-    return arrays, selection, {m: s for m, (s, _) in crystals.items()}
+    """(VoxelArrays, selection table, id → true structure) of the six crystals."""
+    crystals = six_crystals()
+    arrays, selection = make_store(crystals)
+    return arrays, selection, {m: s for m, (s, _, _) in crystals.items()}
+
+
+# --------------------------------------------------------------------------- batches
+
+
+def test_vocabulary_and_class_lookup(store):
+    arrays, _, _ = store
+    train = np.flatnonzero(arrays.split == "train")
+    vocabulary = species_vocabulary(arrays, train)
+    assert vocabulary == [8, 11, 13, 17, 22, 26, 38, 55]  # O Na Al Cl Ti Fe Sr Cs: the training elements
+    lookup = class_lookup(vocabulary)
+    assert lookup[0] == EMPTY and lookup[17] == vocabulary.index(17) and lookup[56] == len(vocabulary)  # Ba: unknown
+
+
+def test_voxel_batch_rotates_density_and_species_together():
+    # a crystal with atoms at generic positions, so every cube rotation changes its grids
+    odd = Structure(Lattice.cubic(4.2), ["Na", "Cl", "O"], [[0.1, 0.2, 0.3], [0.6, 0.55, 0.9], [0.35, 0.8, 0.6]])
+    arrays, _ = make_store({"odd-1": (odd, -1.0, "train"), "odd-2": (odd, -2.9, "train")})
+    vocabulary = species_vocabulary(arrays, np.arange(2))
+    lookup = class_lookup(vocabulary)
+    plain = voxel_batch(arrays, np.arange(2), lookup)
+    turned = voxel_batch(arrays, np.arange(2), lookup, rng=np.random.default_rng(5))
+    draws = np.random.default_rng(5).integers(24, size=2)  # the rotations voxel_batch drew, in order
+    assert draws[0] != 0
+    for i, turn in enumerate(draws):
+        density = rotate90(np.asarray(arrays.density[i], np.float32), int(turn))
+        species = lookup[rotate90(arrays.species[i], int(turn))]
+        assert torch.equal(turned.density[i], torch.from_numpy(density))
+        assert torch.equal(turned.species[i], torch.from_numpy(species))
+    assert not torch.equal(turned.species[0], plain.species[0])
+    # atomic numbers became classes: −1 empty, vocabulary index elsewhere
+    expected = lookup[np.asarray(arrays.species[0])]
+    assert torch.equal(plain.species[0], torch.from_numpy(expected))
+    assert set(plain.species.unique().tolist()) == {EMPTY, *range(len(vocabulary))}
+    # the rotated crystal is the same crystal: same atoms and Gaussians, same cubic cell, same condition
+    assert torch.equal(turned.species.flatten(1).sort(dim=1).values, plain.species.flatten(1).sort(dim=1).values)
+    torch.testing.assert_close(turned.density.sum(dim=(1, 2, 3)), plain.density.sum(dim=(1, 2, 3)))
+    assert torch.equal(turned.lattice, plain.lattice) and turned.lattice.tolist() == pytest.approx([4.2, 4.2])
+    assert plain.decile.tolist() == [7, 2] and plain.condition.argmax(dim=1).tolist() == [7, 2]
+
+
+# --------------------------------------------------------------------------- training
 
 
 def _tiny_config(**kw) -> VAETrainConfig:
-    return VAETrainConfig(
-        name="test", unet=UNet3DConfig(n_species=119, base_channels=4, depth=2, convs_per_level=1, grid=G),
-        vae=VAE3DConfig(latent_dim=8, channels=(4, 4, 8, 8), grid=G), unet_lr=1e-2, unet_batch_size=2,
-        unet_epochs=1, vae_lr=1e-3, vae_batch_size=2, vae_epochs=1, **kw)
+    return VAETrainConfig(name="test", vae=VAE3DConfig(n_species=1, latent_dim=4, channels=(4, 4, 8, 8), grid=G),
+                          lr=3e-3, batch_size=2, epochs=2, **kw)
 
 
-def test_voxel_batch_rotates_density_species_and_lattice_together(store):
+class _Clock:
+    """A ``time.time`` that advances 40 s at every call (an epoch takes "a minute or so")."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        self.now += 40.0
+        return self.now
+
+
+def test_a_stopped_and_resumed_run_equals_an_uninterrupted_one(store, tmp_path, monkeypatch):
     arrays, _, _ = store
-    rows = np.array([0, 2])
-    plain = voxel_batch(arrays, rows)
-    turned = voxel_batch(arrays, rows, rng=np.random.default_rng(5))
-    turns = [int(np.random.default_rng(5).integers(24)) for _ in range(1)]  # the first draw
-    first = rotate90(arrays.species[0], turns[0])
-    assert torch.equal(turned.species[0], torch.from_numpy(first.astype(np.int64)))
-    assert torch.allclose(turned.x[0, 0], torch.from_numpy(rotate90(np.asarray(arrays.density[0], np.float32), turns[0])))
-    # cubic cells: coordinate channels and lattice unchanged; atoms conserved
-    torch.testing.assert_close(turned.x[:, 1:], plain.x[:, 1:])
-    assert torch.equal(turned.species.flatten(1).sort(dim=1).values, plain.species.flatten(1).sort(dim=1).values)
-
-
-@pytest.mark.integration
-def test_train_both_stages_resume_and_card(store, tmp_path, monkeypatch):
-    arrays, _, _ = store
-    monkeypatch.setattr("ml.vae_train.load_voxel_arrays", lambda dataset, **kw: arrays)
-    dataset = type("D", (), {"name": "tiny"})()
+    dataset = TinyDataset(arrays)
     config = _tiny_config()
-    run, out = tmp_path / "run", tmp_path / "model"
-    result = train_unet(dataset, config, run, out, command=["python", "-m", "ml", "train-vae"])
-    assert len(result["history"]) == 1 and 0 <= result["val"]["nonzero_recall"] <= 1
-    # resume with one more epoch continues the history instead of starting over
-    longer = replace(config, unet_epochs=2)
+    command = ["python", "-m", "ml", "train-vae", "--config", "test"]
+    whole = train_vae(dataset, config, tmp_path / "run-a", tmp_path / "model-a", arrays=arrays, command=command,
+                      progress=False)
+    assert whole["finished"] and len(whole["history"]) == 2
+
+    with monkeypatch.context() as patch:  # the first run passes max_minutes after its first epoch
+        patch.setattr("ml.vae_train.time.time", _Clock())
+        stopped = train_vae(dataset, replace(config, max_minutes=1.0), tmp_path / "run-b", tmp_path / "model-b",
+                            arrays=arrays, progress=False)
+    assert not stopped["finished"] and len(stopped["history"]) == 1
+    assert (tmp_path / "model-b" / "vae.pt").is_file()  # the latest weights are usable meanwhile
     with pytest.raises(ValueError, match="another configuration"):
-        train_unet(dataset, longer, run, out, resume=True)
-    result = train_unet(dataset, config, run, out, resume=True)
-    assert len(result["history"]) == 1  # nothing left to do
-    unet, payload = load_voxel_model(out / "unet.pt", "unet3d")
-    assert payload["n_train"] == 4 and unet.class_weights[0] == 0 and unet.class_weights[17] > 0  # Cl seen
-    assert unet.class_weights[40] == 0  # Zr only in validation
-    result = train_vae(dataset, config, run, out, command=["python", "-m", "ml", "train-vae"])
-    assert set(result["val"]) >= {"mse", "kl", "perceptual", "cell_length_mae"}
-    log_rows = list(csv.DictReader((run / "vae" / "log.csv").read_text().splitlines()))
-    assert len(log_rows) == 1 and float(log_rows[0]["val_cell_length_mae"]) >= 0
-    card = (out / "MODEL_CARD.md").read_text()
-    assert "train-vae" in card and "## VAE" in card and "not trained yet" not in card
-    with pytest.raises(FileNotFoundError):
-        train_vae(dataset, config, tmp_path / "other-run", tmp_path / "no-unet")
+        train_vae(dataset, replace(config, lr=1e-3), tmp_path / "run-b", tmp_path / "model-b", resume=True,
+                  arrays=arrays, progress=False)
+    resumed = train_vae(dataset, config, tmp_path / "run-b", tmp_path / "model-b", resume=True, arrays=arrays,
+                        progress=False)
+    assert resumed["finished"] and len(resumed["history"]) == 2
 
-    # generation and evaluation from the tiny trained pair, files as saved
-    from ml.evaluate_vae import evaluate_vae
+    a, payload = load_voxel_model(tmp_path / "model-a" / "vae.pt")
+    b, _ = load_voxel_model(tmp_path / "model-b" / "vae.pt")
+    for (name, x), y in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(x, y), name  # bit for bit, batch-norm statistics included
+    for key in ("loss", "species_ce", "val_loss"):
+        assert [h[key] for h in whole["history"]] == [h[key] for h in resumed["history"]]
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        train_vae(dataset, config, tmp_path / "run-c", tmp_path / "model-c", resume=True, arrays=arrays, progress=False)
 
-    _, selection, structures = store
-    vae, _ = load_voxel_model(out / "vae.pt", "cond-dfc-vae")
-    unet, _ = load_voxel_model(out / "unet.pt", "unet3d")
-    generator = Generator(vae, unet, VOXELS, arrays, selection, {}, torch.device("cpu"))
-    crystals = generator.sample(decile=2, n=3, seed=4)
-    rows = list(csv.DictReader(write_generated(crystals, tmp_path / "gen").read_text().splitlines()))
-    assert len(rows) == 3 and all(r["valid"] in ("True", "False") for r in rows)
-    report = evaluate_vae(model_dir=out, n_random=10, n_targeted=4, n_bases=2, out_dir=tmp_path / "report",
-                          progress=False, generator=generator, truth=lambda ids: {m: structures[m] for m in ids})
-    assert report["counts"] == {"val": 2, "reconstructions_decoded": report["counts"]["reconstructions_decoded"],
-                                "random": 10, "targeted": 4, "bases": 2}
-    assert 0 <= report["metrics"]["random_validity"] <= 1 and report["metrics"]["cell_length_mae"] >= 0
-    assert report["funnel"]["energy_within_20pct"] is None  # no predictor given
-    assert "| cell-length MAE (Å) |" in (tmp_path / "report" / "report.md").read_text()
-    assert "## Evaluation" in (out / "MODEL_CARD.md").read_text()
+    # what the checkpoint carries
+    assert payload["vocabulary"] == [8, 11, 13, 17, 22, 26, 38, 55] and a.config.n_species == 8
+    assert payload["n_train"] == 4 and payload["n_val"] == 2 and payload["voxel_config"]["grid_size"] == G
+    log_rows = list(csv.DictReader((tmp_path / "run-a" / "log.csv").read_text().splitlines()))
+    assert [int(r["epoch"]) for r in log_rows] == [1, 2]
+    assert 0 <= float(log_rows[-1]["val_species_voxel_accuracy"]) <= 1
+    card = (tmp_path / "model-a" / "MODEL_CARD.md").read_text()
+    assert "python -m ml train-vae --config test" in card and "epochs run: 2" in card and "8 elements" in card
+    assert "4 training crystals" in card and "not trained yet" not in card
 
 
-# --------------------------------------------------------------------------- decoding with exact stand-ins
+def test_train_refuses_a_store_of_another_grid(store, tmp_path):
+    arrays, _, _ = store
+    config = replace(_tiny_config(), vae=replace(_tiny_config().vae, grid=32))
+    with pytest.raises(ValueError, match="grid 16 for a model of grid 32"):
+        train_vae(TinyDataset(arrays), config, tmp_path / "run", tmp_path / "model", arrays=arrays, progress=False)
 
 
-class _OracleVAE(nn.Module):
-    """z = one-hot row of the store; decode returns that crystal's true model input."""
+# --------------------------------------------------------------------------- decoding the true grids
 
-    def __init__(self, arrays: VoxelArrays) -> None:
+
+def _certain_log_probs(classes: np.ndarray, n_classes: int) -> np.ndarray:
+    """``(V, G, G, G)`` log-probabilities that are 0 for each voxel's true class, −30 elsewhere."""
+    log_probs = np.full((n_classes, *classes.shape), -30.0)
+    known = (classes >= 0) & (classes < n_classes)
+    log_probs[classes[known], *np.nonzero(known)] = 0.0
+    return log_probs
+
+
+def test_decoding_the_true_grids_recovers_every_crystal(store):
+    arrays, _, structures = store
+    vocabulary = species_vocabulary(arrays, np.arange(len(arrays)))
+    lookup = class_lookup(vocabulary)
+    for row, (material_id, true) in enumerate(structures.items()):
+        classes = lookup[np.asarray(arrays.species[row])]
+        decoded = decode_crystal(np.asarray(arrays.density[row], np.float32), _certain_log_probs(classes, len(vocabulary)),
+                                 float(arrays.lattice[row][0]), vocabulary)
+        assert decoded.composition == true.composition, material_id
+        assert len(decoded) == len(true)
+        distance, recalled = site_match(true, decoded)
+        assert recalled == len(true)
+        max_distance = max(true.lattice.get_all_distances(true.frac_coords, decoded.frac_coords).min(axis=1))
+        assert max_distance < 0.05, (material_id, max_distance)
+        assert decoded.lattice.abc == pytest.approx(true.lattice.abc, abs=1e-3)
+
+
+# --------------------------------------------------------------------------- the Generator with an exact model
+
+
+class _ExactVAE(nn.Module):
+    """A stand-in for a perfect VAE: z is the one-hot row of the store; decoding a z gives that
+    crystal's true density, certain species logits and its cell length."""
+
+    def __init__(self, arrays, lookup: np.ndarray, n_species: int) -> None:
         super().__init__()
-        self.config = VAE3DConfig(latent_dim=len(arrays), channels=(4, 4, 8, 8), grid=G)
-        self.inputs = torch.from_numpy(model_input(np.asarray(arrays.density, np.float32), arrays.lattice, VOXELS))
-        self.rows = {m: i for i, m in enumerate(arrays.material_ids)}
+        self.config = VAE3DConfig(n_species=n_species, latent_dim=len(arrays), channels=(4, 4, 8, 8), grid=G)
+        self.density = torch.from_numpy(np.asarray(arrays.density, np.float32))
+        self.species = torch.from_numpy(lookup[np.asarray(arrays.species)])
+        self.lattice = torch.from_numpy(np.asarray(arrays.lattice, np.float32)[:, 0])
 
-    def encode(self, x, condition):
-        distances = ((self.inputs[None] - x[:, None]) ** 2).flatten(2).sum(-1)
-        return torch.nn.functional.one_hot(distances.argmin(1), len(self.inputs)).float(), torch.zeros(len(x), len(self.inputs))
+    def encode(self, density, species, lattice, condition):
+        rows = ((self.density[None] - density[:, None]) ** 2).flatten(2).sum(-1).argmin(1)
+        return F.one_hot(rows, len(self.density)).float(), torch.zeros(len(rows), len(self.density))
 
     def decode(self, z, condition):
-        return self.inputs[z.argmax(1)]
-
-
-class _OracleUNet(nn.Module):
-    """Species logits that put the true species of a (known) density first."""
-
-    def __init__(self, arrays: VoxelArrays) -> None:
-        super().__init__()
-        self.density = torch.from_numpy(np.asarray(arrays.density, np.float32))
-        self.species = torch.from_numpy(arrays.species.astype(np.int64))
-
-    def forward(self, density):
-        rows = ((self.density[None] - density[:, 0][:, None]) ** 2).flatten(2).sum(-1).argmin(1)
-        species = self.species[rows]
-        logits = torch.nn.functional.one_hot(species, 119).permute(0, 4, 1, 2, 3).float() * 10
-        return UNetOutput(logits, (species > 0).float().unsqueeze(1) * 20 - 10)
+        rows = z.argmax(1)
+        classes = self.species[rows]
+        logits = 10.0 * F.one_hot(classes.clamp(0, self.config.n_species - 1), self.config.n_species)
+        logits = logits.permute(0, 4, 1, 2, 3).float() * (classes >= 0)[:, None]
+        return self.density[rows][:, None], logits, self.lattice[rows]
 
 
 class _StubEnergy:
@@ -186,60 +214,99 @@ class _StubEnergy:
         return np.full(len(structures), self.value)
 
 
-def _oracle_generator(store, predictors=None) -> Generator:
+def _exact_generator(store, predictors=None, chunk: int = 32) -> Generator:
     arrays, selection, _ = store
-    dataset = type("D", (), {"material_ids": (*arrays.material_ids, "mp-elsewhere")})()
-    return Generator(_OracleVAE(arrays), _OracleUNet(arrays), VOXELS, arrays, selection, predictors or {},
-                     torch.device("cpu"), dataset)
+    vocabulary = species_vocabulary(arrays, np.arange(len(arrays)))
+    lookup = class_lookup(vocabulary)
+    vae = _ExactVAE(arrays, lookup, len(vocabulary))
+    return Generator(vae, vocabulary, arrays, selection, predictors or {}, torch.device("cpu"),
+                     TinyDataset(arrays, extra_ids=("mp-elsewhere",)), chunk=chunk)
 
 
-def test_reconstruction_with_exact_models_recovers_the_crystals(store):
-    from ml.evaluate_vae import site_emd
-
+def test_reconstruction_with_an_exact_model_recovers_the_crystals(store):
     _, _, structures = store
-    generator = _oracle_generator(store)
+    generator = _exact_generator(store, chunk=4)
     calls = []
     crystals = generator.reconstruct(list(structures), progress=lambda done, total: calls.append((done, total)))
-    assert calls[-1] == (6, 6)
+    assert calls == [(4, 6), (6, 6)]
     for crystal, (material_id, true) in zip(crystals, structures.items()):
-        assert crystal.valid, (material_id, crystal.reason)
-        assert crystal.structure.composition.reduced_formula == true.composition.reduced_formula
-        assert len(crystal.structure) == len(true)
-        np.testing.assert_allclose(crystal.lattice, true.lattice.abc, atol=1e-3)
-        emd, agree = site_emd(true, crystal.structure)
-        assert emd < 0.05 and agree == 1.0
+        assert crystal.valid and crystal.valid_paper, (material_id, crystal.reason)
+        assert crystal.structure.composition == true.composition and len(crystal.structure) == len(true)
+        assert crystal.lattice == pytest.approx(true.lattice.abc, abs=1e-3)
+        distance, recalled = site_match(true, crystal.structure)
+        assert distance < 0.05 and recalled == len(true)
+    assert generator.reconstruct([]) == []
+    rows = np.arange(6)
+    ceiling = decoder_ceiling(generator, rows, list(structures.values()))
+    assert ceiling == {"ceiling_exact": 1.0, "ceiling_site_count_error": 0.0}
 
 
-def test_interpolate_sample_and_errors(store, tmp_path):
-    generator = _oracle_generator(store, {"formation_energy_per_atom": _StubEnergy(-2.0)})
-    line = generator.interpolate("x-1", "x-2", steps=3)
-    assert [c.t for c in line] == [0.0, 0.5, 1.0]
-    assert line[0].formula == "CsCl" and line[-1].formula == "NaCl"
-    around = generator.sample_around("x-2", 0.5, 4, seed=1)
-    assert len(around) == 4 and all(c.funnel_stage in FUNNEL_STAGES for c in around)
-    random = generator.sample(decile=3, n=3)
-    assert [c.decile for c in random] == [3, 3, 3]
-    path = write_generated(line, tmp_path / "out")
-    rows = list(csv.DictReader(path.read_text().splitlines()))
-    assert [r["formula"] for r in rows] == [c.formula or "" for c in line]
-    assert all((tmp_path / "out" / r["file"]).is_file() for r in rows if r["file"])
-    assert float(rows[0]["a"]) == pytest.approx(4.12, abs=1e-3)
-    with pytest.raises(GenerationError, match="unknown material id"):
-        generator.interpolate("mp-nope", "x-1")
-    with pytest.raises(GenerationError, match="not in the VAE's set"):
-        generator.sample_around("mp-elsewhere", 0.5, 2)
-    with pytest.raises(GenerationError, match="variance"):
-        generator.sample_around("x-1", 0.0, 2)
-    with pytest.raises(GenerationError, match="0..9"):
-        generator.sample(decile=10, n=2)
-    with pytest.raises(GenerationError, match="steps"):
-        generator.interpolate("x-1", "x-2", steps=1)
+def test_interpolation_runs_from_one_crystal_to_the_other(store):
+    generator = _exact_generator(store)
+    line = generator.interpolate("x-1", "x-3", steps=5)
+    assert [c.t for c in line] == [0.0, 0.25, 0.5, 0.75, 1.0]
+    # z moves on the straight line from μ(CsCl) to μ(SrTiO3): the exact model decodes whichever is nearer
+    assert [c.formula for c in line] == ["CsCl", "CsCl", "CsCl", "SrTiO3", "SrTiO3"]
+    # the condition moves from CsCl's decile 4 (−2.1 eV/atom) to SrTiO3's decile 1 (−3.5 eV/atom)
+    assert [line[i].decile for i in (0, 1, 3, 4)] == [4, 4, 1, 1]
+
+
+def test_random_sampling_with_the_normal_and_the_fitted_prior(store):
+    generator = _exact_generator(store)
+    formulas = set(store[1]["formula"])
+    normal = generator.sample(decile=3, n=6, seed=2)  # no prior fitted: N(0, I)
+    assert [c.decile for c in normal] == [3] * 6
+    assert all(c.valid and c.formula in formulas for c in normal)
+    assert [c.formula for c in generator.sample(decile=3, n=6, seed=2)] == [c.formula for c in normal]
+    with pytest.raises(GenerationError, match="no fitted latent prior"):
+        generator.sample(decile=3, n=2, prior="fitted")
+    # a prior whose decile-d mixture sits on the (d mod 6)-th crystal of the store
+    d = generator.vae.config.latent_dim
+    means = np.stack([np.eye(d)[[decile % d, decile % d]] for decile in range(10)])
+    generator.prior = LatentPrior(np.full((10, 2), 0.5), means, np.full((10, 2, d), 1e-4))
+    fitted = generator.sample(decile=3, n=4, seed=0)  # the fitted prior is now the default
+    assert [c.formula for c in fitted] == ["AlFe"] * 4 and [c.decile for c in fitted] == [3] * 4
+    assert [c.formula for c in generator.sample(decile=2, n=2, prior="fitted")] == ["SrTiO3"] * 2
+    assert len(generator.sample(decile=3, n=3, prior="normal")) == 3
+    with pytest.raises(GenerationError, match="prior must be one of"):
+        generator.sample(decile=3, n=2, prior="uniform")
+
+
+def test_sampling_around_a_material(store):
+    generator = _exact_generator(store, {"formation_energy_per_atom": _StubEnergy(-2.0)})
+    close = generator.sample_around("x-2", 1e-6, 3, seed=1)  # a tiny variance decodes the base itself
+    assert [c.formula for c in close] == ["NaCl"] * 3 and [c.decile for c in close] == [5] * 3
+    assert [c.funnel_stage for c in close] == ["same_stoichiometry"] * 3  # NaCl is a training formula
+    assert all(c.formation_energy_per_atom == -2.0 for c in close)
+    wide = generator.sample_around("x-2", 0.5, 8, decile=7, seed=1)
+    assert len(wide) == 8 and [c.decile for c in wide] == [7] * 8
+    assert all(c.funnel_stage in FUNNEL_STAGES for c in wide)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda g: g.interpolate("mp-nope", "x-1"), "unknown material id 'mp-nope'"),
+    (lambda g: g.interpolate("x-1", "mp-elsewhere"), "mp-elsewhere is not in the VAE's set"),
+    (lambda g: g.interpolate("x-1", "x-2", steps=1), "steps"),
+    (lambda g: g.sample_around("mp-elsewhere", 0.5, 2), "not in the VAE's set"),
+    (lambda g: g.sample_around("x-1", 0.0, 2), "variance"),
+    (lambda g: g.sample_around("x-1", float("nan"), 2), "variance"),
+    (lambda g: g.sample_around("x-1", 0.5, 0), "n must be"),
+    (lambda g: g.sample_around("x-1", 0.5, 2, decile=10), "0..9"),
+    (lambda g: g.sample(decile=10, n=2), "0..9"),
+    (lambda g: g.sample(decile=-1, n=2), "0..9"),
+    (lambda g: g.sample(decile=3, n=0), "n must be"),
+])
+def test_requests_that_cannot_be_served_raise_a_generation_error(store, call, message):
+    generator = _exact_generator(store)
+    with pytest.raises(GenerationError, match=message):
+        call(generator)
+    assert issubclass(GenerationError, ValueError)  # the CLI turns it into one error line
 
 
 def test_funnel_stages(store):
     _, _, structures = store
-    generator = _oracle_generator(store, {"formation_energy_per_atom": _StubEnergy(0.0)})
-    base = "x-3"  # SrTiO3, -3.5 eV/atom, a training formula
+    generator = _exact_generator(store, {"formation_energy_per_atom": _StubEnergy(0.0)})
+    base = "x-3"  # SrTiO3, −3.5 eV/atom, a training formula
 
     def crystal(i, structure, energy, valid=True):
         return GeneratedCrystal(i, structure, valid, None if valid else "x", (4.0, 4.0, 4.0), 0,
@@ -248,12 +315,12 @@ def test_funnel_stages(store):
     ca_ti_o3 = structures["x-3"].copy()
     ca_ti_o3.replace_species({"Sr": "Ca"})
     crystals = [
-        crystal(0, None, None, valid=False),             # invalid
-        crystal(1, structures["x-1"], -3.5),              # valid, other stoichiometry (1:1)
-        crystal(2, structures["x-3"], -3.5),              # same stoichiometry, but in the training set
-        crystal(3, structures["x-5"], -1.0),              # novel (BaZrO3 only in val), energy too far
-        crystal(4, ca_ti_o3, -3.3),                       # novel, within 20 %, unique
-        crystal(5, ca_ti_o3.copy(), -3.6),                # same formula again: not unique
+        crystal(0, None, None, valid=False),  # invalid
+        crystal(1, structures["x-1"], -3.5),  # valid, another stoichiometry (1:1)
+        crystal(2, structures["x-3"], -3.5),  # the base's 1:1:3, but a training formula
+        crystal(3, structures["x-5"], -1.0),  # novel (BaZrO3 only in validation), energy too far
+        crystal(4, ca_ti_o3, -3.3),  # novel, within 20 %, the first CaTiO3
+        crystal(5, ca_ti_o3.copy(), -3.6),  # the same formula again: not unique
     ]
     counts = generator.apply_funnel(crystals, base)
     assert [c.funnel_stage for c in crystals] == ["invalid", "valid", "same_stoichiometry", "novel", "unique",
@@ -261,45 +328,70 @@ def test_funnel_stages(store):
     assert counts == {"generated": 6, "valid": 5, "same_stoichiometry": 4, "novel": 3, "energy_within_20pct": 2,
                       "unique": 1}
     assert funnel_counts(crystals, energy_checked=False)["unique"] is None
+    # without a formation-energy predictor the funnel stops at "novel"
+    no_energy = _exact_generator(store)
+    assert no_energy.apply_funnel(crystals, base) == {"generated": 6, "valid": 5, "same_stoichiometry": 4,
+                                                      "novel": 3, "energy_within_20pct": None, "unique": None}
+    assert max(FUNNEL_STAGES.index(c.funnel_stage) for c in crystals) == FUNNEL_STAGES.index("novel")
 
 
-def test_site_emd_periodic_and_shift():
-    from ml.evaluate_vae import site_emd
+def test_write_generated_writes_the_cifs_and_the_csv(store, tmp_path):
+    generator = _exact_generator(store)
+    crystals = generator.interpolate("x-1", "x-2", steps=3)
+    crystals.append(GeneratedCrystal(3, None, False, "no atom", (2.0, 2.0, 2.0), 4))
+    path = write_generated(crystals, tmp_path / "out")
+    lines = path.read_text().splitlines()
+    assert lines[0].split(",") == CSV_COLUMNS
+    rows = list(csv.DictReader(lines))
+    assert [r["formula"] for r in rows] == ["CsCl", "CsCl", "NaCl", ""]
+    assert [r["file"] for r in rows] == ["0000.cif", "0001.cif", "0002.cif", ""]
+    assert [r["valid"] for r in rows] == ["True", "True", "True", "False"] and rows[3]["reason"] == "no atom"
+    assert float(rows[0]["a"]) == pytest.approx(4.12, abs=1e-3) and rows[2]["n_sites"] == "8"
+    assert rows[2]["spacegroup_number"] == "225" and float(rows[1]["t"]) == 0.5
+    for row in rows[:3]:
+        back = Structure.from_file(tmp_path / "out" / row["file"])
+        assert back.composition.reduced_formula == row["formula"]
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.cif")) == ["0000.cif", "0001.cif", "0002.cif"]
 
-    a = Structure(Lattice.cubic(4.0), ["Cs", "Cl"], [[0.01, 0, 0], [0.5, 0.5, 0.5]])
-    b = Structure(Lattice.cubic(4.0), ["Cl", "Cs"], [[0.5, 0.5, 0.525], [0.99, 0, 0]])  # wraps; order differs
-    emd, agree = site_emd(a, b)
-    assert emd == pytest.approx((0.08 + 0.1) / 2, abs=1e-9) and agree == 1.0
-    c = Structure(Lattice.cubic(4.0), ["Cs"], [[0, 0, 0]])  # one site fewer: the smaller set is matched
-    assert site_emd(a, c)[0] == pytest.approx(0.04, abs=1e-9)
+
+def test_evaluation_of_an_exact_model(store, tmp_path):
+    _, _, structures = store
+    generator = _exact_generator(store)
+    d = generator.vae.config.latent_dim
+    generator.prior = LatentPrior(np.ones((10, 1)), np.stack([np.eye(d)[[k % d]] for k in range(10)]),
+                                  np.full((10, 1, d), 1e-4))
+    report = evaluate_vae(n_random=10, n_targeted=4, n_bases=2, n_pairs=2, out_dir=tmp_path / "report", progress=False,
+                          generator=generator, truth=lambda ids: {m: structures[m] for m in ids},
+                          negative_control=False)
+    m = report["metrics"]
+    assert m["reconstruction_exact"] == 1.0 and m["ceiling_exact"] == 1.0 and m["species_recall"] == 1.0
+    assert m["site_count_error"] == 0.0 and m["cell_length_mae"] == pytest.approx(0.0, abs=1e-6)
+    assert m["random_fitted_strict_validity"] == 1.0 and m["targeted_strict_validity"] == 1.0
+    passed = {name for name, gate in report["gates"].items() if gate["passed"]}
+    assert {"reconstruction_exact", "site_count_error", "cell_length_mae", "species_recall",
+            "random_strict_validity", "targeted_strict_validity"} <= passed
+    # the two validation crystals are of different families: no interpolation pair, so that gate is
+    # not measured and fails, and the model is not called usable
+    assert report["counts"]["pairs"] == 0 and m["interpolation_ends_exact"] is None
+    assert not report["gates"]["interpolation_ends_exact"]["passed"] and report["usable"] is False
+    assert "| gate (validation split) |" in (tmp_path / "report" / "report.md").read_text()
+
+
+# --------------------------------------------------------------------------- command line
 
 
 def test_cli_errors(tmp_path, capsys):
     from ml.cli import main
 
     assert main(["generate", "sample", "--n", "2", "--out", str(tmp_path / "o")]) == 2
-    assert capsys.readouterr().err.strip().startswith("error: generate sample needs --around")
+    err = capsys.readouterr().err.strip()
+    assert err == "error: generate sample needs --around MATERIAL_ID or --decile 0–9"
     assert main(["generate", "sample", "--decile", "3", "--model", str(tmp_path / "none"), "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: no trained generator") and len(err.splitlines()) == 1
+    assert main(["generate", "interpolate", "--from", "mp-1", "--to", "mp-2", "--model", str(tmp_path / "none"),
+                 "--out", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.startswith("error: no trained generator")
     assert main(["evaluate-vae", "--model", str(tmp_path / "none")]) == 2
-    assert "error:" in capsys.readouterr().err
-
-
-def test_vote_species_gives_each_atom_one_species(store):
-    from ml.generate import vote_species
-
-    arrays, _, _ = store
-    species = arrays.species[2].astype(np.int64)  # SrTiO3 on the 16³ grid
-    density = np.asarray(arrays.density[2], np.float32)
-    noisy = species.copy()
-    rng = np.random.default_rng(0)
-    occupied = np.argwhere(species > 0)
-    flip = occupied[rng.choice(len(occupied), len(occupied) // 5, replace=False)]
-    wrong = {38: 8, 22: 38, 8: 22}  # Sr→O, Ti→Sr, O→Ti on a fifth of the atoms' voxels
-    for v in flip:
-        noisy[tuple(v)] = wrong[int(species[tuple(v)])]
-    voted = vote_species(noisy, density)
-    assert (voted[species > 0] == species[species > 0]).mean() > 0.97
-    assert np.array_equal(voted == 0, species == 0)  # the empty voxels stay empty
-    assert np.array_equal(vote_species(species, density), species)  # a clean grid is unchanged
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and len(err.splitlines()) == 1

@@ -1,212 +1,350 @@
-"""The voxel models of the crystal generator (Court et al. 2020): shapes, the losses' behaviour,
-the condition, checkpoints. Synthetic voxel tensors of the real shapes; CPU, a few seconds."""
+"""The crystal generator's model (``ml/models/vae3d.py``, after Court et al. 2020, with species
+channels): shapes of every output, the tied element embedding, the KL term, the condition, what
+the loss looks at, a tiny fit, checkpoints, and the periodic (circular) encoder. Synthetic voxel
+tensors of the real shapes; CPU, a few seconds."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+from torch import nn
 
-from ml.models.unet3d import (
-    UNet3D,
-    UNet3DConfig,
-    predict_species,
-    species_class_weights,
-    unet_loss,
-)
 from ml.models.vae3d import (
+    EMPTY,
     CondVAE3D,
     VAE3DConfig,
     kl_divergence,
     load_voxel_model,
     one_hot_decile,
-    perceptual_loss,
+    position_channels,
     save_voxel_model,
     vae_loss,
 )
 
-G = 16  # the smallest grid the VAE accepts (4 max-pools); the real one is 32
+G = 16  # the smallest grid the model accepts (4 max-pools)
+V = 5  # element classes in the tiny vocabulary
+E = 3  # element embedding length
+LATENT = 8
 
 
-def _tiny_unet() -> UNet3D:
-    return UNet3D(UNet3DConfig(n_species=6, base_channels=4, depth=2, convs_per_level=1, grid=G))
+def _config(**kw) -> VAE3DConfig:
+    return VAE3DConfig(**{"n_species": V, "species_embedding": E, "latent_dim": LATENT, "channels": (4, 4, 8, 8),
+                          "grid": G, **kw})
 
 
 def _tiny_vae(**kw) -> CondVAE3D:
-    return CondVAE3D(VAE3DConfig(latent_dim=8, channels=(4, 4, 8, 8), grid=G, **kw))
+    return CondVAE3D(_config(**kw))
 
 
-def _blobs(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Densities ``(n, 1, G, G, G)`` with one Gaussian blob per crystal and its species grid."""
+def _crystals(n: int, seed: int = 0):
+    """``n`` synthetic crystals of two atoms each: density ``(n, G, G, G)`` (unit Gaussians),
+    species ``(n, G, G, G)`` class indices (−1 empty) of two different elements, cell length
+    ``(n,)`` Å and one-hot deciles ``(n, 10)``."""
     g = torch.Generator().manual_seed(seed)
     axis = torch.arange(G, dtype=torch.float32)
-    density = torch.zeros(n, 1, G, G, G)
-    species = torch.zeros(n, G, G, G, dtype=torch.long)
+    density = torch.zeros(n, G, G, G)
+    species = torch.full((n, G, G, G), EMPTY, dtype=torch.long)
     for i in range(n):
-        centre = torch.randint(4, G - 4, (3,), generator=g).float()
-        z = int(torch.randint(1, 6, (1,), generator=g))
-        d2 = sum((axis.view(*[-1 if k == a else 1 for k in range(3)]) - centre[a]) ** 2 for a in range(3))
-        density[i, 0] = torch.exp(-d2 / (2 * (0.5 + 0.3 * z) ** 2))
-        species[i][d2 <= 4.0] = z
-    return density, species
+        elements = torch.randperm(V, generator=g)[:2]
+        for atom, element in enumerate(elements):
+            centre = torch.randint(0, G, (3,), generator=g).float() if atom == 0 else (centre + G / 2) % G
+            delta = [(axis - centre[k] + G / 2) % G - G / 2 for k in range(3)]  # periodic offsets
+            d2 = delta[0][:, None, None] ** 2 + delta[1][None, :, None] ** 2 + delta[2][None, None, :] ** 2
+            density[i] += torch.exp(-d2 / (2 * 1.2**2))
+            species[i][d2 <= 4.0] = int(element)
+    lattice = 3.0 + 3.0 * torch.rand(n, generator=g)
+    condition = one_hot_decile(torch.randint(0, 10, (n,), generator=g))
+    return density, species, lattice, condition
 
 
-def test_unet_shapes_and_features():
-    unet = _tiny_unet()
-    out = unet(torch.randn(2, 1, G, G, G))
-    assert out.species_logits.shape == (2, 6, G, G, G)
-    assert out.occupied_logits.shape == (2, 1, G, G, G)
-    maps = unet.features(torch.randn(2, 1, G, G, G))
-    assert [m.shape[-1] for m in maps] == [G, G // 2, G // 4]
-    assert [m.shape[1] for m in maps] == [4, 8, 16]
-    assert predict_species(out).shape == (2, G, G, G)
+# --------------------------------------------------------------------------- shapes and inputs
 
 
-def test_class_weights_inverse_frequency_background_zero():
-    counts = torch.tensor([1000.0, 10.0, 0.0, 40.0])
-    w = species_class_weights(counts)
-    assert w[0] == 0 and w[2] == 0  # background and unseen species
-    assert torch.isclose(w[1] / w[3], torch.tensor(4.0))
-    assert torch.isclose((w * counts).sum() / counts[1:].sum(), torch.tensor(1.0))
-
-
-def test_unet_loss_ignores_species_logits_of_empty_voxels():
-    unet = _tiny_unet()
-    density, species = _blobs(2)
-    weights = torch.tensor([0.0, 1, 1, 1, 1, 1])
-    with torch.no_grad():
-        out = unet(density)
-        _, before = unet_loss(out, species, weights)
-        empty = (species == 0).unsqueeze(1).expand_as(out.species_logits)
-        out.species_logits[empty] += 10 * torch.randn(int(empty.sum()))
-        _, after = unet_loss(out, species, weights)
-        assert after["species"] == pytest.approx(before["species"], rel=1e-6)
-        assert after["occupied"] == pytest.approx(before["occupied"], rel=1e-6)
-        loss_empty, parts_empty = unet_loss(out, torch.zeros_like(species), weights)
-    assert parts_empty["species"] == 0.0 and torch.isfinite(loss_empty)
-
-
-def test_fast_training_loss_equals_the_full_weighted_loss():
-    torch.manual_seed(0)
-    unet = _tiny_unet().eval()
-    density, species = _blobs(3)
-    unet.class_weights.copy_(torch.tensor([0.0, 2.0, 0.5, 1.0, 3.0, 1.0]))
-    with torch.no_grad():
-        full, full_parts = unet_loss(unet(density), species, unet.class_weights)
-        fast, fast_parts = unet.loss(density, species)
-    assert float(fast) == pytest.approx(float(full), rel=1e-5)
-    assert fast_parts["species"] == pytest.approx(full_parts["species"], rel=1e-5)
-
-
-def test_unet_overfits_a_tiny_batch():
-    torch.manual_seed(0)
-    unet = _tiny_unet()
-    density, species = _blobs(4)
-    counts = torch.bincount(species.flatten(), minlength=6).float()
-    unet.class_weights.copy_(species_class_weights(counts))
-    optimiser = torch.optim.Adam(unet.parameters(), lr=1e-2)
-    losses = []
-    for _ in range(25):
-        loss, _ = unet.loss(density, species)
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
-        losses.append(float(loss.detach()))
-    assert losses[-1] < 0.6 * losses[0]
-    with torch.no_grad():  # train mode: batch statistics, as fitted
-        out = unet(density)
-    occupied = species > 0
-    best = out.species_logits[:, 1:].argmax(dim=1) + 1
-    assert (best[occupied] == species[occupied]).float().mean() > 0.8
-
-
-def test_vae_shapes():
+def test_every_output_has_its_documented_shape():
     vae = _tiny_vae()
-    x = torch.randn(3, 4, G, G, G)
-    y = one_hot_decile(torch.tensor([0, 4, 9]))
-    out = vae(x, y)
-    assert out.reconstruction.shape == x.shape
-    assert out.mu.shape == out.logvar.shape == out.z.shape == (3, 8)
+    density, species, lattice, condition = _crystals(3)
+    out = vae(density, species, lattice, condition)
+    assert out.density.shape == (3, 1, G, G, G)
+    assert out.species_logits.shape == (3, V, G, G, G)
+    assert out.lattice.shape == (3,)
+    assert out.mu.shape == out.logvar.shape == out.z.shape == (3, LATENT)
+    decoded = vae.decode(out.mu, condition)
+    assert [tuple(t.shape) for t in decoded] == [(3, 1, G, G, G), (3, V, G, G, G), (3,)]
+    # a fresh model samples z with σ ≈ e⁻² ≈ 0.14, so the decoder is not drowned in noise at first
+    assert float(out.logvar.detach().mean()) == pytest.approx(-4.0, abs=1.0)
+
+
+def test_encoder_input_paints_the_element_embedding_on_occupied_voxels_only():
+    vae = _tiny_vae().eval()
+    density, species, lattice, condition = _crystals(2)
+    species[0, 0, 0, 0] = V  # an element outside the vocabulary: the "unknown" class
+    x = vae.encoder_input(density, species, lattice, condition)
+    assert x.shape == (2, 1 + E + 1 + 10, G, G, G)
+    torch.testing.assert_close(x[:, 0], density)
+    embedded = x[:, 1 : 1 + E].permute(0, 2, 3, 4, 1)  # (B, G, G, G, E)
+    empty = species == EMPTY
+    assert torch.all(embedded[empty] == 0)
+    occupied = species >= 0
+    torch.testing.assert_close(embedded[occupied], vae.embedding.weight[species[occupied]])
+    torch.testing.assert_close(embedded[0, 0, 0, 0], vae.embedding.weight[V])  # unknown has its own row
+    torch.testing.assert_close(x[:, 1 + E], (lattice / vae.config.lattice_scale)[:, None, None, None].expand(-1, G, G, G))
+    torch.testing.assert_close(x[:, 2 + E :], condition[:, :, None, None, None].expand(-1, -1, G, G, G))
+
+
+def test_position_channels_give_every_voxel_its_own_periodic_code():
+    """The decoder's fixed channels sin, cos(2π k i / G), k = 1, 2, 4 on each axis: periodic in the
+    cell, and different for every voxel (so the decoder can tell voxel 0 from voxel 2)."""
+    p = position_channels(G, torch.zeros(1))
+    assert p.shape == (1, 18, G, G, G) and float(p.abs().max()) <= 1.0
+    codes = p[0].reshape(18, -1).T  # (G³, 18)
+    assert len(torch.unique(codes.round(decimals=5), dim=0)) == G**3
+    i = torch.arange(G, dtype=torch.float32)
+    torch.testing.assert_close(p[0, 0, :, 3, 5], torch.sin(2 * torch.pi * i / G))  # axis 0, k = 1
+    torch.testing.assert_close(p[0, 11, 7, :, 2], torch.cos(2 * torch.pi * 4 * i / G))  # axis 1, k = 4
+    assert torch.all(p[0, 11, 7, 3, :] == p[0, 11, 7, 3, 0])  # constant along the other axes
+    # periodic: the last voxel's code is as close to the first's as any two neighbours are
+    step = (codes.view(G, G, G, 18)[1:, 0, 0] - codes.view(G, G, G, 18)[:-1, 0, 0]).norm(dim=1)
+    wrap = (codes.view(G, G, G, 18)[0, 0, 0] - codes.view(G, G, G, 18)[G - 1, 0, 0]).norm()
+    assert float(wrap) == pytest.approx(float(step[0]), rel=1e-5)
+    torch.testing.assert_close(step, step[0].expand(G - 1))
+
+
+def test_configuration_and_condition_are_validated():
+    with pytest.raises(ValueError, match="multiple of 16"):
+        _config(grid=24)
+    with pytest.raises(ValueError, match="4 blocks"):
+        _config(channels=(4, 8, 8))
+    with pytest.raises(ValueError, match="≥ 0"):
+        _config(beta=-1.0)
     with pytest.raises(ValueError):
+        _config(n_species=0)
+    with pytest.raises(ValueError, match="0..9"):
         one_hot_decile(torch.tensor([10]))
-    with pytest.raises(ValueError):
-        VAE3DConfig(grid=24)
+    with pytest.raises(ValueError, match="0..9"):
+        one_hot_decile(torch.tensor([-1]))
+    assert one_hot_decile(torch.tensor([0, 9])).tolist()[1] == [0.0] * 9 + [1.0]
+    assert _config(channels=[4, 4, 8, 8]).channels == (4, 4, 8, 8)  # lists from a JSON checkpoint
 
 
-def test_kl_divergence_behaviour():
-    zero = torch.zeros(5, 8)
-    assert float(kl_divergence(zero, zero)) == pytest.approx(0.0, abs=1e-7)
-    shifted = kl_divergence(torch.ones(5, 8), zero)
-    assert float(shifted) == pytest.approx(0.5 * 8)  # ½ Σ μ² with σ = 1
-    narrow = kl_divergence(zero, torch.full((5, 8), -2.0))
-    assert float(narrow) > 0
-    # monotone in |μ|
-    assert float(kl_divergence(2 * torch.ones(5, 8), zero)) > float(shifted)
+# --------------------------------------------------------------------------- KL and condition
 
 
-def test_condition_changes_the_decoder_output():
+def test_kl_divergence_is_the_closed_form_gaussian_kl():
+    zero = torch.zeros(5, LATENT)
+    assert float(kl_divergence(zero, zero)) == 0.0
+    assert float(kl_divergence(torch.ones(5, LATENT), zero)) == pytest.approx(0.5 * LATENT)  # ½ Σ μ², σ = 1
+    g = torch.Generator().manual_seed(0)
+    mu, logvar = torch.randn(4, LATENT, generator=g), torch.randn(4, LATENT, generator=g)
+    q = torch.distributions.Normal(mu, torch.exp(0.5 * logvar))
+    p = torch.distributions.Normal(torch.zeros_like(mu), torch.ones_like(mu))
+    expected = torch.distributions.kl_divergence(q, p).sum(dim=1).mean()
+    assert float(kl_divergence(mu, logvar)) == pytest.approx(float(expected), rel=1e-5)
+    # narrower or wider than N(0, 1) both cost information
+    assert float(kl_divergence(zero, torch.full((5, LATENT), -2.0))) > 0
+    assert float(kl_divergence(zero, torch.full((5, LATENT), 2.0))) > 0
+
+
+def test_the_condition_changes_the_decoder_and_the_encoder():
     torch.manual_seed(0)
     vae = _tiny_vae().eval()
-    z = torch.randn(1, 8)
-    a = vae.decode(z, one_hot_decile(torch.tensor([0])))
-    b = vae.decode(z, one_hot_decile(torch.tensor([9])))
-    assert (a - b).abs().max() > 1e-4
-    # and the encoder sees it too
-    x = torch.randn(1, 4, G, G, G)
-    mu0, _ = vae.encode(x, one_hot_decile(torch.tensor([0])))
-    mu9, _ = vae.encode(x, one_hot_decile(torch.tensor([9])))
+    z = torch.randn(1, LATENT)
+    with torch.no_grad():
+        low = vae.decode(z, one_hot_decile(torch.tensor([0])))
+        high = vae.decode(z, one_hot_decile(torch.tensor([9])))
+        for a, b in zip(low, high):  # density, species logits, cell length
+            assert (a - b).abs().max() > 1e-4
+        density, species, lattice, _ = _crystals(1)
+        mu0, _ = vae.encode(density, species, lattice, one_hot_decile(torch.tensor([0])))
+        mu9, _ = vae.encode(density, species, lattice, one_hot_decile(torch.tensor([9])))
     assert (mu0 - mu9).abs().max() > 1e-5
 
 
-def test_perceptual_loss_zero_on_identity_and_gradients_flow():
-    unet = _tiny_unet().eval().requires_grad_(False)
-    density, _ = _blobs(2)
-    assert float(perceptual_loss(unet, density, density.clone())) == pytest.approx(0.0, abs=1e-10)
-    noisy = (density + 0.1 * torch.randn_like(density)).requires_grad_(True)
-    loss = perceptual_loss(unet, density, noisy)
-    loss.backward()
-    assert float(loss.detach()) > 0 and noisy.grad is not None and noisy.grad.abs().sum() > 0
-    assert all(p.grad is None for p in unet.parameters())
+# --------------------------------------------------------------------------- elements and the loss
 
 
-def test_vae_loss_decreases_on_a_tiny_batch():
+def test_species_logits_pick_the_nearest_element_embedding():
+    """logit_e = −‖ê − e_e‖² against the encoder's own embedding table (tied weights): a voxel
+    vector equal to element k's embedding gives logit 0 for k and a negative logit for every other
+    element; the "unknown" row of the table is never predicted."""
+    torch.manual_seed(0)
+    vae = _tiny_vae().requires_grad_(False)
+    table = vae.embedding.weight.clone()  # (V + 1, E)
+    classes = torch.randint(0, V, (2, G, G, G))
+    vectors = table[classes].permute(0, 4, 1, 2, 3)  # (B, E, G, G, G)
+    logits = vae.species_logits(vectors)
+    assert logits.shape == (2, V, G, G, G)
+    assert torch.equal(logits.argmax(dim=1), classes)
+    torch.testing.assert_close(logits.gather(1, classes[:, None])[:, 0], torch.zeros(2, G, G, G), atol=1e-5, rtol=0)
+    assert float(logits.max()) <= 1e-5
+    unknown = vae.species_logits(table[V][None, :, None, None, None].expand(1, E, G, G, G))
+    assert unknown.shape[1] == V  # scored against the V known elements only
+    expected = -((table[V] - table[:V]) ** 2).sum(dim=1)
+    torch.testing.assert_close(unknown[0, :, 0, 0, 0], expected)
+    # the table is shared: moving element 2's embedding moves what the decoder's vectors mean
+    vae.embedding.weight[2] += 1.0
+    assert not torch.equal(vae.species_logits(vectors), logits)
+
+
+def test_the_loss_ignores_the_species_of_empty_voxels_and_unknown_elements():
     torch.manual_seed(0)
     vae = _tiny_vae()
-    unet = _tiny_unet().eval().requires_grad_(False)
-    density, _ = _blobs(4)
-    coords = torch.linspace(0, 1, G).view(1, 1, G, 1, 1).expand(4, 3, G, G, G)
-    x = torch.cat([density, coords], dim=1)
-    y = one_hot_decile(torch.tensor([1, 2, 3, 4]))
+    density, species, lattice, condition = _crystals(2)
+    species[0, 0, 0, 0] = V  # one voxel of an element outside the vocabulary
+    config = vae.config
+    with torch.no_grad():
+        out = vae(density, species, lattice, condition, sample=False)
+        _, before = vae_loss(out, density, species, lattice, config)
+        ignored = ((species == EMPTY) | (species == V)).unsqueeze(1).expand_as(out.species_logits).clone()
+        out.species_logits[ignored] += 10 * torch.randn(int(ignored.sum()))
+        _, after = vae_loss(out, density, species, lattice, config)
+        assert after["species_ce"] == pytest.approx(before["species_ce"], rel=1e-6)
+        # and it is the mean cross entropy over the known atom voxels
+        known = (species >= 0) & (species < V)
+        expected = torch.nn.functional.cross_entropy(out.species_logits.permute(0, 2, 3, 4, 1)[known], species[known])
+        assert after["species_ce"] == pytest.approx(float(expected), rel=1e-5)
+        # lowering the right element's logit on the atom voxels does cost
+        right = torch.nn.functional.one_hot(species.clamp(0, V - 1), V).permute(0, 4, 1, 2, 3).bool()
+        out.species_logits[right & known.unsqueeze(1)] -= 5.0
+        _, worse = vae_loss(out, density, species, lattice, config)
+    assert worse["species_ce"] > after["species_ce"] + 1.0
+
+
+def test_a_batch_without_atoms_has_a_finite_loss_and_no_species_term():
+    vae = _tiny_vae()
+    density, _, lattice, condition = _crystals(2)
+    empty = torch.full((2, G, G, G), EMPTY)
+    out = vae(density, empty, lattice, condition)
+    loss, parts = vae_loss(out, density, empty, lattice, vae.config)
+    loss.backward()
+    assert parts["species_ce"] == 0.0 and torch.isfinite(loss)
+    assert all(torch.isfinite(p.grad).all() for p in vae.parameters() if p.grad is not None)
+
+
+def test_the_loss_falls_on_a_tiny_batch():
+    torch.manual_seed(0)
+    vae = _tiny_vae()
+    batch = _crystals(4, seed=1)
+    density, species, lattice, condition = batch
     optimiser = torch.optim.Adam(vae.parameters(), lr=3e-3)
-    first = last = None
-    for _ in range(30):
-        loss, parts = vae_loss(vae(x, y), x, vae.config, unet)
+    history = []
+    for _ in range(40):
+        loss, parts = vae_loss(vae(*batch), density, species, lattice, vae.config)
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
-        first = first if first is not None else parts
-        last = parts
+        history.append(parts)
+    first, last = history[0], history[-1]
     assert last["loss"] < 0.5 * first["loss"]
-    assert last["mse"] < first["mse"]
+    for term in ("density_mse", "species_ce", "lattice_mse"):
+        assert last[term] < first[term], term
 
 
-def test_checkpoint_round_trip_strict(tmp_path):
+# --------------------------------------------------------------------------- checkpoints
+
+
+def test_checkpoint_round_trip_is_strict(tmp_path):
     torch.manual_seed(0)
-    vae, unet = _tiny_vae().eval(), _tiny_unet().eval()
-    unet.class_weights.copy_(torch.arange(6.0))
-    save_voxel_model(tmp_path / "vae.pt", vae, {"note": "x"})
-    save_voxel_model(tmp_path / "unet.pt", unet)
-    vae2, payload = load_voxel_model(tmp_path / "vae.pt", "cond-dfc-vae")
-    unet2, _ = load_voxel_model(tmp_path / "unet.pt", "unet3d")
-    assert payload["note"] == "x" and vae2.config == vae.config
-    x, y = torch.randn(1, 4, G, G, G), one_hot_decile(torch.tensor([3]))
-    torch.testing.assert_close(vae2(x, y, sample=False).reconstruction, vae(x, y, sample=False).reconstruction)
-    torch.testing.assert_close(unet2.class_weights, unet.class_weights)
-    with pytest.raises(ValueError, match="not a matmap unet3d"):
-        load_voxel_model(tmp_path / "vae.pt", "unet3d")
+    vae = _tiny_vae().eval()
+    with torch.no_grad():
+        for bn in (m for m in vae.modules() if isinstance(m, nn.BatchNorm3d)):
+            bn.running_mean.uniform_(-0.1, 0.1)  # buffers travel too
+    save_voxel_model(tmp_path / "vae.pt", vae, {"vocabulary": [11, 17, 38, 22, 8]})
+    loaded, payload = load_voxel_model(tmp_path / "vae.pt")
+    assert payload["vocabulary"] == [11, 17, 38, 22, 8] and loaded.config == vae.config
+    assert not loaded.training  # ready for inference
+    batch = _crystals(2)
+    with torch.no_grad():
+        a, b = vae(*batch, sample=False), loaded(*batch, sample=False)
+    for name in ("density", "species_logits", "lattice", "mu", "logvar"):
+        torch.testing.assert_close(getattr(a, name), getattr(b, name), rtol=0, atol=0)
+    assert not (tmp_path / "vae.pt.part").exists()
+
     with pytest.raises(FileNotFoundError):
-        load_voxel_model(tmp_path / "none.pt", "unet3d")
+        load_voxel_model(tmp_path / "none.pt")
     state = torch.load(tmp_path / "vae.pt", weights_only=True)
     state["state_dict"]["extra.weight"] = torch.zeros(1)
-    torch.save(state, tmp_path / "bad.pt")
-    with pytest.raises(RuntimeError, match="Unexpected key"):
-        load_voxel_model(tmp_path / "bad.pt", "cond-dfc-vae")
+    torch.save(state, tmp_path / "extra.pt")
+    with pytest.raises(ValueError, match="another layout.*Unexpected key"):  # strict: no weight left over
+        load_voxel_model(tmp_path / "extra.pt")
+    with pytest.raises(TypeError, match="not a voxel VAE"):
+        save_voxel_model(tmp_path / "x.pt", nn.Linear(2, 2))
+
+
+def test_an_old_or_foreign_file_is_refused_with_a_clear_error(tmp_path):
+    vae = _tiny_vae()
+    # the earlier generator's checkpoint (format 1: UNet + Cond-DFC-VAE)
+    torch.save({"format": 1, "kind": "cond-dfc-vae", "config": {}, "state_dict": vae.state_dict()}, tmp_path / "old.pt")
+    torch.save(torch.zeros(3), tmp_path / "tensor.pt")
+    for name in ("old.pt", "tensor.pt"):
+        with pytest.raises(ValueError, match="not a matmap generator checkpoint.*train-vae"):
+            load_voxel_model(tmp_path / name)
+    # format 2 written by an earlier layout of this model: a config field or weights it no longer has.
+    # The app catches ValueError to show the retrain command, so these must not be a TypeError or a
+    # RuntimeError.
+    save_voxel_model(tmp_path / "vae.pt", vae)
+    state = torch.load(tmp_path / "vae.pt", weights_only=True)
+    state["config"]["composition_weight"] = 1.0
+    torch.save(state, tmp_path / "old-config.pt")
+    state = torch.load(tmp_path / "vae.pt", weights_only=True)
+    state["state_dict"]["species_head.weight"] = state["state_dict"].pop("density_head.weight")
+    torch.save(state, tmp_path / "old-weights.pt")
+    for name, detail in (("old-config.pt", "composition_weight"), ("old-weights.pt", "Missing key")):
+        with pytest.raises(ValueError, match=f"another layout.*{detail}.*train-vae"):
+            load_voxel_model(tmp_path / name)
+
+
+# --------------------------------------------------------------------------- a periodic encoder
+
+
+def _blocks(vae: CondVAE3D, x: torch.Tensor) -> list[torch.Tensor]:
+    """Outputs of the encoder's 4 blocks (conv, BN, LeakyReLU, max-pool): grids G/2 … G/16."""
+    outs = []
+    for i, layer in enumerate(vae.encoder):
+        x = layer(x)
+        if i % 4 == 3:
+            outs.append(x)
+    return outs
+
+
+def _encoder(padding_mode: str) -> CondVAE3D:
+    torch.manual_seed(0)
+    vae = _tiny_vae().eval()
+    for conv in (m for m in vae.encoder if isinstance(m, nn.Conv3d)):
+        conv.padding_mode = padding_mode
+    return vae
+
+
+@pytest.mark.parametrize("shift", [(2, 0, 0), (0, 4, 2), (8, 8, 8), (8, 0, 8)])
+def test_a_translated_crystal_gives_translated_encoder_maps(shift):
+    """The grid is one periodic cell: moving every atom by whole voxels (torch.roll) moves the
+    feature maps of each block by shift / 2^block voxels, where that is whole. At G = 16 the last
+    block pools a 2³ map to one voxel, so half-cell translations (8 voxels, e.g. the body
+    centring of CsCl) leave μ unchanged."""
+    vae = _encoder("circular")
+    density, species, lattice, condition = _crystals(2, seed=3)
+    dims = (1, 2, 3)
+    rolled = (torch.roll(density, shift, dims), torch.roll(species, shift, dims), lattice, condition)
+    with torch.no_grad():
+        plain = _blocks(vae, vae.encoder_input(density, species, lattice, condition))
+        moved = _blocks(vae, vae.encoder_input(*rolled))
+        for block, (a, b) in enumerate(zip(plain, moved), start=1):
+            step = 2**block
+            if all(s % step == 0 for s in shift):
+                torch.testing.assert_close(b, torch.roll(a, tuple(s // step for s in shift), (2, 3, 4)))
+        mu, _ = vae.encode(density, species, lattice, condition)
+        mu_moved, _ = vae.encode(*rolled)
+    if all(s % 8 == 0 for s in shift):
+        torch.testing.assert_close(mu_moved, mu)
+
+
+def test_translation_invariance_of_mu_comes_from_the_circular_padding():
+    density, species, lattice, condition = _crystals(2, seed=3)
+    rolled = (torch.roll(density, 8, 1), torch.roll(species, 8, 1), lattice, condition)
+    with torch.no_grad():
+        circular = _encoder("circular")
+        torch.testing.assert_close(circular.encode(*rolled)[0], circular.encode(density, species, lattice, condition)[0])
+        # one voxel is not a symmetry of the pooling grid: μ moves
+        one = (torch.roll(density, 1, 1), torch.roll(species, 1, 1), lattice, condition)
+        assert (circular.encode(*one)[0] - circular.encode(density, species, lattice, condition)[0]).abs().max() > 1e-4
+        zeros = _encoder("zeros")  # the same weights with zero padding: the cell's faces become walls
+        assert (zeros.encode(*rolled)[0] - zeros.encode(density, species, lattice, condition)[0]).abs().max() > 1e-4
