@@ -30,7 +30,7 @@ HEADERS = {"index": "#", "t": "t", "formula": "formula", "valid": "valid", "a": 
 #: The funnel of targeted generation, in order, with what each stage means.
 FUNNEL_LABELS = {
     "generated": "generated",
-    "valid": "valid (decodes, no two atoms closer than 0.5 Å)",
+    "valid": "valid (parses, 2–40 sites, no two atoms closer than 0.5 Å, cubic, a family's formula)",
     "same_stoichiometry": "same stoichiometry as the base",
     "novel": "novel (formula not among the training crystals)",
     "energy_within_20pct": "predicted formation energy within 20 % of the base's",
@@ -150,6 +150,46 @@ def funnel_view(funnel: dict, energy_checked: bool) -> html.Div:
         "No formation-energy predictor is trained (python -m ml train-property), so the funnel stops at "
         "'novel' and energies show as —.", className="hint")
     return html.Div([html.Ol(items, className="funnel"), note], className="funnel-view")
+
+
+#: What each quality gate of ``python -m ml evaluate-vae`` measures (validation split).
+GATE_LABELS = {
+    "random_strict_validity": "random samples strictly valid",
+    "reconstruction_exact": "reconstructions with the exact composition",
+    "site_count_error": "mean |Δ sites| of reconstructions",
+    "cell_length_mae": "cell-length error of reconstructions (Å)",
+    "species_recall": "atom sites with the right element",
+    "interpolation_ends_exact": "interpolation ends decoding to their own compounds",
+    "interpolation_inner_strict_validity": "interpolation steps strictly valid",
+    "targeted_strict_validity": "targeted samples strictly valid",
+}
+_ABSOLUTE = ("site_count_error", "cell_length_mae")
+
+
+def gates_view(summary: dict | None) -> html.Details | None:
+    """The generator's quality gates (:func:`ml.explorer.evaluation_summary`) as a small
+    table: what is measured, our value, the target, passed or not. ``None`` without an evaluation."""
+    if not summary:
+        return None
+
+    def shown(name, value):
+        if value is None:
+            return "—"
+        return f"{value:.2f}" if name in _ABSOLUTE else f"{100 * value:.1f} %"
+
+    rows = [html.Tr([html.Td(GATE_LABELS.get(name, name)), html.Td(shown(name, gate["value"])),
+                     html.Td(f"{gate['op']} {shown(name, gate['target'])}"),
+                     html.Td("passed" if gate["passed"] else "not yet",
+                             className="badge " + ("badge--ok" if gate["passed"] else "badge--bad"))])
+            for name, gate in summary["gates"].items()]
+    passed = sum(gate["passed"] for gate in summary["gates"].values())
+    return html.Details(className="card generate-gates", id="generate-gates", children=[
+        html.Summary(f"Quality of this generator: {passed} of {len(rows)} gates passed on the validation split "
+                     "(python -m ml evaluate-vae)"),
+        html.Table(className="gates-table", children=[
+            html.Thead(html.Tr([html.Th("measured"), html.Th("this model"), html.Th("target"), html.Th("")])),
+            html.Tbody(rows)]),
+    ])
 
 
 def step_summary(row: dict) -> html.Div:

@@ -30,6 +30,7 @@ from components.explorer import (
     compound_label,
     decile_options,
     funnel_view,
+    gates_view,
     grid_column_defs,
     grid_records,
     load_result,
@@ -65,6 +66,9 @@ def layout(around: str | None = None, a: str | None = None, b: str | None = None
     problem = explorer.unavailable()
     page = _page(around=around, a=a, b=b)
     if problem is None:
+        gates = gates_view(explorer.evaluation_summary())
+        if gates is not None:
+            page.children.insert(2, gates)
         warning = explorer.quality_warning()
         if warning is not None:  # under the title
             page.children.insert(1, notice(warning, "warning", id="generate-quality"))
@@ -169,7 +173,7 @@ def _results_skeleton() -> list:
                 html.H2("Structure"),
                 html.Div(id="generate-slider-box", style={"display": "none"}, children=[
                     html.Label("Step along the path", htmlFor="generate-slider", className="field-label"),
-                    dcc.Slider(id="generate-slider", min=0, max=1, step=1, value=0, marks=None,
+                    dcc.Slider(id="generate-slider", min=1, max=2, step=1, value=1, marks=None,
                                tooltip={"placement": "bottom"}),
                 ]),
                 html.Div(id="generate-step"),
@@ -332,7 +336,7 @@ def show_result(entry, surviving):
     hidden = {"display": "none"}
     if result is None:
         empty = html.P("Choose the inputs and press Decode.", className="muted")
-        return empty, [], no_update, None, {}, hidden, "Along the path", hidden, 1, True
+        return empty, [], no_update, None, {}, hidden, "Along the path", hidden, 2, True
     rows = result["rows"]
     n_valid = sum(bool(r["valid"]) for r in rows)
     if result["mode"] == "interpolate":
@@ -340,14 +344,14 @@ def show_result(entry, surviving):
         summary = html.P(f"{len(rows)} steps from {inputs['a']} to {inputs['b']}; {n_valid} decode into valid "
                          "structures.", className="generate-summary__text")
         return (summary, grid_records(rows), grid_column_defs("interpolate"), None, make_path_figure(rows), {},
-                "Along the path", {}, len(rows) - 1, False)
+                "Along the path", {}, len(rows), False)
     shown = surviving_rows(rows, result["energy_checked"]) if "surviving" in (surviving or []) else rows
     inputs = result["inputs"]
     summary = html.P(f"{len(rows)} samples around {inputs['base']} (variance {inputs['variance']:g}); "
                      f"{n_valid} valid, {len(surviving_rows(rows, result['energy_checked']))} surviving the funnel.",
                      className="generate-summary__text")
     return (summary, grid_records(shown), grid_column_defs("around"), funnel_view(result["funnel"],
-            result["energy_checked"]), {}, hidden, "Funnel", hidden, 1, False)
+            result["energy_checked"]), {}, hidden, "Funnel", hidden, 2, False)
 
 
 @callback(
@@ -364,13 +368,14 @@ def select(step, clicked, entry, selected):
 
 
 def choose(trigger, step, clicked, entry, selected) -> tuple:
-    """``(generate-selected, slider value)`` after ``trigger`` (the id of the input that changed)."""
+    """``(generate-selected, slider value)`` after ``trigger`` (the id of the input that changed).
+    The slider counts steps from 1, as the step labels and the path figure do; rows from 0."""
     result = load_result((entry or {}).get("token"))
     if result is None:
-        return None, 0
+        return None, 1
     n = len(result["rows"])
     if trigger == "generate-slider":
-        index = step
+        index = (step or 1) - 1
     elif trigger == "generate-grid" and str((clicked or {}).get("rowId")).isdigit():
         index = int(clicked["rowId"])
     elif selected is not None and selected.get("token") == entry["token"]:
@@ -378,7 +383,7 @@ def choose(trigger, step, clicked, entry, selected) -> tuple:
     else:
         index = _first_decoded(result["rows"])
     index = int(np.clip(index or 0, 0, n - 1))
-    return {"token": entry["token"], "index": index}, index if result["mode"] == "interpolate" else no_update
+    return {"token": entry["token"], "index": index}, index + 1 if result["mode"] == "interpolate" else no_update
 
 
 def _first_decoded(rows: list[dict]) -> int:

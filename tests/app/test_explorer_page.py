@@ -251,3 +251,17 @@ def test_an_unusable_generator_is_flagged_with_its_numbers(generate, vae_ids, mo
     assert explorer.quality_warning() is None
     page = text_of(generate.layout(around=vae_ids[0]))
     assert "quality gates" not in page and "not been evaluated" not in page
+
+def test_gates_view_shows_each_gate_with_value_target_and_verdict():
+    from components.explorer import gates_view
+
+    assert gates_view(None) is None
+    summary = {"usable": False, "funnel": None, "gates": {
+        "cell_length_mae": {"value": 0.25, "target": 0.1, "op": "<=", "passed": False},
+        "species_recall": {"value": 0.9, "target": 0.85, "op": ">=", "passed": True},
+        "random_strict_validity": {"value": None, "target": 0.7, "op": ">=", "passed": False}}}
+    text = text_of(gates_view(summary))
+    assert "1 of 3 gates passed" in text
+    assert "cell-length error of reconstructions (Å) 0.25 <= 0.10 not yet" in text
+    assert "atom sites with the right element 90.0 % >= 85.0 % passed" in text
+    assert "random samples strictly valid — >= 70.0 % not yet" in text
