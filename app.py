@@ -1,9 +1,13 @@
 """matmap: an interactive, self-hostable map of Materials Project crystals.
 
-Run ``python app.py`` (``--host``, ``--port``, ``--debug``) and open http://127.0.0.1:8050.
+Run ``./run.sh`` (or ``python app.py [--host HOST] [--port PORT]``) and open
+http://127.0.0.1:8050: gunicorn serves ``server`` with ``gunicorn.conf.py`` (workers and
+threads for 2 cores, the map loaded once in the master and shared by the workers).
+``python app.py --debug`` runs Flask's development server with Dash's dev tools instead.
 The app serves the map of ``MATMAP_DATASET`` / ``MATMAP_MODEL`` under ``MATMAP_DATA_DIR``
-(see :mod:`ml.settings`), loaded on first use. ``server`` is the Flask app for WSGI servers
-(``gunicorn app:server``) and tests.
+(see :mod:`ml.settings`); both servers load it in the background at start, and ``/healthz``
+answers 200 once it is loaded, 503 before (:func:`components.state.health`). Imported alone
+(tests, another WSGI server), the app loads the map on first use.
 
 Pages live in ``pages/`` (one module per route), reusable pieces in ``components/``, every
 stylesheet and script in ``assets/``. This module builds the shell only: navbar, shared
@@ -12,11 +16,19 @@ stores and the page container; it holds no callbacks.
 
 from __future__ import annotations
 
+import os
+import sys
+from pathlib import Path
+
 import dash
 from dash import Dash, dcc, html
 
 from components.background import background_manager
-from components.state import LOCATED_STORE
+from components.state import LOCATED_STORE, health
+
+ROOT = Path(__file__).resolve().parent
+#: gunicorn's settings for ``./run.sh`` and ``python app.py``.
+GUNICORN_CONFIG = ROOT / "gunicorn.conf.py"
 
 
 def navbar() -> html.Nav:
@@ -58,24 +70,52 @@ def create_app() -> Dash:
             html.Main(dash.page_container, className="app__main"),
         ],
     )
+    app.server.add_url_rule("/healthz", "healthz", healthz)
     return app
+
+
+def healthz():
+    """``GET /healthz``: 200 and ``{"status": "ready", "materials": …}`` once the map is
+    loaded, 503 and ``{"status": "loading" | "idle" | "failed", …}`` before (load balancers,
+    ``docker`` health checks, the tests)."""
+    from flask import jsonify
+
+    body, status = health()
+    response = jsonify(body)
+    response.status_code = status
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 app = create_app()
 server = app.server
 
 
+def gunicorn_command(host: str = "127.0.0.1", port: int = 8050) -> list[str]:
+    """The command line that serves the app in production (as ``./run.sh`` does)."""
+    return [sys.executable, "-m", "gunicorn", "--config", str(GUNICORN_CONFIG), "--bind", f"{host}:{port}", "app:server"]
+
+
 def main(argv: list[str] | None = None) -> None:
-    """``python app.py [--host HOST] [--port PORT] [--debug]``."""
+    """``python app.py [--host HOST] [--port PORT] [--debug]``: gunicorn (this process is
+    replaced by it), or with ``--debug`` Flask's development server with Dash's dev tools."""
     import argparse
 
-    parser = argparse.ArgumentParser(description="Serve the matmap app.")
+    parser = argparse.ArgumentParser(description="Serve the matmap app (gunicorn; --debug: Flask's development server).")
     parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (0.0.0.0 for all)")
     parser.add_argument("--port", type=int, default=8050)
-    parser.add_argument("--debug", action="store_true", help="Dash dev tools and reloading")
+    parser.add_argument("--debug", action="store_true", help="Flask's development server with Dash dev tools and reloading")
     args = parser.parse_args(argv)
+    if not args.debug:
+        os.chdir(ROOT)  # gunicorn imports app:server from here
+        command = gunicorn_command(args.host, args.port)
+        os.execv(command[0], command)
+    if os.environ.get("WERKZEUG_RUN_MAIN") == "true":  # the reloader's child serves; its parent only watches
+        from components.state import start_warm_up
+
+        start_warm_up()
     # no dev-tools version check: it calls a plotly server, and the app must work offline
-    app.run(host=args.host, port=args.port, debug=args.debug, dev_tools_disable_version_check=True)
+    app.run(host=args.host, port=args.port, debug=True, dev_tools_disable_version_check=True)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # matmap in one command.
 #   ./run.sh          set up, build the map of mp2024 and the VAE's voxel store if needed, serve http://127.0.0.1:8050
+#                     with gunicorn (gunicorn.conf.py); ./run.sh serve --bind 0.0.0.0:8050 passes options to gunicorn
+#                     (development server with Dash's dev tools: .venv/bin/python app.py --debug)
 #   ./run.sh test     set up (plus Debian chromium for browser tests) and run the test suite
 #   ./run.sh setup    only create .venv and install the requirements
 set -euo pipefail
@@ -41,7 +43,8 @@ case "${1:-serve}" in
     # (optional: the other pages work without it, and /generate says how to build it)
     "$VENV/bin/python" -m ml vae-data --dataset mp2024 \
       || echo "warning: the latent explorer's voxel store was not built; /generate will say how to build it" >&2
-    exec "$VENV/bin/python" app.py ;;
+    if [ $# -gt 0 ]; then shift; fi
+    exec "$VENV/bin/gunicorn" --config gunicorn.conf.py "$@" app:server ;;
   *)
     echo "usage: ./run.sh [serve|test|setup]" >&2; exit 2 ;;
 esac

@@ -1,11 +1,15 @@
-"""Small layout pieces shared by the pages: notices and the "no map yet" message."""
+"""Small layout pieces shared by the pages: notices, the "no map yet" and "map loading" messages."""
 
 from __future__ import annotations
 
-from dash import dcc, html
+from dash import MATCH, ClientsideFunction, Input, Output, callback, clientside_callback, dcc, html
+from dash.exceptions import PreventUpdate
 
 from ml.artifacts import MAP_VIEWS
 from ml.settings import get_settings
+
+#: How often a page shown while the map loads asks whether it is ready, ms.
+LOADING_POLL_MS = 1000
 
 
 def build_command() -> str:
@@ -37,10 +41,68 @@ def map_missing(message: str) -> html.Div:
     )
 
 
+class MapLoadingNotice(html.Div):
+    """What every page shows while the server loads the map in the background: a message,
+    and a poll (every :data:`LOADING_POLL_MS`) that reloads the page once the map is there.
+
+    All-in-One: a ``dcc.Interval`` asks the server (:func:`loading_finished`), which answers
+    on its ``ready`` store once loading has ended; the browser then reloads the page
+    (``assets/serving.js``).
+    """
+
+    class ids:
+        @staticmethod
+        def poll(aio_id: str) -> dict:
+            return {"component": "MapLoadingNotice", "subcomponent": "poll", "aio_id": aio_id}
+
+        @staticmethod
+        def ready(aio_id: str) -> dict:
+            return {"component": "MapLoadingNotice", "subcomponent": "ready", "aio_id": aio_id}
+
+    def __init__(self, message: str, aio_id: str = "page"):
+        super().__init__(
+            className="card card--notice map-loading",
+            children=[
+                html.H2("Loading the map"),
+                html.P(message, className="muted"),
+                html.P("The server has just started; this takes a few seconds.", className="hint"),
+                dcc.Interval(id=self.ids.poll(aio_id), interval=LOADING_POLL_MS),
+                dcc.Store(id=self.ids.ready(aio_id), data=False),
+            ],
+        )
+
+
+@callback(
+    Output(MapLoadingNotice.ids.ready(MATCH), "data"),
+    Input(MapLoadingNotice.ids.poll(MATCH), "n_intervals"),
+    prevent_initial_call=True,
+)
+def loading_finished(_n_intervals):
+    """``True`` once this server process is no longer loading the map (loaded, or failed:
+    the reloaded page then says why); no update while it is."""
+    from components.state import is_loading
+
+    if is_loading():
+        raise PreventUpdate
+    return True
+
+
+clientside_callback(
+    ClientsideFunction(namespace="matmap_serving", function_name="reloadWhenReady"),
+    Output(MapLoadingNotice.ids.poll(MATCH), "disabled"),
+    Input(MapLoadingNotice.ids.ready(MATCH), "data"),
+    prevent_initial_call=True,
+)
+
+
 def missing_page(message: str, skeleton) -> html.Div:
-    """A page without its map: the :func:`map_missing` message, and the page's components
-    hidden, so that the callbacks Dash validates against the layout still find their ids."""
-    return html.Div([map_missing(message), html.Div(skeleton, hidden=True)], className="page")
+    """A page without its map: the :func:`map_missing` message (or, while the server loads
+    the map at start, :class:`MapLoadingNotice`), and the page's components hidden, so that
+    the callbacks Dash validates against the layout still find their ids."""
+    from components.state import is_loading
+
+    shown = MapLoadingNotice(message) if is_loading() else map_missing(message)
+    return html.Div([shown, html.Div(skeleton, hidden=True)], className="page")
 
 
 def notice(children, kind: str = "info", **kwargs) -> html.Div:

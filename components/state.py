@@ -1,13 +1,28 @@
-"""The one map the app serves, loaded lazily on first use and then kept for the process.
+"""The one map the app serves, and its loading.
 
 Pages call :func:`get_map` (or :func:`map_or_error` when they want to show a message instead
-of raising). A missing map is not cached: once ``python -m ml build`` has written it, the next
-page view loads it without restarting the server.
+of raising). The map is loaded in one of two ways:
+
+- on first use (tests, or ``gunicorn app:server`` without ``gunicorn.conf.py``): the first page
+  view loads it. A missing map is not cached: once ``python -m ml build`` has written it, the
+  next page view loads it without restarting the server;
+- in the background at start (:func:`start_warm_up`, as ``./run.sh`` and ``python app.py``
+  do): the map and what is derived from it (:func:`warm_up`) load in a thread while the server
+  already answers; meanwhile pages say the map is loading (:class:`MapLoading`) and
+  ``/healthz`` answers 503 (:func:`health`).
+
+Under gunicorn the warm-up runs in the master, whose workers are then forked again so that
+they share the loaded arrays copy-on-write (``gunicorn.conf.py``). A process forked while
+this one was loading (the first workers) keeps saying "loading", since the loader thread does
+not exist in it, until the master replaces it.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import threading
+import time
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -15,28 +30,43 @@ from ml.artifacts import ArtifactError, MapArtifacts
 from ml.settings import get_settings
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
-_lock = threading.RLock()
+_lock = threading.RLock()  # held while loading
+_start_lock = threading.Lock()  # held while a warm-up is being started
 _loaded: MapArtifacts | None = None
+#: Where loading stands. ``state``: ``idle`` (nothing started: the first use loads),
+#: ``loading`` (a warm-up runs), ``ready`` or ``failed`` (the last warm-up failed: the next
+#: use retries); ``started`` (``time.time()``), ``seconds`` the warm-up took, ``error``.
+_status: dict = {"state": "idle", "started": None, "seconds": None, "error": None}
+
+
+class MapLoading(ArtifactError):
+    """The map is being loaded in the background; pages say so and reload when it is ready."""
 
 
 def get_map() -> MapArtifacts:
     """The map of ``MATMAP_DATASET`` / ``MATMAP_MODEL`` under ``MATMAP_DATA_DIR``, loaded once.
 
     Raises:
+        MapLoading: a background warm-up (:func:`start_warm_up`) is still loading it.
         ArtifactError: the map is missing or incomplete; the message names the build command.
     """
     global _loaded
     if _loaded is None:
+        if _status["state"] == "loading":
+            raise MapLoading(f"The map is loading (started {time.time() - _status['started']:.0f} s ago); "
+                             "this page reloads when it is ready.")
         with _lock:  # two first requests at once load it once
             if _loaded is None:
                 _loaded = MapArtifacts.load()
+                _status.update(state="ready", error=None)
     return _loaded
 
 
 def require_map() -> MapArtifacts:
     """The map, for callbacks: raises ``PreventUpdate`` (nothing changes on the page) when it
-    is missing, since the page already says so."""
+    is missing or still loading, since the page already says so."""
     from dash.exceptions import PreventUpdate
 
     try:
@@ -46,21 +76,124 @@ def require_map() -> MapArtifacts:
 
 
 def map_or_error() -> tuple[MapArtifacts | None, str | None]:
-    """``(map, None)`` when the map loads, ``(None, message)`` when it does not."""
+    """``(map, None)`` when the map loads, ``(None, message)`` when it does not (or not yet:
+    :func:`is_loading` tells which)."""
     try:
         return get_map(), None
     except ArtifactError as error:
         return None, str(error)
 
 
+# --------------------------------------------------------------------------- warm-up
+
+
+def warm_up() -> MapArtifacts:
+    """Load the map and everything the pages derive from it, now: the faiss index and the
+    formula search keys (:meth:`MapArtifacts.preload`), the hover text and element list of
+    the map page, and the structure viewer's imports (crystal-toolkit, pymatgen's XRD).
+
+    Returns:
+        The loaded map, which :func:`get_map` returns from then on.
+
+    Raises:
+        ArtifactError: the map is missing or incomplete (message with the build command).
+    """
+    global _loaded
+    from components.structure_view import preload
+
+    with _lock:
+        atlas = _loaded if _loaded is not None else MapArtifacts.load()
+        atlas.preload()
+        map_hover_text(atlas)
+        map_elements(atlas)
+        preload()
+        _loaded = atlas
+    return atlas
+
+
+def start_warm_up(on_done: Callable[[], None] | None = None) -> threading.Thread | None:
+    """Run :func:`warm_up` in a daemon thread (once: ``None`` when one is running or the map
+    is loaded); :func:`get_map` raises :class:`MapLoading` until it ends.
+
+    Args:
+        on_done: called in that thread when the warm-up ends, loaded or failed (gunicorn's
+            master re-forks its workers there).
+    """
+    with _start_lock:
+        if _status["state"] in ("loading", "ready") or _loaded is not None:
+            return None
+        _status.update(state="loading", started=time.time(), seconds=None, error=None)
+    thread = threading.Thread(target=_warm_up_job, args=(on_done,), name="matmap-warm-up", daemon=True)
+    thread.start()
+    return thread
+
+
+def _warm_up_job(on_done: Callable[[], None] | None) -> None:
+    started = time.perf_counter()
+    try:
+        warm_up()
+    except ArtifactError as error:  # no map yet: pages show how to build it, as without a warm-up
+        _status.update(state="failed", error=str(error))
+        log.warning("map not loaded: %s", error)
+    except Exception as error:  # an unreadable file: say so on /healthz, keep the server up
+        _status.update(state="failed", error=f"{type(error).__name__}: {error}")
+        log.exception("loading the map failed")
+    else:
+        _status.update(state="ready", error=None)
+        log.info("map loaded in %.1f s", time.perf_counter() - started)
+    finally:
+        _status["seconds"] = round(time.perf_counter() - started, 3)
+        if on_done is not None:
+            on_done()
+
+
+def is_loading() -> bool:
+    """Is a background warm-up loading the map (here, or in the process this one was forked from)?"""
+    return _status["state"] == "loading" and _loaded is None
+
+
+def health() -> tuple[dict, int]:
+    """``(JSON body, HTTP status)`` of ``/healthz``: 200 once the map is loaded, 503 before.
+
+    The body has ``status`` (``ready``, ``loading``, ``idle``: not loaded yet, ``failed``)
+    and, when ready, ``dataset``, ``model``, ``materials`` and ``load_seconds`` (the warm-up's
+    wall time, ``None`` when loaded on first use); when loading ``loading_seconds``; when
+    failed ``error`` (the message, with the build command for a missing map). Never loads.
+    """
+    atlas = _loaded
+    if atlas is not None:
+        return {"status": "ready", "dataset": atlas.dataset, "model": atlas.model, "materials": len(atlas),
+                "load_seconds": _status["seconds"]}, 200
+    state = _status["state"]
+    body: dict = {"status": "idle" if state == "ready" else state}
+    if state == "loading":
+        body["loading_seconds"] = round(time.time() - _status["started"], 1)
+    elif state == "failed":
+        body["error"] = _status["error"]
+    return body, 503
+
+
 def reset() -> None:
-    """Forget the loaded map and the settings (tests point ``MATMAP_DATA_DIR`` elsewhere)."""
+    """Forget the loaded map, the warm-up and the settings (tests point ``MATMAP_DATA_DIR``
+    elsewhere)."""
     global _loaded
     with _lock:
         _loaded = None
         _memo.clear()
+        _status.update(state="idle", started=None, seconds=None, error=None)
     get_settings.cache_clear()
 
+
+def _after_fork_in_child() -> None:
+    # the locks may have been held by a thread that does not exist in the child
+    global _lock, _start_lock
+    _lock, _start_lock = threading.RLock(), threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+# --------------------------------------------------------------------------- derived data
 
 _memo: dict[tuple[int, str], object] = {}
 

@@ -95,6 +95,13 @@ def descriptor_dir(dataset: str, name: str, root: Path | None = None) -> Path:
     return (root or get_settings().artifacts_dir) / dataset / DESCRIPTORS_DIR / name
 
 
+def descriptor_command(dataset: str, name: str) -> str:
+    """The command that computes baseline descriptor ``name`` (a key of
+    ``ml.descriptors.DESCRIPTORS``) for ``dataset`` on the set its spec names, and exports it
+    where the app reads it (:func:`descriptor_dir`)."""
+    return f"python -m ml descriptors --dataset {dataset} --name {name}"
+
+
 @dataclass
 class MapArtifacts:
     """A loaded map: the materials table, coordinates, embeddings and neighbour index.
@@ -145,6 +152,20 @@ class MapArtifacts:
         if len(materials) != len(embeddings):
             raise ArtifactError(f"{folder}: {len(materials)} materials but {len(embeddings)} embeddings")
         return cls(folder=folder, manifest=manifest, materials=materials, embeddings=embeddings)
+
+    def preload(self) -> "MapArtifacts":
+        """Load now what is otherwise loaded on first use: the faiss index and the formula keys
+        of :meth:`search` (a server does it at start, so no request waits for it).
+
+        Returns:
+            This map.
+
+        Raises:
+            RuntimeError: faiss cannot read ``index.faiss``.
+        """
+        self.index
+        self._formula_keys
+        return self
 
     @cached_property
     def index(self):
@@ -337,7 +358,7 @@ class MapArtifacts:
                 known = ", ".join(self.descriptor_names()) or "none"
                 raise ArtifactError(
                     f"no descriptor {name!r} exported for {self.dataset} (exported: {known}); build it with: "
-                    f"python -m ml descriptors --dataset {self.dataset} --name {name}"
+                    f"{descriptor_command(self.dataset, name)}"
                 )
             manifest = json.loads((folder / DESCRIPTOR_MANIFEST).read_text())
             values = np.load(folder / DESCRIPTOR_VALUES, mmap_mode="r")
