@@ -3,8 +3,10 @@
 "Ours" is the map's own list (:meth:`ml.artifacts.MapArtifacts.neighbors`, Euclidean in the
 CMML embedding); every descriptor the map has (``MapArtifacts.descriptor_names()``) adds its
 list (``MapArtifacts.descriptor_neighbors(name, material_id, k)``, same columns). The paper's
-baselines that are not built, or that do not cover the material, get a message instead of a
-grid. Each grid is a :class:`components.neighbors.NeighborPanel` with its own CSV export.
+baselines that are not built get a message with the command that builds them, those that do
+not cover the material a message. Each grid is a :class:`components.neighbors.NeighborPanel`
+with its own CSV export; the cards are narrow, so their grids show rank, id, formula and
+distance, the properties one click away.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from dash import html
 
 from components.common import notice
 from components.neighbors import NeighborPanel, neighbor_records
+from ml.artifacts import descriptor_command
+from ml.settings import get_settings
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +54,9 @@ def neighbor_lists(atlas, material_id: str, k: int) -> list[dict]:
     Returns:
         Dicts with ``name``, ``label``, ``ok``; ``columns``, ``rows`` (records) and ``scope``
         (the candidates searched, e.g. "among 43,936 materials (mp2024-icsd)") when ok,
-        ``message`` (for the user) when not.
+        ``message`` (for the user) when not, and ``command`` (the shell command that builds
+        it for the served dataset ``MATMAP_DATASET``, :func:`ml.artifacts.descriptor_command`)
+        when the descriptor is not built.
 
     Raises:
         ml.artifacts.UnknownMaterialError: ``material_id`` is not in the map.
@@ -70,7 +76,8 @@ def neighbor_lists(atlas, material_id: str, k: int) -> list[dict]:
             lists.append(_missing(name, f"could not be read ({type(error).__name__}: {error})"))
     for name in DESCRIPTOR_LABELS:
         if name not in built:
-            lists.append(_missing(name, "descriptor not built for this map"))
+            command = descriptor_command(get_settings().dataset, name)
+            lists.append(_missing(name, "descriptor not built for this map", command))
     return lists
 
 
@@ -97,8 +104,8 @@ def _ok(name: str, table, label: str | None = None, scope: str | None = None) ->
             "rows": neighbor_records(table), "scope": scope}
 
 
-def _missing(name: str, message: str) -> dict:
-    return {"name": name, "label": descriptor_label(name), "ok": False, "message": message}
+def _missing(name: str, message: str, command: str | None = None) -> dict:
+    return {"name": name, "label": descriptor_label(name), "ok": False, "message": message, "command": command}
 
 
 def compare_view(lists: list[dict], material_id: str, height: str = "360px") -> html.Div:
@@ -108,7 +115,11 @@ def compare_view(lists: list[dict], material_id: str, height: str = "360px") -> 
         if item["ok"]:
             units = None if item["name"] == OURS else {"distance": f"{item['name']} descriptor units"}
             body = NeighborPanel(aio_id=f"compare-{item['name']}", rows=item["rows"], columns=item["columns"],
-                                 filename=f"{material_id}_neighbors_{item['name']}.csv", height=height, units=units)
+                                 filename=f"{material_id}_neighbors_{item['name']}.csv", height=height, units=units,
+                                 visible=[])
+        elif item.get("command"):
+            body = notice([f"{item['label']}: {item['message']}. Build it from the repository root, then "
+                           "compare again:", html.Pre(html.Code(item["command"]), className="command")], "info")
         else:
             body = notice(f"{item['label']}: {item['message']}.", "info")
         scope = [html.P(f"Neighbours {item['scope']}", className="compare-scope")] if item.get("scope") else []

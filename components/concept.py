@@ -280,6 +280,41 @@ def score_layers(scores: np.ndarray, n: int | None = None, title: str = "concept
     )
 
 
+#: Up to this many labels of a role, the untrained map rings them boldly (they are what the
+#: user is marking); more, or once scores colour the map, the rings become thin and faint so
+#: they do not hide it (the 1,904 SuperCon superconductors would cover the map in black).
+FEW_LABELS = 30
+#: Ring colour of each role.
+ROLE_COLORS = {"positives": "#111111", "negatives": "#1f77b4"}
+
+
+def label_ring_marker(role: str, n_labels: int, n_materials: int, trained: bool) -> dict:
+    """The marker of the rings around the training examples of ``role`` on the concept map.
+
+    Args:
+        role: ``"positives"`` or ``"negatives"`` (colour :data:`ROLE_COLORS`).
+        n_labels: how many materials have that role.
+        n_materials: the map's size (the rings fit round its points, :func:`auto_point_size`).
+        trained: the map is coloured by scores.
+
+    Returns:
+        A plotly ``marker`` dict (open circles): bold (size point + 9 px, 2 px line, opaque)
+        for at most :data:`FEW_LABELS` labels on an untrained map; else small, thin and
+        semi-transparent (point + 4 px, 1 px line, opacity 0.5; 0.35 above 300 labels).
+
+    Raises:
+        ValueError: unknown role.
+    """
+    if role not in ROLE_COLORS:
+        raise ValueError(f"unknown role {role!r}; choose one of {', '.join(ROLE_COLORS)}")
+    point = auto_point_size(n_materials)
+    if n_labels <= FEW_LABELS and not trained:
+        return {"symbol": "circle-open", "color": ROLE_COLORS[role], "size": point + 9, "opacity": 1.0,
+                "line": {"width": 2}}
+    return {"symbol": "circle-open", "color": ROLE_COLORS[role], "size": point + 4,
+            "opacity": 0.5 if n_labels <= 300 else 0.35, "line": {"width": 1}}
+
+
 def candidate_table(materials: pd.DataFrame, scores: np.ndarray, labelled_rows, limit: int = 200) -> pd.DataFrame:
     """The ``limit`` highest-scoring materials that are not labelled, best first.
 

@@ -30,6 +30,7 @@ from components.concept import (
     empty_labels,
     encode_scores,
     fit_concept,
+    label_ring_marker,
     label_set_ids,
     labels_key,
     parse_ids,
@@ -113,7 +114,8 @@ def _controls() -> list:
                                                    {"label": " negatives", "value": "negatives"}],
                        value="positives", inline=True, className="concept-role", inputClassName="concept-role__input"),
         html.P("Click a point to mark it (click again to unmark); the lasso and box tools of the map's toolbar "
-               "mark every point they enclose.", className="hint"),
+               "mark every point they enclose. Click “positives” or “negatives” in the map's legend to hide "
+               "their rings.", className="hint"),
         html.Label("Paste material ids", htmlFor="concept-paste", className="field-label"),
         dcc.Textarea(id="concept-paste", placeholder="mp-22601 mp-22526, mp-541449 …", className="concept-paste"),
         html.Div(className="button-row", children=[
@@ -260,9 +262,9 @@ def draw(labels, result, drawn):
     if not drawn:
         figure = concept_figure(atlas, scores, labels)
     elif ctx.triggered_id == "concept-labels":
-        figure = rings_patch(atlas, labels)
+        figure = rings_patch(atlas, labels, trained=scores is not None)
     else:
-        figure = scores_patch(atlas, scores)
+        figure = scores_patch(atlas, scores, labels)
     if scores is None:
         return figure, [], html.P("Train the concept to rank the materials.", className="muted"), True
     labelled = np.concatenate([_label_rows(atlas, labels, "positives"), _label_rows(atlas, labels, "negatives")])
@@ -280,38 +282,48 @@ def _valid_scores(atlas, labels, result):
 
 
 def concept_figure(atlas, scores, labels):
-    """The map coloured by ``scores`` (grey without), positives in black rings, negatives in blue."""
+    """The map coloured by ``scores`` (grey without), positives in black rings, negatives in
+    blue, the rings faint once there are many or the map is coloured (:func:`label_ring_marker`)."""
+    trained = scores is not None
     figure = make_map_figure(atlas.coordinates, score_layers(scores, len(atlas)), map_hover_text(atlas),
                              highlight_rows=_label_rows(atlas, labels, "positives"), highlight_name="positives",
                              zoom_to_highlight=False)
-    figure.add_trace(negatives_trace(atlas, labels))
+    figure.data[HIGHLIGHT].update(marker=_ring_marker(atlas, labels, "positives", trained))
+    figure.add_trace(ring_trace(atlas, labels, "negatives", trained))
     return figure
 
 
-def negatives_trace(atlas, labels):
-    """Blue rings around the negatives."""
-    trace = highlight_trace(atlas.coordinates, _label_rows(atlas, labels, "negatives"), map_hover_text(atlas), "negatives")
-    trace.update(marker={"color": "#1f77b4", "size": 12, "line": {"width": 2}}, uid="negatives")
+def _ring_marker(atlas, labels, role: str, trained: bool) -> dict:
+    return label_ring_marker(role, len(_label_rows(atlas, labels, role)), len(atlas), trained)
+
+
+def ring_trace(atlas, labels, role: str, trained: bool):
+    """The rings around the materials labelled ``role`` (trace :data:`HIGHLIGHT` for the
+    positives, :data:`NEGATIVES` for the negatives); a click on their legend entry hides them."""
+    trace = highlight_trace(atlas.coordinates, _label_rows(atlas, labels, role), map_hover_text(atlas), role)
+    trace.update(marker=_ring_marker(atlas, labels, role, trained), uid="highlight" if role == "positives" else role)
     return trace
 
 
-def rings_patch(atlas, labels) -> Patch:
+def rings_patch(atlas, labels, trained: bool = False) -> Patch:
     """A ``Patch`` redrawing the rings of the positives and negatives."""
     patch = Patch()
-    text = map_hover_text(atlas)
-    patch["data"][HIGHLIGHT] = trace_json(highlight_trace(atlas.coordinates, _label_rows(atlas, labels, "positives"),
-                                                          text, "positives"))
-    patch["data"][NEGATIVES] = trace_json(negatives_trace(atlas, labels))
+    patch["data"][HIGHLIGHT] = trace_json(ring_trace(atlas, labels, "positives", trained))
+    patch["data"][NEGATIVES] = trace_json(ring_trace(atlas, labels, "negatives", trained))
     return patch
 
 
-def scores_patch(atlas, scores) -> Patch:
-    """A ``Patch`` colouring the map by ``scores`` (grey when ``None``), coordinates not resent."""
+def scores_patch(atlas, scores, labels=None) -> Patch:
+    """A ``Patch`` colouring the map by ``scores`` (grey when ``None``), coordinates not
+    resent, and restyling the rings of ``labels`` to suit (faint over a coloured map)."""
     layers = score_layers(scores, len(atlas))
     patch = Patch()
     base = trace_json(base_trace(atlas.coordinates[:0], None, layers))
     patch["data"][BASE]["marker"] = base["marker"]
     patch["data"][FOREGROUND] = trace_json(foreground_trace(atlas.coordinates, layers))
+    trained = scores is not None
+    patch["data"][HIGHLIGHT]["marker"] = _ring_marker(atlas, labels, "positives", trained)
+    patch["data"][NEGATIVES]["marker"] = _ring_marker(atlas, labels, "negatives", trained)
     return patch
 
 

@@ -45,6 +45,7 @@ from components.map_figure import (
     make_map_figure,
     parse_mode,
     trace_json,
+    zoom_group,
     zoom_ranges,
 )
 from components.properties import format_value, formula_children
@@ -59,7 +60,8 @@ GRAPH_CONFIG = {
     "modeBarButtonsToRemove": ["select2d", "lasso2d", "autoScale2d"],
     "toImageButtonOptions": {"filename": "matmap", "scale": 2},
 }
-MAX_LISTED = 12
+#: Matches a search rings and lists (the list scrolls, with a visible scroll bar).
+MAX_MATCHES = 50
 
 
 def layout(color: str | None = None, element: str | None = None, highlight: str | None = None,
@@ -85,7 +87,7 @@ def layout(color: str | None = None, element: str | None = None, highlight: str 
         notes.append(notice(f"No material of this map contains {element!r}; showing {symbol}.", "warning"))
     query = (highlight or "").strip()
     summary = f"{len(atlas):,} crystals · dataset {atlas.dataset} · model {atlas.model}"
-    return _page(mode, elements, symbol, query, notes, summary, search_summary(atlas, query), views, view)
+    return _page(mode, elements, symbol, query, notes, summary, search_summary(atlas, query, view), views, view)
 
 
 def view_caption(atlas, view: str) -> str:
@@ -171,11 +173,13 @@ def _hover_placeholder():
     return html.Span("Hover over a point to see the material.", className="muted")
 
 
-def search_summary(atlas, query: str):
-    """What the sidebar says about a search: nothing, no match, or the matches as links."""
+def search_summary(atlas, query: str, view: str = DEFAULT_VIEW):
+    """What the sidebar says about a search: nothing, no match, or every match as a link
+    (at most :data:`MAX_MATCHES`), and which of them the map zoomed onto when they lie
+    far apart (:func:`components.map_figure.zoom_group`)."""
     if not query:
         return None
-    rows = atlas.search(query)
+    rows = _highlight_rows(atlas, query)
     if not rows:
         return notice(
             [f"Nothing matches {query!r}. Try an id such as ", html.Code("mp-22526"), " or a formula such as ",
@@ -183,17 +187,25 @@ def search_summary(atlas, query: str):
             "warning",
         )
     table = atlas.materials
+    framed = set(zoom_group(atlas.coordinates_of(view), rows).tolist())
+    partial = len(framed) < len(rows)
     links = []
-    for row in rows[:MAX_LISTED]:
+    for row in rows:
         mid = str(table["material_id"].iat[row])
-        links.append(html.Li([page_link(mid), " ", html.Span(formula_children(str(table["formula"].iat[row])), className="formula")]))
-    more = f" (first {MAX_LISTED} listed)" if len(rows) > MAX_LISTED else ""
+        mark = [html.Span("◎ ", className="match-list__framed", title="in the zoomed view")] if partial and row in framed else []
+        links.append(html.Li([*mark, page_link(mid), " ",
+                              html.Span(formula_children(str(table["formula"].iat[row])), className="formula")]))
+    more = f" (the first {MAX_MATCHES})" if len(rows) == MAX_MATCHES else ""
     head = "1 material" if len(rows) == 1 else f"{len(rows)} materials"
-    return html.Div([html.P(f"{head} ringed on the map{more}:", className="muted"), html.Ul(links, className="match-list")])
+    lines = [html.P(f"{head} ringed on the map{more}:", className="muted")]
+    if partial:
+        lines.append(html.P(f"They lie far apart: the map shows the {len(framed)} of them that lie together "
+                            "(marked ◎ below). Double-click the map to see them all.", className="hint match-zoom-note"))
+    return html.Div([*lines, html.Ul(links, className="match-list")])
 
 
 def _highlight_rows(atlas, query: str) -> list[int]:
-    return atlas.search(query) if query else []
+    return atlas.search(query, limit=MAX_MATCHES) if query else []
 
 
 def initial_figure(atlas, mode: str, element: str | None, query: str, view: str = DEFAULT_VIEW):
@@ -266,7 +278,7 @@ def search(query, _clicks, view):
     atlas = require_map()
     query = (query or "").strip()
     view = view if view in atlas.views else DEFAULT_VIEW
-    return search_patch(atlas, query, view), search_summary(atlas, query), query
+    return search_patch(atlas, query, view), search_summary(atlas, query, view), query
 
 
 @callback(Output("map-nav", "href"), Input("map-graph", "clickData"), prevent_initial_call=True)

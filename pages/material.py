@@ -13,7 +13,7 @@ from dash.exceptions import PreventUpdate
 from components.common import missing_page, notice
 from components.compare import compare_view, neighbor_lists
 from components.map_figure import make_neighbors_map_figure, sample_rows
-from components.neighbors import NeighborPanel, column_defs, neighbor_records, panel_meta
+from components.neighbors import NeighborPanel, neighbor_records, panel_meta
 from components.properties import external_link, formula_children, property_table
 from components.state import map_or_error, require_map
 from components.structure_view import (
@@ -233,7 +233,6 @@ def clamp_k(k) -> tuple[int, str | None]:
 
 @callback(
     Output(NeighborPanel.ids.grid(VIEW_ID), "rowData"),
-    Output(NeighborPanel.ids.grid(VIEW_ID), "columnDefs"),
     Output(NeighborPanel.ids.meta(VIEW_ID), "data"),
     Output("material-neighbor-map", "figure"),
     Output("material-k-message", "children"),
@@ -241,7 +240,8 @@ def clamp_k(k) -> tuple[int, str | None]:
     Input("material-k", "value"),
 )
 def show_neighbors(material_id, k):
-    """The ``k`` nearest materials: grid rows, CSV metadata and the small map."""
+    """The ``k`` nearest materials: grid rows, the table's columns (the panel's chooser and
+    CSV follow them) and the small map."""
     if not material_id:
         raise PreventUpdate
     k, note = clamp_k(k)
@@ -263,7 +263,6 @@ def show_neighbors(material_id, k):
     columns = list(table.columns)
     return (
         neighbor_records(table),
-        column_defs(columns),
         panel_meta(columns, f"{material_id}_neighbors.csv"),
         figure,
         notice(note, "warning") if note else None,

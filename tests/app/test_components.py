@@ -49,6 +49,35 @@ def test_column_defs_link_ids_and_give_units():
     assert "d3.format('.3f')" in defs["distance"]["valueFormatter"]["function"]
 
 
+def test_grid_shows_the_key_columns_and_hides_the_rest_until_chosen(atlas):
+    columns = list(atlas.neighbors("mp-172", 3).columns)
+    assert len(columns) == 13
+    shown = [d["field"] for d in neighbors.column_defs(columns) if not d["hide"]]
+    assert shown == ["rank", "material_id", "formula", "distance", "formation_energy_per_atom", "band_gap",
+                     "crystal_system", "supercon_label"]
+    # what fits a 1400-px window: the material page gives the grid about 880 px
+    assert sum(d["width"] for d in neighbors.column_defs(columns) if not d["hide"]) <= 860
+    formula = next(d for d in neighbors.column_defs(columns) if d["field"] == "formula")
+    assert formula["minWidth"] >= 160  # "Sr40Fe18Co2Mo20O120", mp2024's longest formula, is 145 px at 13 px
+    # ticking a column in the chooser shows it; the always-shown ones cannot be hidden
+    defs = neighbors.column_defs(columns, ["density"])
+    assert [d["field"] for d in defs if not d["hide"]] == ["rank", "material_id", "formula", "distance", "density"]
+    assert [o["value"] for o in neighbors.column_options(columns)] == columns[4:]
+
+
+def test_column_chooser_keeps_choices_and_offers_new_columns_with_their_defaults():
+    table = ["rank", "material_id", "formula", "distance", "band_gap", "density", "crystal_system"]
+    # a page filled the table after the first layout (the material page): defaults for the new columns
+    assert neighbors.chosen_columns(table, [], known=[]) == ["band_gap", "crystal_system"]
+    # the user unticked the band gap and ticked the density; a new k keeps that
+    assert neighbors.chosen_columns(table, ["density", "crystal_system"], known=table[4:]) == ["density", "crystal_system"]
+    defs, options, value = neighbors.choose_columns(["density"], neighbors.panel_meta(table, "f.csv"),
+                                                    neighbors.column_options(table))
+    assert value == ["density"] and [o["value"] for o in options] == table[4:]
+    assert {d["field"]: d["hide"] for d in defs}["band_gap"] and not {d["field"]: d["hide"] for d in defs}["density"]
+    assert neighbors.choose_columns(["density"], None, []) == (no_update, no_update, no_update)
+
+
 def test_download_csv_callback(atlas):
     table = atlas.neighbors(atlas.materials["material_id"].iat[1], 5)
     meta = neighbors.panel_meta(list(table.columns), "x_neighbors.csv")

@@ -18,6 +18,7 @@ from components.concept import (
     empty_labels,
     encode_scores,
     fit_concept,
+    label_ring_marker,
     label_set_ids,
     labels_key,
     parse_ids,
@@ -169,3 +170,15 @@ def test_score_layers_draw_the_best_on_top():
     assert score_layers(None, 10).foreground_rows.size == 0
     low = score_layers(np.array([0.5, 0.001, 0.3], dtype=np.float32), floor=0.01)
     assert list(low.foreground_rows) == [2, 0] and "(1)" in low.base_name
+
+
+def test_training_example_rings_stay_out_of_the_way():
+    n = 141_659
+    few = label_ring_marker("positives", 5, n, trained=False)  # what the user is marking: bold
+    assert few["symbol"] == "circle-open" and few["opacity"] == 1.0 and few["line"]["width"] == 2
+    supercon = label_ring_marker("positives", 1904, n, trained=False)  # the SuperCon set: faint
+    assert supercon["line"]["width"] == 1 and supercon["opacity"] <= 0.35 and supercon["size"] < few["size"]
+    trained = label_ring_marker("negatives", 5, n, trained=True)  # a coloured map: faint too
+    assert trained["opacity"] == 0.5 and trained["line"]["width"] == 1 and trained["color"] == "#1f77b4"
+    with pytest.raises(ValueError, match="unknown role 'others'"):
+        label_ring_marker("others", 1, n, trained=False)

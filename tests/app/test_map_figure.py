@@ -118,14 +118,53 @@ def test_unknown_mode_is_an_error_not_a_default(table):
 
 def test_highlight_rings_the_rows_and_zooms_onto_them(table):
     layers = mf.color_layers(table, "nelements")
-    figure = mf.make_map_figure(coords(table), layers, mf.hover_text(table), highlight_rows=[1, 3], highlight_name="search: x")
+    figure = mf.make_map_figure(coords(table), layers, mf.hover_text(table), highlight_rows=[1, 2], highlight_name="search: x")
     ring = figure.data[mf.HIGHLIGHT]
-    assert list(ring.x) == [1, 3] and list(ring.customdata) == [1, 3]
+    assert list(ring.x) == [1, 2] and list(ring.customdata) == [1, 2]
     assert ring.marker.symbol == "circle-open" and ring.name == "search: x" and ring.showlegend
     x0, x1 = figure.layout.xaxis.range
     y0, y1 = figure.layout.yaxis.range
-    assert x0 < 1 < 3 < x1 and y0 < 1 < y1
+    assert x0 < 1 < 2 < x1 and y0 < 0 < 1 < y1
     assert x1 - x0 == pytest.approx(y1 - y0)  # square window: the map keeps its aspect
+    assert x1 - x0 < 0.5 * 5  # zoomed: less than half the map's width (5)
+
+
+def spread_map(n: int = 2000, seed: int = 0) -> np.ndarray:
+    """A 100 × 100 map of ``n`` random points and three far outliers (a t-SNE map's few
+    far-flung points), ``(n + 3, 2)``."""
+    xy = np.random.default_rng(seed).uniform(0, 100, size=(n, 2))
+    return np.vstack([xy, [[-900, 0], [0, 900], [900, 900]]]).astype(np.float32)
+
+
+def test_zoom_ignores_far_flung_points():
+    xy = spread_map()
+    assert mf.map_extent(xy) == pytest.approx(98, abs=2)  # 1st to 99th percentile, not the 1800 of the outliers
+    (x0, x1), (y0, y1) = mf.zoom_ranges(xy, [5])
+    assert x1 - x0 == pytest.approx(mf.ZOOM_MIN_SPAN * mf.map_extent(xy))
+    assert x1 - x0 <= 5.0  # one match: a window of 1/20 of the map's bulk, about 400× less area
+
+
+def test_zoom_goes_to_the_largest_group_of_spread_matches():
+    xy = spread_map()
+    xy[[10, 11, 12]] = [[20, 20], [22, 21], [21, 24]]  # three polymorphs together …
+    xy[13] = [90, 90]  # … and one far from them
+    rows = [13, 10, 11, 12]
+    assert list(mf.zoom_group(xy, rows)) == [10, 11, 12]
+    (x0, x1), (y0, y1) = mf.zoom_ranges(xy, rows)
+    assert x0 < 20 and 22 < x1 < 40 and y0 < 20 and 24 < y1 < 40  # framed the group, not the outlier
+    assert x1 - x0 < 0.2 * 100
+    # matches close enough are framed together; a neighbour map frames every row it is given
+    assert list(mf.zoom_group(xy, [10, 11])) == [10, 11]
+    (x0, x1), _ = mf.zoom_ranges(xy, rows, group=False)
+    assert x0 < 20 and x1 > 90
+
+
+def test_zoom_leaves_out_rows_without_a_position():
+    xy = spread_map()
+    xy[7] = np.nan  # a material the XRD map does not place
+    assert mf.zoom_ranges(xy, [7]) is None
+    (x0, x1), _ = mf.zoom_ranges(xy, [7, 8])
+    assert np.isfinite([x0, x1]).all() and x0 < xy[8, 0] < x1
 
 
 def test_no_highlight_leaves_autorange(table):
@@ -136,7 +175,7 @@ def test_no_highlight_leaves_autorange(table):
 
 def test_zoom_onto_one_point_keeps_a_minimum_window(table):
     (x0, x1), (y0, y1) = mf.zoom_ranges(coords(table), [2])
-    assert x1 - x0 == pytest.approx(0.08 * 5) and (x0 + x1) / 2 == pytest.approx(2.0)
+    assert x1 - x0 == pytest.approx(mf.ZOOM_MIN_SPAN * 5) and (x0 + x1) / 2 == pytest.approx(2.0)
     assert mf.zoom_ranges(coords(table), []) is None
 
 

@@ -123,6 +123,25 @@ def test_search_summary(pages, atlas):
     assert "1 material ringed" in text_of(page.search_summary(atlas, "mp-172"))
 
 
+def test_search_lists_every_match_and_says_which_the_zoom_shows(pages, atlas, monkeypatch):
+    page = pages["map"]
+    # a formula with more matches than fit the box: every one is listed (the box scrolls)
+    many = list(range(0, 120, 3))  # 40 rows
+    monkeypatch.setattr(atlas, "search", lambda query, limit=50: many[:limit])
+    summary = page.search_summary(atlas, "SiO2")
+    assert "40 materials ringed on the map:" in text_of(summary)
+    assert all(str(atlas.materials["material_id"].iat[row]) in text_of(summary) for row in many)
+    # matches far apart: the note says how many the zoom shows, and marks them
+    xy = atlas.coordinates
+    far = [int(np.argmin(xy[:, 0])), int(np.argmax(xy[:, 0]))]
+    monkeypatch.setattr(atlas, "search", lambda query, limit=50: far)
+    text = text_of(page.search_summary(atlas, "X"))
+    assert "They lie far apart: the map shows the 1 of them" in text and text.count('"◎ "') == 1
+    ranges = page.search_patch(atlas, "X").to_plotly_json()["operations"]
+    x_range = next(op["params"]["value"] for op in ranges if op["location"] == ["layout", "xaxis", "range"])
+    assert x_range[0] < xy[far[0], 0] < x_range[1] < xy[far[1], 0]  # zoomed onto the first, not both
+
+
 def test_click_opens_the_material_page(pages, atlas):
     row = atlas.row_of("mp-172")
     assert pages["map"].open_material({"points": [{"curveNumber": BASE, "pointIndex": row}]}) == "/material/mp-172"
@@ -158,9 +177,9 @@ def test_material_callbacks(pages, atlas):
     assert {c["name"] for c in scene["contents"]} >= {"atoms", "unit_cell"} and message is None
     figure, message = page.draw_xrd("mp-172")
     assert len(figure.data[0].x) == 5000 and message is None
-    rows, defs, meta, small_map, note = page.show_neighbors("mp-172", 7)
+    rows, meta, small_map, note = page.show_neighbors("mp-172", 7)
     assert [r["rank"] for r in rows] == list(range(1, 8)) and note is None
-    assert meta == {"columns": [d["field"] for d in defs], "filename": "mp-172_neighbors.csv", "units": {}}
+    assert meta == {"columns": list(rows[0]), "filename": "mp-172_neighbors.csv", "units": {}}
     assert len(small_map.data[1].x) == 7
     rows, *_, note = page.show_neighbors("mp-172", 5000)
     assert len(rows) == len(atlas) - 1 and "between 1 and 1000" in text_of(note)

@@ -110,6 +110,7 @@ def test_training_scores_every_material_and_fills_the_table(concept, atlas):
     assert drawn is True
     assert len(figure.data[FOREGROUND].x) == (scores >= SCORE_FLOOR).sum() > 0  # coloured above the floor
     assert list(figure.data[HIGHLIGHT].customdata) == list(range(6))  # positives ringed
+    assert figure.data[HIGHLIGHT].marker.opacity == 0.5 and figure.data[HIGHLIGHT].marker.line.width == 1  # faint
     assert rows and not {r["material_id"] for r in rows} & set(ids)
     assert [r["score"] for r in rows] == sorted((r["score"] for r in rows), reverse=True)
     assert rows[0]["score"] == pytest.approx(float(np.delete(scores, range(6)).max()))
@@ -127,6 +128,25 @@ def test_a_result_of_other_labels_is_dropped(concept, atlas):
     patch = in_callback(concept.draw, changed, None, True, trigger="concept-result.data")[0]
     foreground = patch_ops(patch)[("data", FOREGROUND)]
     assert np.size(foreground["customdata"]) == 0 and "colorscale" not in foreground["marker"]  # grey map again
+
+
+def test_many_training_examples_do_not_hide_the_map(concept, atlas):
+    """The ready SuperCon set rings every superconductor: thin, small and faint rings; a few
+    marked materials get bold rings until the map is coloured by a result."""
+    superconductors = list(atlas.materials["material_id"][atlas.materials["supercon_label"] == "superconductor"])
+    assert len(superconductors) > 30
+    figure = in_callback(concept.draw, {"positives": superconductors, "negatives": []}, None, False)[0]
+    rings = figure.data[HIGHLIGHT].marker
+    assert len(figure.data[HIGHLIGHT].x) == len(superconductors)
+    assert rings.opacity == 0.5 and rings.line.width == 1
+    few = {"positives": superconductors[:3], "negatives": superconductors[3:6]}
+    patch = patch_ops(in_callback(concept.draw, few, None, True, trigger="concept-labels.data")[0])
+    assert patch[("data", HIGHLIGHT)]["marker"]["opacity"] == 1.0
+    assert patch[("data", concept.NEGATIVES)]["marker"]["line"]["width"] == 2
+    result, _ = concept.train_result(atlas, few)
+    patch = patch_ops(in_callback(concept.draw, few, result, True, trigger="concept-result.data")[0])
+    assert patch[("data", HIGHLIGHT, "marker")]["opacity"] == 0.5
+    assert patch[("data", concept.NEGATIVES, "marker")]["opacity"] == 0.5
 
 
 def test_training_without_enough_positives_says_so(concept, atlas):
@@ -174,6 +194,7 @@ def test_compare_lists_an_exported_descriptor(atlas, tiny_descriptor):
     assert ewald["scope"] == "among 250 materials (first 250)"
     assert lists[OURS]["scope"] == f"among all {len(atlas.materials):,} materials of the map"
     assert not lists["chgnet"]["ok"] and "not built" in lists["chgnet"]["message"]
+    assert lists["chgnet"]["command"] == "python -m ml descriptors --dataset mp2024-fixture --name chgnet"
     uncovered = {item["name"]: item for item in neighbor_lists(atlas, atlas.materials["material_id"].iat[299], 5)}
     assert not uncovered[DESCRIPTOR]["ok"] and "not covered" in uncovered[DESCRIPTOR]["message"]
 
@@ -183,6 +204,10 @@ def test_material_page_shows_the_compare_view(pages, atlas, tiny_descriptor):
     view = pages["material"].compare_descriptors(1, 7, str(ids[3]))
     text = text_of(view)
     assert "Ewald sum matrix (test)" in text and "CHGNet feature: descriptor not built" in text
+    # the exact command that builds a missing descriptor (ml/cli.py's descriptors verb)
+    for name in ("chgnet", "crystalnn", "sine_coulomb"):
+        assert f"python -m ml descriptors --dataset mp2024-fixture --name {name}" in text
+    assert "--name ewald" not in text  # built: no command
     assert "Neighbours among 250 materials (first 250)" in text
     assert f"{ids[3]}_neighbors_ewald.csv" in text and f"{ids[3]}_neighbors_ours.csv" in text
     # each CSV export says in which space its distances are
