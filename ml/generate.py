@@ -300,13 +300,26 @@ class Generator:
         return out
 
     def _predict(self, crystals: list[GeneratedCrystal]) -> None:
+        """CGCNN properties of the valid crystals; a crystal the predictor cannot featurise (for
+        example a decoded cell far denser than any crystal) keeps ``None``."""
+        from ml.graph import FeaturisationError
+
         valid = [c for c in crystals if c.valid]
         if not valid:
             return
         for prop, model in self.predictors.items():
-            values = np.asarray(model.predict([c.structure for c in valid]), dtype=float)
+            try:
+                values = list(np.asarray(model.predict([c.structure for c in valid]), dtype=float))
+            except FeaturisationError:  # one at a time, to keep the others' predictions
+                values = []
+                for crystal in valid:
+                    try:
+                        values.append(float(model.predict([crystal.structure])[0]))
+                    except FeaturisationError as exc:
+                        log.info("no %s prediction for %s: %s", prop, crystal.formula, exc)
+                        values.append(None)
             for crystal, value in zip(valid, values):
-                setattr(crystal, prop, round(float(value), 4))
+                setattr(crystal, prop, None if value is None else round(float(value), 4))
 
     def _condition(self, deciles) -> torch.Tensor:
         from ml.models.vae3d import one_hot_decile

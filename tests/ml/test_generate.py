@@ -395,3 +395,23 @@ def test_cli_errors(tmp_path, capsys):
     assert main(["evaluate-vae", "--model", str(tmp_path / "none")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and len(err.splitlines()) == 1
+
+
+class _RefusesCsCl:
+    """A property predictor that cannot featurise CsCl (as CGCNN refuses an absurdly dense cell)."""
+
+    def predict(self, structures):
+        from ml.graph import FeaturisationError
+
+        if any(s.composition.reduced_formula == "CsCl" for s in structures):
+            raise FeaturisationError("the cell holds 1.39 atoms per Å³")
+        return np.full(len(structures), -1.5)
+
+
+def test_a_crystal_the_predictor_refuses_keeps_no_prediction_and_the_others_keep_theirs(store):
+    _, _, structures = store
+    generator = _exact_generator(store, {"formation_energy_per_atom": _RefusesCsCl()})
+    crystals = generator.reconstruct(list(structures))
+    energies = {c.formula: c.formation_energy_per_atom for c in crystals}
+    assert energies["CsCl"] is None
+    assert all(value == -1.5 for formula, value in energies.items() if formula != "CsCl")
