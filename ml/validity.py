@@ -11,7 +11,10 @@
   3. no two atoms closer than 0.5 Å;
   4. spglib (``symprec`` 0.1 Å, the Materials Project's tolerance) finds a cubic space group (195–230);
   5. the reduced formula has the shape of one of the four families: AB, ABX3, X2YZ or XYZ
-     (sorted integer ratios 1:1, 1:1:3, 1:1:2, 1:1:1, with as many elements).
+     (sorted integer ratios 1:1, 1:1:3, 1:1:2, 1:1:1, with as many elements);
+  6. (added by matmap to the issue's five) at most :data:`MAX_ATOM_DENSITY` atoms per Å³: a
+     decoded cell of 0.8 Å holding two atoms 0.66 Å apart passes rules 1–5 but is no crystal
+     (the densest of the 6,608 training crystals holds 0.17 atoms per Å³, the densest of mp2024 0.23).
 
 :func:`strict_validity` returns the first rule broken, so a report can count the reasons.
 """
@@ -25,6 +28,8 @@ MIN_DISTANCE = 0.5
 #: spglib distance tolerance, Å.
 SYMPREC = 0.1
 MIN_SITES, MAX_SITES = 2, 40
+#: Most atoms per Å³ a strictly valid crystal may hold (rule 6).
+MAX_ATOM_DENSITY = 0.3
 #: Family name → sorted integer ratio of its reduced formula.
 FAMILY_SHAPES = {"AB": (1, 1), "ABX3": (1, 1, 3), "X2YZ": (1, 1, 2), "XYZ": (1, 1, 1)}
 
@@ -58,6 +63,8 @@ def min_distance_ok(structure, min_distance: float = MIN_DISTANCE) -> bool:
     if not min_distance > 0:
         raise ValueError(f"min_distance must be > 0 Å, got {min_distance!r}")
     if len(structure) == 0:
+        return False
+    if min(structure.lattice.abc) < min_distance:  # every atom meets its own image: no neighbour search
         return False
     centres, _, _, _ = structure.get_neighbor_list(r=min_distance)
     return len(centres) == 0
@@ -96,6 +103,9 @@ def strict_validity(structure) -> Validity:
     if structure is None or len(structure) == 0:
         return Validity(False, False, "no structure decoded")
     paper = min_distance_ok(structure)
+    if min(structure.lattice.abc) < MIN_DISTANCE:  # before the CIF reader meets a cell it cannot handle
+        return Validity(paper, False, f"atoms closer than {MIN_DISTANCE} Å (a cell edge of "
+                                      f"{min(structure.lattice.abc):.2f} Å brings every atom that close to its image)")
     try:
         parsed = Structure.from_str(structure.to(fmt="cif"), fmt="cif")
     except Exception as exc:  # noqa: BLE001 (any failure to read it back breaks rule 1)
@@ -104,6 +114,9 @@ def strict_validity(structure) -> Validity:
         return Validity(paper, False, f"{len(parsed)} sites (allowed {MIN_SITES}–{MAX_SITES})")
     if not paper:
         return Validity(paper, False, f"atoms closer than {MIN_DISTANCE} Å")
+    density = len(parsed) / parsed.volume
+    if density > MAX_ATOM_DENSITY:
+        return Validity(paper, False, f"{density:.2f} atoms per Å³ (at most {MAX_ATOM_DENSITY})")
     cell = (parsed.lattice.matrix, parsed.frac_coords, parsed.atomic_numbers)
     dataset = spglib.get_symmetry_dataset(cell, symprec=SYMPREC)
     number = None if dataset is None else int(dataset.number)

@@ -128,3 +128,17 @@ def test_min_distance_counts_periodic_images():
     assert not min_distance_ok(Structure(Lattice.cubic(3.0), [], []))
     with pytest.raises(ValueError):
         min_distance_ok(cscl, min_distance=0.0)
+
+
+def test_cells_far_denser_than_any_crystal_are_refused_without_a_neighbour_search():
+    from pymatgen.core import Lattice, Structure
+
+    from ml.validity import MAX_ATOM_DENSITY, min_distance_ok, strict_validity
+
+    dense = Structure(Lattice.cubic(0.8), ["Fe", "P"], [[0, 0, 0], [0.5, 0.5, 0.5]])  # 0.69 Å apart, 3.9 atoms/Å³
+    verdict = strict_validity(dense)
+    assert verdict.paper and not verdict.strict and verdict.reason == f"3.91 atoms per Å³ (at most {MAX_ATOM_DENSITY})"
+    tiny = Structure(Lattice.cubic(0.01), ["Fe", "P"], [[0, 0, 0], [0.5, 0.5, 0.5]])  # would be ~10⁸ images
+    assert not min_distance_ok(tiny)
+    verdict = strict_validity(tiny)
+    assert not verdict.paper and verdict.reason.startswith("atoms closer than 0.5 Å (a cell edge of 0.01 Å")
