@@ -20,6 +20,7 @@ import plotly.graph_objects as go
 from dash import html
 
 from components.properties import formula_children
+from ml.explorer import ABSOLUTE_GATES
 from ml.settings import get_settings
 
 #: Columns of the generated-structure grid (a row's ``cif`` is never sent to it).
@@ -163,7 +164,6 @@ GATE_LABELS = {
     "interpolation_inner_strict_validity": "interpolation steps strictly valid",
     "targeted_strict_validity": "targeted samples strictly valid",
 }
-_ABSOLUTE = ("site_count_error", "cell_length_mae")
 
 
 def gates_view(summary: dict | None) -> html.Details | None:
@@ -175,7 +175,7 @@ def gates_view(summary: dict | None) -> html.Details | None:
     def shown(name, value):
         if value is None:
             return "—"
-        return f"{value:.2f}" if name in _ABSOLUTE else f"{100 * value:.1f} %"
+        return f"{value:.2f}" if name in ABSOLUTE_GATES else f"{100 * value:.1f} %"
 
     rows = [html.Tr([html.Td(GATE_LABELS.get(name, name)), html.Td(shown(name, gate["value"])),
                      html.Td(f"{gate['op']} {shown(name, gate['target'])}"),

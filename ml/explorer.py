@@ -142,15 +142,15 @@ def quality_warning() -> str | None:
             + "; ".join(failed) + ". Its model card gives every number.")
 
 
-#: Gates measured in Å or in sites; every other gate is a share.
-_ABSOLUTE_GATES = {"cell_length_mae": " Å", "site_count_error": " sites"}
+#: Gates measured in Å or in sites, with their unit; every other gate is a share (0–1).
+ABSOLUTE_GATES = {"cell_length_mae": " Å", "site_count_error": " sites"}
 
 
 def _gate_value(name: str, value) -> str:
     if value is None:
         return "not measured"
-    if name in _ABSOLUTE_GATES:
-        return f"{value:.2f}{_ABSOLUTE_GATES[name]}"
+    if name in ABSOLUTE_GATES:
+        return f"{value:.2f}{ABSOLUTE_GATES[name]}"
     return f"{value:.0%}"
 
 
