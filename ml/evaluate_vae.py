@@ -284,7 +284,8 @@ def _negative_control(g: Generator, val_rows, truth_list, n_random, n_targeted, 
     control.vae = CondVAE3D(g.vae.config).to(g.device).eval()
     control.predictors = {}
     control.fit_prior(seed=seed)
-    scored = score_generator(control, val_rows[: max(10, len(val_rows) // 5)], truth_list[: max(10, len(val_rows) // 5)],
+    n_val = max(10, len(val_rows) // 5)
+    scored = score_generator(control, val_rows[:n_val], truth_list[:n_val],
                              max(10, n_random // 5), max(10, n_targeted // 5), max(1, n_bases // 5),
                              max(2, n_pairs // 5), seed, progress=False)
     return {"metrics": scored["metrics"], "counts": scored["counts"], "gates": check_gates(scored["metrics"])}
