@@ -38,14 +38,18 @@ def _parser() -> argparse.ArgumentParser:
                    help="XRD simulator: ours (default) or pymatgen's XRDCalculator (same patterns, ~30x slower)")
 
     p = verbs.add_parser("train", help="train the CMML encoders")
-    p.add_argument("--config", choices=["cpu", "paper"], default="cpu")
+    p.add_argument("--config", choices=["cpu", "full", "paper"], default="cpu",
+                   help="cpu: 36k materials, ~45 min; full: all of mp2024, a campaign across sessions; paper: GPUs")
     p.add_argument("--dataset", default="mp2024")
     p.add_argument("--run-dir", type=Path, default=None, help="checkpoints and log (default data/runs/<config>)")
     p.add_argument("--out", type=Path, default=None, help="final model file (default data/models/cmml-<config>/model.pt)")
-    p.add_argument("--resume", action="store_true", help="continue from run-dir/last.pt")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from run-dir/last.pt, else from the model folder's train_state.pt (a committed campaign)")
     p.add_argument("--epochs", type=int, default=None, help="override the config's epochs")
     p.add_argument("--batch-size", type=int, default=None, help="override the config's batch size")
     p.add_argument("--train-shards", type=int, default=None, help="override: train on the first N feature shards")
+    p.add_argument("--max-minutes", type=float, default=None, help="stop at the first checkpoint after this time")
+    p.add_argument("--checkpoint-minutes", type=float, default=None, help="checkpoint inside epochs this often")
     p.add_argument("--processes", type=int, default=None, help="featurisation processes")
 
     p = verbs.add_parser("train-property", help="train a CGCNN property predictor (formation energy, band gap)")
@@ -147,7 +151,8 @@ def _run(args: argparse.Namespace) -> int:
 
         config = TRAIN_CONFIGS[args.config]
         overrides = {k: v for k, v in {"epochs": args.epochs, "batch_size": args.batch_size,
-                                       "train_shards": args.train_shards}.items() if v is not None}
+                                       "train_shards": args.train_shards, "max_minutes": args.max_minutes,
+                                       "checkpoint_minutes": args.checkpoint_minutes}.items() if v is not None}
         config = replace(config, **overrides)
         settings = get_settings()
         run_dir = args.run_dir or settings.data_dir / "runs" / args.config
@@ -157,6 +162,9 @@ def _run(args: argparse.Namespace) -> int:
         if "test" in result:
             print("test retrieval: " + ", ".join(f"top-{k} {v:.3f}" for k, v in result["test"].items()))
             print(f"model written to {out}")
+        elif not result.get("finished", True):
+            print(f"stopped at a checkpoint after {len(result['history'])} of {config.epochs} epochs; "
+                  f"continue with: python -m ml train --config {args.config} --resume")
     elif args.verb == "train-property":
         from ml.datasets import get_dataset
         from ml.property_model import configured, model_name_for, train_property_model

@@ -4,6 +4,13 @@ Named configurations (:data:`TRAIN_CONFIGS`):
 
 - ``paper``: the published recipe — 1024-d embeddings, head width 1024, batch 512, Adam with
   a constant learning rate of 1e-3, 1000 epochs, all training materials. For GPUs.
+- ``full``: the campaign on 2 CPU cores (issue 14): every training material of ``mp2024``
+  (~127k), 256-d embeddings with a head of width 512 (chosen by ``bench/train_step.py``:
+  see the README), batch 256, Adam with one epoch of linear warm-up and a cosine decay to 5 % of
+  1e-3 over 12 epochs, a checkpoint every 10 minutes inside an epoch, and ``--max-minutes`` to
+  stop a session's share at a checkpoint. It takes longer than one session: the checkpoint and
+  the campaign log are kept beside the model (:mod:`ml.campaign`) and committed, and ``--resume``
+  continues from them on a clean clone with the same weights an uninterrupted run would have.
 - ``cpu``: what trains a useful model in under an hour on 2 CPU cores. Reduced: embedding
   1024 → 128 and head width 1024 → 256 (the head's matrices dominate the parameter count and
   a 128-d space already separates the ~7k materials of a test split), batch 512 → 256 (twice
@@ -21,11 +28,11 @@ and writes checkpoints. The triplet negatives come from each process's own batch
 
 from __future__ import annotations
 
-import csv
 import logging
+import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +42,7 @@ from tqdm.auto import tqdm
 
 from ml.atom_features import atom_feature_table
 from ml.batches import GraphStore, XRDStore, align
+from ml.campaign import Campaign
 from ml.cmml import CMML, CMMLConfig, save_model
 from ml.datasets import Dataset
 from ml.embed import embed_crystals, embed_xrd
@@ -57,8 +65,15 @@ class TrainConfig:
         name: config name (``cpu``, ``paper``).
         model: encoder sizes.
         batch_size: materials per optimiser step (per process under torchrun).
-        lr: Adam learning rate (constant).
+        lr: Adam learning rate (the peak, with a schedule).
+        warmup_epochs: linear warm-up from ``lr / 10`` over this many epochs (0: none).
+        final_lr_ratio: after the warm-up the rate decays by a cosine to ``lr · final_lr_ratio``
+            at the end of the last epoch (1: constant).
         epochs: passes over the training materials.
+        checkpoint_minutes: also checkpoint inside an epoch every this many minutes (``None``:
+            at the end of each epoch only).
+        max_minutes: stop at the first checkpoint after this wall time of the session (``None``:
+            run every epoch); ``--resume`` continues.
         margin: triplet margin m.
         train_shards: use the first this many feature shards (``None``: all).
         max_val: cap on validation materials scored each epoch (``None``: all).
@@ -69,15 +84,38 @@ class TrainConfig:
     model: CMMLConfig = field(default_factory=CMMLConfig)
     batch_size: int = 256
     lr: float = 1e-3
+    warmup_epochs: float = 0.0
+    final_lr_ratio: float = 1.0
     epochs: int = 40
     margin: float = 1.0
     train_shards: int | None = None
     max_val: int | None = None
     seed: int = 0
+    checkpoint_minutes: float | None = None
+    max_minutes: float | None = None
 
     def __post_init__(self) -> None:
         if self.batch_size < 2 or self.lr <= 0 or self.epochs < 1 or self.margin <= 0:
             raise ValueError(f"invalid TrainConfig {self}")
+        if self.warmup_epochs < 0 or not 0 < self.final_lr_ratio <= 1:
+            raise ValueError(f"invalid learning-rate schedule in {self}")
+
+    def learning_rate(self, epoch: int, batch: int, n_batches: int) -> float:
+        """The rate of step ``batch`` (of ``n_batches``) of epoch ``epoch`` (both from 0)."""
+        t = epoch + batch / max(n_batches, 1)  # epochs done, fractional
+        if t < self.warmup_epochs:
+            return self.lr * (0.1 + 0.9 * t / self.warmup_epochs)
+        if self.final_lr_ratio == 1:
+            return self.lr
+        progress = min((t - self.warmup_epochs) / max(self.epochs - self.warmup_epochs, 1e-9), 1.0)
+        low = self.lr * self.final_lr_ratio
+        return low + 0.5 * (self.lr - low) * (1 + math.cos(math.pi * progress))
+
+    def same_recipe(self, other: "TrainConfig") -> bool:
+        """Equal but for what may change between the sessions of a campaign (the session's time
+        limits and, with a warning, the number of epochs)."""
+        loose = {"epochs": 1, "checkpoint_minutes": None, "max_minutes": None}
+        return replace(self, **loose) == replace(other, **loose)
 
     @classmethod
     def from_dict(cls, data: dict) -> "TrainConfig":
@@ -96,6 +134,8 @@ def _sized(embedding: int, head: int) -> CMMLConfig:
 TRAIN_CONFIGS: dict[str, TrainConfig] = {
     "paper": TrainConfig(name="paper", model=_sized(1024, 1024), batch_size=512, lr=1e-3, epochs=1000),
     "cpu": TrainConfig(name="cpu", model=_sized(128, 256), batch_size=256, lr=1e-3, epochs=10, train_shards=20),
+    "full": TrainConfig(name="full", model=_sized(256, 512), batch_size=256, lr=1e-3, warmup_epochs=1.0,
+                        final_lr_ratio=0.05, epochs=12, checkpoint_minutes=10.0),
 }
 
 
@@ -197,17 +237,22 @@ def train(
     out_model: Path | None = None,
     processes: int | None = None,
 ) -> dict:
-    """Train (or resume) a CMML model; checkpoint every epoch into ``run_dir``.
+    """Train (or resume) a CMML model; checkpoint into ``run_dir``.
 
-    Writes ``run_dir/last.pt`` (model, optimiser, epoch, history) after every epoch,
-    ``run_dir/log.csv`` (epoch, loss, val top-1/5/10, seconds), and at the end the model file
-    ``out_model`` (default ``run_dir/model.pt``) with the history.
+    Writes ``run_dir/last.pt`` (model, optimiser, position in the epoch, the negatives' random
+    state, history) at the end of every epoch and, with ``config.checkpoint_minutes``, inside
+    epochs; ``run_dir/log.csv`` (per epoch: loss, learning rate, validation top-1/5/10, seconds,
+    samples/s, cumulative hours); a copy of both beside ``out_model`` (:mod:`ml.campaign`); and,
+    when every epoch has run, the model file ``out_model`` (default ``run_dir/model.pt``) with its
+    card. A resumed run gives the same weights as an uninterrupted one (same permutation, same
+    negatives, same schedule).
 
     Returns:
-        The history: a list of per-epoch dicts, under ``"history"``, and ``"test"`` retrieval.
+        ``{"history": [...], "finished": bool}`` and, when finished, ``"test"`` retrieval.
 
     Raises:
-        FileNotFoundError: ``resume`` without a checkpoint in ``run_dir``.
+        FileNotFoundError: ``resume`` without a checkpoint in ``run_dir`` or beside ``out_model``.
+        ValueError: ``resume`` from a checkpoint of another recipe.
     """
     rank, world = _distributed()
     device = pick_device()
@@ -219,23 +264,38 @@ def train(
             data = load_training_data(dataset, config.train_shards, processes=1)
     model = CMML(config.model, torch.from_numpy(atom_feature_table())).to(device)
     optimiser = torch.optim.Adam(model.parameters(), lr=config.lr)
+    model_path = out_model or run_dir / "model.pt"
+    campaign = Campaign(run_dir, model_path.parent if out_model is not None else None)
     history: list[dict] = []
-    start_epoch = 0
-    checkpoint = run_dir / "last.pt"
+    start_epoch, start_batch, partial, resumed_generator = 0, 0, {}, None
     if resume:
-        if not checkpoint.is_file():
-            raise FileNotFoundError(f"--resume: no checkpoint at {checkpoint}")
-        state = torch.load(checkpoint, map_location=device, weights_only=True)
+        state = campaign.load(device)
+        saved = TrainConfig.from_dict(state["config"]) if "config" in state else None
+        if saved is None or not saved.same_recipe(config):
+            raise ValueError(f"--resume: {campaign.source()} was made with another recipe ({saved})")
+        if saved.epochs != config.epochs:
+            log.warning("resuming with %d epochs instead of %d: the learning-rate schedule changes", config.epochs,
+                        saved.epochs)
         model.load_state_dict(state["state_dict"], strict=True)
         optimiser.load_state_dict(state["optimiser"])
-        history, start_epoch = state["history"], state["epoch"]
+        history, start_epoch = list(state["history"]), int(state["epoch"])
+        start_batch, partial = int(state.get("batch", 0)), dict(state.get("partial", {}))
+        resumed_generator = state.get("generator")
     wrapped = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
     train_rows = data.rows("train")
     if rank == 0:
         run_dir.mkdir(parents=True, exist_ok=True)
         log.info("training on %d materials, validating on %d", len(train_rows), len(data.rows("val")))
+    session_began = last_checkpoint = time.time()
+    stopped = False
+
+    def checkpoint(epoch: int, batch: int, generator: torch.Generator, partial: dict) -> None:
+        campaign.save({"state_dict": model.state_dict(), "optimiser": optimiser.state_dict(), "epoch": epoch,
+                       "batch": batch, "generator": generator.get_state(), "partial": partial,
+                       "history": history, "config": asdict(config)}, history)
+        campaign.keep()
+
     for epoch in range(start_epoch, config.epochs):
-        began = time.time()
         wrapped.train()
         permutation = np.random.default_rng(config.seed + epoch).permutation(train_rows)
         # negatives from a stream fixed by (seed, epoch, rank), so a resumed run repeats an uninterrupted one
@@ -244,8 +304,19 @@ def train(
         batches = [b for b in batches if len(b) >= 2]
         # every process must run the same number of steps, or DDP's gradient all-reduce deadlocks
         batches = batches[: len(batches) // world * world][rank::world]
-        total = 0.0
-        for rows in tqdm(batches, desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch", disable=rank != 0, leave=False):
+        first = 0
+        if epoch == start_epoch and start_batch:  # resuming inside this epoch
+            first = start_batch
+            generator.set_state(resumed_generator.cpu())
+        else:
+            partial = {}
+        total, seconds = partial.get("loss_sum", 0.0), partial.get("seconds", 0.0)
+        began = time.time()
+        for index in tqdm(range(first, len(batches)), desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch",
+                          disable=rank != 0, leave=False, initial=first, total=len(batches)):
+            for group in optimiser.param_groups:
+                group["lr"] = config.learning_rate(epoch, index, len(batches))
+            rows = batches[index]
             graphs = data.graphs.batch(data.graph_rows[rows]).to(device)
             patterns = data.patterns.batch(data.xrd_rows[rows]).to(device)
             crystal, xrd = wrapped(*graphs.inputs(), patterns)
@@ -254,21 +325,42 @@ def train(
             loss.backward()
             optimiser.step()
             total += float(loss.detach())
+            done = index + 1
+            if config.checkpoint_minutes is not None and done < len(batches) and _agree(
+                    time.time() - last_checkpoint >= 60 * config.checkpoint_minutes, world, device):
+                if rank == 0:
+                    checkpoint(epoch, done, generator,
+                               {"loss_sum": total, "seconds": seconds + time.time() - began})
+                last_checkpoint = time.time()
+                if config.max_minutes is not None and _agree(
+                        time.time() - session_began >= 60 * config.max_minutes, world, device):
+                    stopped = True
+                    break
+        if stopped:
+            break
         if rank == 0:
+            seconds += time.time() - began
             recalibrate_batch_norm(model, data, train_rows, config.batch_size, seed=epoch, device=device)
             val = evaluate_retrieval(model, data, "val", device, config.max_val)
+            hours = (history[-1]["hours"] if history and "hours" in history[-1] else 0.0) + seconds / 3600
             row = {"epoch": epoch + 1, "loss": total / max(len(batches), 1),
-                   "val_top1": val[1], "val_top5": val[5], "val_top10": val[10],
-                   "seconds": time.time() - began}
+                   "lr": config.learning_rate(epoch, len(batches), len(batches)),
+                   "val_top1": val[1], "val_top5": val[5], "val_top10": val[10], "seconds": seconds,
+                   "samples_per_s": len(batches) * config.batch_size * world / max(seconds, 1e-9), "hours": hours}
             history.append(row)
-            log.info("epoch %(epoch)d loss %(loss).4f val top-1 %(val_top1).3f top-10 %(val_top10).3f (%(seconds).0f s)", row)
-            torch.save({"state_dict": model.state_dict(), "optimiser": optimiser.state_dict(),
-                        "epoch": epoch + 1, "history": history, "config": asdict(config)},
-                       checkpoint.with_name("last.pt.part"))
-            checkpoint.with_name("last.pt.part").replace(checkpoint)
-            _write_log(run_dir / "log.csv", history)
-    result: dict = {"history": history}
-    if rank == 0:
+            log.info("epoch %(epoch)d loss %(loss).4f val top-1 %(val_top1).3f top-10 %(val_top10).3f "
+                     "(%(seconds).0f s, %(samples_per_s).0f materials/s)", row)
+            checkpoint(epoch + 1, 0, generator, {})
+            last_checkpoint = time.time()
+        if config.max_minutes is not None and epoch + 1 < config.epochs and _agree(
+                time.time() - session_began >= 60 * config.max_minutes, world, device):
+            stopped = True
+            break
+    result: dict = {"history": history, "finished": not stopped}
+    if rank == 0 and stopped:
+        log.info("stopped after %.0f min at a checkpoint (max_minutes %s): --resume continues",
+                 (time.time() - session_began) / 60, config.max_minutes)
+    if rank == 0 and not stopped:
         if start_epoch >= config.epochs:  # each epoch recalibrates; a resume that runs none may hold older statistics
             recalibrate_batch_norm(model, data, train_rows, config.batch_size, seed=config.epochs, device=device)
         if config.train_shards is None:
@@ -281,7 +373,6 @@ def train(
         result["n_test"] = int(len(full.rows("test")))
         extra = {"train_config": asdict(config), "history": history, "test_retrieval": test,
                  "dataset": dataset.name, "n_train": result["n_train"], "n_test": result["n_test"]}
-        model_path = out_model or run_dir / "model.pt"
         save_model(model_path, model, extra)
         write_model_card(model_path, extra)
     if world > 1:
@@ -290,8 +381,10 @@ def train(
     return result
 
 
-def _write_log(path: Path, history: list[dict]) -> None:
-    with open(path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(history[0]))
-        writer.writeheader()
-        writer.writerows(history)
+def _agree(flag: bool, world: int, device) -> bool:
+    """Rank 0's decision, the same on every process (a clock differs between processes)."""
+    if world == 1:
+        return flag
+    value = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.broadcast(value, src=0)
+    return bool(value.item())
