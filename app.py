@@ -24,6 +24,7 @@ import dash
 from dash import Dash, dcc, html
 
 from components.background import background_manager
+from components.map_image import register_route as register_map_image_route
 from components.state import LOCATED_STORE, health
 
 ROOT = Path(__file__).resolve().parent
@@ -71,6 +72,7 @@ def create_app() -> Dash:
         ],
     )
     app.server.add_url_rule("/healthz", "healthz", healthz)
+    register_map_image_route(app.server)  # the small maps' background picture (components.map_image)
     return app
 
 

@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from components.map_image import MapImage
 from ml.artifacts import column_label
 
 BASE, FOREGROUND, HIGHLIGHT, LOCATED = 0, 1, 2, 3
@@ -585,7 +586,7 @@ def make_map_figure(
 
 
 def make_neighbors_map_figure(
-    background_xy: np.ndarray,
+    background: "np.ndarray | MapImage",
     query_xy: tuple[float, float] | None,
     neighbor_xy: np.ndarray,
     distances: np.ndarray,
@@ -597,7 +598,9 @@ def make_neighbors_map_figure(
     the query as a star.
 
     Args:
-        background_xy: ``(m, 2)`` coordinates of (a sample of) all materials.
+        background: the context: a :class:`components.map_image.MapImage` (the whole map as a
+            picture referred to by URL: a response of a few KB, whatever the map's size), or
+            ``(m, 2)`` coordinates drawn as grey points (small maps, tests).
         query_xy: map position of the query, or ``None``.
         neighbor_xy: ``(k, 2)`` neighbour positions, nearest first.
         distances: ``(k,)`` embedding distances (colour, "embedding distance" colour bar).
@@ -607,7 +610,13 @@ def make_neighbors_map_figure(
     s = style_defaults()
     layout = copy.deepcopy(s["layout"])
     layout["legend"].update(orientation="h", y=1.0)
-    background_xy = np.asarray(background_xy, dtype=np.float32).reshape(-1, 2)
+    image = background if isinstance(background, MapImage) else None
+    background_xy = np.zeros((0, 2), np.float32) if image else np.asarray(background, dtype=np.float32).reshape(-1, 2)
+    if image is not None:
+        layout["images"] = [image.layout_image()]
+        span = max(image.x1 - image.x0, image.y1 - image.y0)
+    else:
+        span = float(np.ptp(background_xy, axis=0).max()) if len(background_xy) else 1.0
     neighbor_xy = np.asarray(neighbor_xy, dtype=np.float32).reshape(-1, 2)
     traces = [
         go.Scattergl(
@@ -642,7 +651,7 @@ def make_neighbors_map_figure(
         np.vstack([neighbor_xy, np.asarray([query_xy], dtype=np.float32)]) if query_xy is not None else neighbor_xy,
         np.arange(len(neighbor_xy) + (query_xy is not None)),
         pad=0.25,
-        min_span=0.1 * (float(np.ptp(background_xy, axis=0).max()) if len(background_xy) else 1.0),
+        min_span=0.1 * span,
         group=False,
     )
     if ranges is not None:
@@ -655,11 +664,3 @@ def trace_json(trace: go.Scattergl | go.Scatter) -> dict:
     """A trace as the JSON plotly.js takes, numeric arrays base64-encoded as in a full figure
     (for ``Patch`` updates, which would otherwise send them as long lists)."""
     return go.Figure(data=[trace]).to_plotly_json()["data"][0]
-
-
-def sample_rows(n: int, limit: int, seed: int = 0) -> np.ndarray:
-    """At most ``limit`` sorted row indices out of ``n`` (all of them when ``n <= limit``),
-    the same for the same arguments (for background maps that need not draw every point)."""
-    if n <= limit:
-        return np.arange(n)
-    return np.sort(np.random.default_rng(seed).choice(n, size=limit, replace=False))

@@ -41,7 +41,8 @@ from components.explorer import (
     surviving_rows,
 )
 from components.located import locate_cif, result_card
-from components.map_figure import make_neighbors_map_figure, sample_rows
+from components.map_figure import make_neighbors_map_figure
+from components.map_image import map_image
 from components.state import map_or_error
 from components.structure_view import (
     StructureView,
@@ -56,7 +57,6 @@ dash.register_page(__name__, path="/generate", name="Generate", title="matmap ·
 
 VIEW_ID = "generate"
 PLACE_K = 10
-BACKGROUND_POINTS = 30_000
 MODES = {"interpolate": "Interpolate between two compounds", "around": "Generate around a compound"}
 
 
@@ -505,9 +505,8 @@ def place_on_map(n_clicks, selected):
         return card, {}, {"display": "none"}, {}
     rows = [r for r in located["rows"] if r["material_id"] in atlas]
     xy = atlas.coordinates
-    background = xy[sample_rows(len(xy), BACKGROUND_POINTS)]
     figure = make_neighbors_map_figure(
-        background, (located["x"], located["y"]), xy[[atlas.row_of(r["material_id"]) for r in rows]],
+        map_image(atlas, "crystal"), (located["x"], located["y"]), xy[[atlas.row_of(r["material_id"]) for r in rows]],
         np.array([r["distance"] for r in rows]),
         neighbor_text=[f"{r['formula']} · {r['material_id']}" for r in rows],
         neighbor_ids=[r["material_id"] for r in rows], query_label=f"generated {row.get('formula') or ''}")

@@ -12,7 +12,8 @@ from dash.exceptions import PreventUpdate
 
 from components.common import missing_page, notice
 from components.compare import compare_view, neighbor_lists
-from components.map_figure import make_neighbors_map_figure, sample_rows
+from components.map_figure import make_neighbors_map_figure
+from components.map_image import map_image
 from components.neighbors import NeighborPanel, neighbor_records, panel_meta
 from components.properties import external_link, formula_children, property_table
 from components.state import map_or_error, require_map
@@ -37,8 +38,7 @@ dash.register_page(
 )
 
 DEFAULT_K = 25
-#: The small neighbour map draws at most this many background points (a fixed sample).
-BACKGROUND_POINTS = 30_000
+
 VIEW_ID = "material"
 
 
@@ -250,9 +250,8 @@ def show_neighbors(material_id, k):
     coordinates = atlas.coordinates
     rows = [atlas.row_of(mid) for mid in table["material_id"]]
     query_row = atlas.row_of(material_id)
-    background = coordinates[sample_rows(len(atlas), BACKGROUND_POINTS)]
     figure = make_neighbors_map_figure(
-        background,
+        map_image(atlas, "crystal"),
         tuple(coordinates[query_row]),
         coordinates[rows],
         table["distance"].to_numpy(),

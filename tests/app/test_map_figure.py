@@ -231,11 +231,5 @@ def test_neighbours_map_colours_by_distance_and_marks_the_query(table):
     assert isinstance(figure, go.Figure)
 
 
-def test_sample_rows_is_deterministic_and_bounded():
-    assert list(mf.sample_rows(5, 10)) == [0, 1, 2, 3, 4]
-    a, b = mf.sample_rows(1000, 100), mf.sample_rows(1000, 100)
-    assert len(a) == 100 and np.array_equal(a, b) and np.all(np.diff(a) > 0)
-
-
 def test_available_elements_are_sorted_by_atomic_number(table):
     assert mf.available_elements(table["elements"]) == ["Li", "O", "Na", "Si", "Cl", "Co", "Cu", "Y", "Ba"]
