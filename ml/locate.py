@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ml.artifacts import TSNE, XRD_TSNE, ArtifactError, MapArtifacts
+from ml.artifacts import CLOSE_MATCH_QUANTILE, TSNE, XRD_TSNE, ArtifactError, MapArtifacts
 from ml.graph import CrystalGraph, FeaturisationError, GraphConfig, crystal_graph
 from ml.models_registry import file_sha256, resolve_model
 from ml.structures import majority_occupant, read_cif
@@ -218,19 +218,20 @@ def locate_prepared(prepared: list[PreparedStructure], artifacts: MapArtifacts, 
             rows = sorted(xrd_embeddings)
             placed = _tsne_for(artifacts.folder, XRD_TSNE).transform(np.stack([xrd_embeddings[i] for i in rows]).astype(np.float64))
             xrd_xy = {i: (float(x), float(y)) for i, (x, y) in zip(rows, np.asarray(placed))}
-    return [
-        LocatedMaterial(
+    located = []
+    for i, (p, e, xy) in enumerate(zip(prepared, embeddings, coordinates)):
+        neighbors = artifacts.neighbors_of_embedding(e, k)
+        located.append(LocatedMaterial(
             formula=p.structure.composition.reduced_formula,
             x=float(xy[0]),
             y=float(xy[1]),
             embedding=e,
-            neighbors=artifacts.neighbors_of_embedding(e, k),
+            neighbors=neighbors,
             x_xrd=xrd_xy.get(i, (None, None))[0],
             y_xrd=xrd_xy.get(i, (None, None))[1],
-            notes=p.notes + _placement_notes(p, artifacts),
-        )
-        for i, (p, e, xy) in enumerate(zip(prepared, embeddings, coordinates))
-    ]
+            notes=p.notes + _placement_notes(p, artifacts) + _closeness_notes(neighbors, artifacts),
+        ))
+    return located
 
 
 def _placement_notes(prepared: PreparedStructure, artifacts: MapArtifacts) -> tuple[str, ...]:
@@ -249,6 +250,20 @@ def _placement_notes(prepared: PreparedStructure, artifacts: MapArtifacts) -> tu
     if prepared.pattern is None and _has_xrd_map(artifacts):
         notes.append(f"not placed on the XRD map: {prepared.pattern_error}")
     return tuple(notes)
+
+
+def _closeness_notes(neighbors, artifacts: MapArtifacts) -> tuple[str, ...]:
+    """"No close match" when the nearest material is farther than the map's materials usually
+    are from their own nearest neighbour (:attr:`MapArtifacts.close_match_distance`)."""
+    if not len(neighbors):
+        return ()
+    nearest, threshold = float(neighbors["distance"].iloc[0]), artifacts.close_match_distance
+    if nearest <= threshold:
+        return ()
+    return (f"no close match: the nearest material ({neighbors['formula'].iloc[0]}, "
+            f"{neighbors['material_id'].iloc[0]}) is {nearest:.3g} away in the embedding, farther than "
+            f"{100 * CLOSE_MATCH_QUANTILE:.0f} % of this map's materials are from their own nearest neighbour "
+            f"({threshold:.3g}); the neighbours below are the least unlike it, not necessarily like it",)
 
 
 def locate_structures(structures: list, artifacts: MapArtifacts, k: int = 10) -> list[LocatedMaterial]:

@@ -84,6 +84,20 @@ def test_neighbors(small_map):
     assert list(outside["material_id"]) == ["mp-4", "mp-3"]
 
 
+def test_no_close_match_is_calibrated_on_the_maps_own_nearest_neighbours(small_map):
+    """The threshold is the 99th percentile of each material's distance to its nearest other
+    material (1, 1, 2, 3, 3 on this line): a located point farther than that from everything
+    gets the note, with both distances; one near a material does not."""
+    from ml.locate import _closeness_notes
+
+    artifacts = MapArtifacts.load("user-toy", "m")
+    assert artifacts.close_match_distance == pytest.approx(3.0)
+    far = _closeness_notes(artifacts.neighbors_of_embedding(np.array([20.0, 0, 0]), k=3), artifacts)
+    assert len(far) == 1 and far[0].startswith("no close match") and "CoLiO2, mp-5" in far[0]
+    assert "10 away" in far[0] and "(3)" in far[0]
+    assert _closeness_notes(artifacts.neighbors_of_embedding(np.array([6.2, 0, 0]), k=3), artifacts) == ()
+
+
 def test_search_by_id_and_formula(small_map):
     artifacts = MapArtifacts.load("user-toy", "m")
     assert artifacts.search("mp-4") == [3]
