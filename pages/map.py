@@ -27,6 +27,7 @@ from dash import (
     html,
     no_update,
 )
+from dash.exceptions import PreventUpdate
 
 from components.common import map_view_selector, missing_page, notice, page_link
 from components.map_figure import (
@@ -48,9 +49,10 @@ from components.map_figure import (
     zoom_group,
     zoom_ranges,
 )
-from components.properties import format_value, formula_children
+from components.properties import format_value, formula_children, property_rows
 from components.state import map_elements, map_hover_text, map_or_error, require_map
-from ml.artifacts import DEFAULT_VIEW, MAP_VIEWS
+from components.structure_view import StructureView, StructureViewError, empty_scene, legend_chips, structure_scene
+from ml.artifacts import DEFAULT_VIEW, MAP_VIEWS, ArtifactError
 
 dash.register_page(__name__, path="/", name="Map", title="matmap · materials map", order=0)
 
@@ -62,6 +64,9 @@ GRAPH_CONFIG = {
 }
 #: Matches a search rings and lists (the list scrolls, with a visible scroll bar).
 MAX_MATCHES = 50
+#: The hover preview: its structure viewer, canvas side (px), and the properties its card lists.
+PREVIEW_ID, PREVIEW_SIZE = "map-preview", 220
+PREVIEW_PROPERTIES = ("formation_energy_per_atom", "e_above_hull", "band_gap", "spacegroup_number", "nsites")
 
 
 def layout(color: str | None = None, element: str | None = None, highlight: str | None = None,
@@ -145,8 +150,12 @@ def _page(mode: str, elements: list[str], symbol: str | None, query: str, notes:
                     html.Div(found, id="map-search-result", className="search-result"),
                     dcc.Store(id="map-highlight", data=query),
                     html.Div(id="map-hover", className="hover-card", children=_hover_placeholder()),
+                    html.Div(  # the hovered material's structure, shown from the first hover on
+                        StructureView(PREVIEW_ID, scene_size=PREVIEW_SIZE),
+                        id="map-preview-box", className="map-preview", style={"display": "none"},
+                    ),
                     html.P(
-                        "Scroll to zoom, drag to pan, double-click to reset. Click a point to open its page.",
+                        "Hover a point to preview its structure and properties; click it to open its page. Scroll to zoom, drag to pan, double-click to reset.",
                         className="hint",
                     ),
                 ],
@@ -306,8 +315,31 @@ def describe_hovered(hover_data, mode, element):
     return hover_details(material, mode, element)
 
 
+@callback(
+    Output(StructureView.ids.scene(PREVIEW_ID), "data"),
+    Output(StructureView.ids.legend(PREVIEW_ID), "children"),
+    Output("map-preview-box", "style"),
+    Input("map-graph", "hoverData"),
+    prevent_initial_call=True,
+)
+def preview_structure(hover_data):
+    """The hovered material's 3D structure beside the map (chemiscope's linked view); the last
+    one stays while the pointer is off the points. Drawn without bonds, so a hover costs no
+    bonding analysis (the material page draws bonds and polyhedra)."""
+    row = clicked_row(hover_data)
+    if row is None:
+        raise PreventUpdate
+    atlas = require_map()
+    try:
+        scene, colors = structure_scene(atlas.structure(atlas.materials["material_id"].iat[row]), bonds=False)
+    except (StructureViewError, ArtifactError, ValueError):
+        return empty_scene(), [], {}
+    return scene, legend_chips(colors), {}
+
+
 def hover_details(material, mode: str, element: str | None):
-    """The hover card of one material row for the current colour mode."""
+    """The hover card of one material row for the current colour mode: formula, id, the value
+    the colour shows, the key properties (:data:`PREVIEW_PROPERTIES`) and a link to its page."""
     mode = parse_mode(mode)
     if mode == "element":
         symbol = element or DEFAULT_ELEMENT
@@ -318,11 +350,16 @@ def hover_details(material, mode: str, element: str | None):
         fmt = "{:.0f}" if mode in ("spacegroup_number", "nelements") else fmt
         shown = (COLOR_MODES[mode], format_value(material.get(mode), fmt))
     mid = str(material["material_id"])
+    rows = [(label, value) for label, value in property_rows(material[[c for c in PREVIEW_PROPERTIES if c in material.index]])
+            if label != shown[0]]
     return html.Div(
         [
             html.Div([html.Span(formula_children(str(material["formula"])), className="formula"), " ",
                       html.Span(mid, className="badge")], className="hover-card__title"),
-            html.Div([html.Span(shown[0] + ": ", className="muted"), shown[1]]),
+            html.Div([html.Span(shown[0] + ": ", className="muted"), shown[1]], className="hover-card__shown"),
+            html.Table(html.Tbody([html.Tr([html.Th(label), html.Td(value)]) for label, value in rows]),
+                       className="property-table property-table--compact"),
+            dcc.Link("Open its page →", href=f"/material/{mid}", className="hover-card__link"),
         ]
     )
 

@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 from callback_context import in_callback
+from dash.exceptions import PreventUpdate
 
 from components.map_figure import BASE, FOREGROUND, HIGHLIGHT, LOCATED
 from components.neighbors import NeighborPanel
@@ -147,11 +148,27 @@ def test_click_opens_the_material_page(pages, atlas):
     assert pages["map"].open_material({"points": [{"curveNumber": BASE, "pointIndex": row}]}) == "/material/mp-172"
 
 
-def test_hover_card_shows_the_coloured_value(pages, atlas):
+def test_hover_card_shows_the_coloured_value_key_properties_and_the_page_link(pages, atlas):
     material = atlas.material("mp-172")
-    text = text_of(pages["map"].hover_details(material, "density", None))
+    card = pages["map"].hover_details(material, "density", None)
+    text = text_of(card)
     assert "mp-172" in text and "Density (g/cm³)" in text and "6.895" in text
+    assert "Formation energy (eV/atom)" in text and f"{material['formation_energy_per_atom']:.3f}" in text
+    assert "Space group number" in text and "/material/mp-172" in text
     assert '"yes"' in text_of(pages["map"].hover_details(material, "element", "Ge"))
+
+
+def test_hover_preview_draws_the_hovered_structure_and_keeps_it_off_the_points(pages, atlas):
+    row = atlas.row_of("mp-172")
+    scene, legend, style = pages["map"].preview_structure({"points": [{"curveNumber": BASE, "pointIndex": row}]})
+    assert style == {}  # shown
+    atoms = next(c for c in scene["contents"] if c["name"] == "atoms")
+    bonds = [c for c in scene["contents"] if c["name"] == "bonds"]
+    assert atoms["contents"] and all(not c["contents"] for c in bonds)  # no bonding analysis on a hover
+    elements = set(str(atlas.material("mp-172")["elements"]).split())
+    assert elements and elements <= set(text_of(legend).replace('"', " ").split())
+    with pytest.raises(PreventUpdate):  # the pointer left the points: the last structure stays
+        pages["map"].preview_structure(None)
 
 
 # --------------------------------------------------------------------------- material page
@@ -246,7 +263,6 @@ def test_every_page_explains_a_missing_map(pages, no_map):
 
 
 def test_callbacks_change_nothing_without_a_map(pages, no_map):
-    from dash.exceptions import PreventUpdate
 
     with pytest.raises(PreventUpdate):
         pages["map"].search("mp-172", 1, "crystal")
