@@ -80,7 +80,8 @@ def run_vae_verb(args: argparse.Namespace) -> int:
         from ml.train import pick_device
         from ml.vae_data import build_voxel_arrays
         from ml.generate import fit_latent_prior
-        from ml.vae_train import TRAIN_STATE_FILE, VAE_TRAIN_CONFIGS, train_vae
+        from ml.campaign import TRAIN_STATE_FILE
+        from ml.vae_train import VAE_TRAIN_CONFIGS, train_vae
 
         config = VAE_TRAIN_CONFIGS[args.config]
         overrides = {"epochs": args.epochs, "max_minutes": args.max_minutes, "max_train": args.max_train}

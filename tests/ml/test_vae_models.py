@@ -18,6 +18,7 @@ from ml.models.vae3d import (
     one_hot_decile,
     position_channels,
     save_voxel_model,
+    slot_targets,
     vae_loss,
 )
 
@@ -79,7 +80,8 @@ def test_encoder_input_paints_the_element_embedding_on_occupied_voxels_only():
     density, species, lattice, condition = _crystals(2)
     species[0, 0, 0, 0] = V  # an element outside the vocabulary: the "unknown" class
     x = vae.encoder_input(density, species, lattice, condition)
-    assert x.shape == (2, 1 + E + 1 + 10, G, G, G)
+    K = vae.config.slots
+    assert x.shape == (2, 1 + E + K + 1 + 10, G, G, G)
     torch.testing.assert_close(x[:, 0], density)
     embedded = x[:, 1 : 1 + E].permute(0, 2, 3, 4, 1)  # (B, G, G, G, E)
     empty = species == EMPTY
@@ -87,8 +89,13 @@ def test_encoder_input_paints_the_element_embedding_on_occupied_voxels_only():
     occupied = species >= 0
     torch.testing.assert_close(embedded[occupied], vae.embedding.weight[species[occupied]])
     torch.testing.assert_close(embedded[0, 0, 0, 0], vae.embedding.weight[V])  # unknown has its own row
-    torch.testing.assert_close(x[:, 1 + E], (lattice / vae.config.lattice_scale)[:, None, None, None].expand(-1, G, G, G))
-    torch.testing.assert_close(x[:, 2 + E :], condition[:, :, None, None, None].expand(-1, -1, G, G, G))
+    # one-hot slot planes: each atom voxel marks its element's slot (first occurrence), empty voxels none
+    planes = x[:, 1 + E : 1 + E + K]
+    voxel_slot, _ = slot_targets(species, K, V)
+    assert torch.all(planes.sum(dim=1)[empty] == 0) and torch.all(planes.sum(dim=1)[occupied] == 1)
+    assert torch.equal(planes.argmax(dim=1)[occupied], voxel_slot[occupied])
+    torch.testing.assert_close(x[:, 1 + E + K], (lattice / vae.config.lattice_scale)[:, None, None, None].expand(-1, G, G, G))
+    torch.testing.assert_close(x[:, 2 + E + K :], condition[:, :, None, None, None].expand(-1, -1, G, G, G))
 
 
 def test_position_channels_give_every_voxel_its_own_periodic_code():
@@ -162,51 +169,102 @@ def test_the_condition_changes_the_decoder_and_the_encoder():
 # --------------------------------------------------------------------------- elements and the loss
 
 
-def test_species_logits_pick_the_nearest_element_embedding():
-    """logit_e = −‖ê − e_e‖² against the encoder's own embedding table (tied weights): a voxel
+def test_element_logits_pick_the_nearest_element_embedding():
+    """ℓ_k(e) = −‖v_k − e_e‖² against the encoder's own embedding table (tied weights): a slot
     vector equal to element k's embedding gives logit 0 for k and a negative logit for every other
     element; the "unknown" row of the table is never predicted."""
     torch.manual_seed(0)
     vae = _tiny_vae().requires_grad_(False)
     table = vae.embedding.weight.clone()  # (V + 1, E)
-    classes = torch.randint(0, V, (2, G, G, G))
-    vectors = table[classes].permute(0, 4, 1, 2, 3)  # (B, E, G, G, G)
-    logits = vae.species_logits(vectors)
-    assert logits.shape == (2, V, G, G, G)
-    assert torch.equal(logits.argmax(dim=1), classes)
-    torch.testing.assert_close(logits.gather(1, classes[:, None])[:, 0], torch.zeros(2, G, G, G), atol=1e-5, rtol=0)
+    classes = torch.randint(0, V, (2, 3))
+    vectors = table[classes]  # (B, K, E)
+    logits = vae.element_logits(vectors)
+    assert logits.shape == (2, 3, V)
+    assert torch.equal(logits.argmax(dim=-1), classes)
+    torch.testing.assert_close(logits.gather(2, classes[..., None])[..., 0], torch.zeros(2, 3), atol=1e-5, rtol=0)
     assert float(logits.max()) <= 1e-5
-    unknown = vae.species_logits(table[V][None, :, None, None, None].expand(1, E, G, G, G))
-    assert unknown.shape[1] == V  # scored against the V known elements only
-    expected = -((table[V] - table[:V]) ** 2).sum(dim=1)
-    torch.testing.assert_close(unknown[0, :, 0, 0, 0], expected)
+    unknown = vae.element_logits(table[V][None, None])
+    assert unknown.shape[-1] == V  # scored against the V known elements only
+    torch.testing.assert_close(unknown[0, 0], -((table[V] - table[:V]) ** 2).sum(dim=1))
     # the table is shared: moving element 2's embedding moves what the decoder's vectors mean
     vae.embedding.weight[2] += 1.0
-    assert not torch.equal(vae.species_logits(vectors), logits)
+    assert not torch.equal(vae.element_logits(vectors), logits)
 
 
-def test_the_loss_ignores_the_species_of_empty_voxels_and_unknown_elements():
+def test_slot_targets_order_each_crystals_elements_by_first_occurrence():
+    """Slot 0 is the element of voxel (0, 0, 0) (the origin site), then the others in raster order,
+    whatever their atomic numbers."""
+    species = torch.full((3, G, G, G), EMPTY)
+    species[0, 0, 0, 0], species[0, 1, 1, 1], species[0, 2, 2, 2] = 4, 1, 3  # three elements
+    species[0, 3, 3, 3] = 1  # a second voxel of the second element
+    species[1, 5, 5, 5] = 2  # one element
+    species[2, 0, 0, 0], species[2, 1, 1, 1] = V, 0  # an element outside the vocabulary takes a slot too
+    voxel_slot, slot_class = slot_targets(species, 3, V)
+    assert slot_class.tolist() == [[4, 1, 3], [2, EMPTY, EMPTY], [V, 0, EMPTY]]
+    assert [int(voxel_slot[0, i, i, i]) for i in range(4)] == [0, 1, 2, 1]
+    assert int(voxel_slot[1, 5, 5, 5]) == 0 and int(voxel_slot[2, 0, 0, 0]) == 0 and int(voxel_slot[2, 1, 1, 1]) == 1
+    assert int((voxel_slot >= 0).sum()) == 7  # empty voxels have no slot
+    # a fourth element does not fit in K = 3 slots: its voxels are left out, the first three kept
+    species[0, 4, 4, 4] = 0
+    voxel_slot, slot_class = slot_targets(species, 3, V)
+    assert slot_class[0].tolist() == [4, 1, 3] and int(voxel_slot[0, 4, 4, 4]) == EMPTY
+    # the order is the same after a rotation about the origin: the origin's element stays slot 0
+    from ml.voxels import rotate90
+    turned = torch.stack([torch.as_tensor(rotate90(species[0].numpy(), r)) for r in range(24)])
+    _, turned_class = slot_targets(turned, 3, V)
+    assert torch.all(turned_class[:, 0] == 4)
+
+
+def test_species_log_probs_are_the_slot_mixture():
+    """p(e | voxel) = Σ_k softmax(s)_k softmax(ℓ_k)(e): a voxel sure of its slot takes that slot's
+    element, and the probabilities over the V elements sum to 1."""
+    slot_logits = torch.zeros(1, 3, G, G, G)
+    slot_logits[0, 1] = 20.0  # every voxel holds slot 1 ...
+    slot_logits[0, :, 0, 0, 0] = torch.tensor([20.0, 0.0, 0.0])  # ... but voxel (0, 0, 0) holds slot 0
+    element_logits = torch.full((1, 3, V), -20.0)
+    element_logits[0, 0, 2] = element_logits[0, 1, 4] = element_logits[0, 2, 0] = 0.0
+    log_p = CondVAE3D.species_log_probs(slot_logits, element_logits)
+    assert log_p.shape == (1, V, G, G, G)
+    torch.testing.assert_close(log_p.exp().sum(dim=1), torch.ones(1, G, G, G))
+    best = log_p.argmax(dim=1)[0]
+    assert int(best[0, 0, 0]) == 2 and int((best == 4).sum()) == G**3 - 1
+
+
+def test_the_species_terms_ignore_empty_voxels_and_unknown_elements():
+    """slot_ce is the cross entropy of each atom voxel's slot (empty voxels ignored); element_ce
+    that of each filled slot's element (an element outside the vocabulary takes a slot but is
+    never a target); species_ce is their sum."""
     torch.manual_seed(0)
     vae = _tiny_vae()
     density, species, lattice, condition = _crystals(2)
-    species[0, 0, 0, 0] = V  # one voxel of an element outside the vocabulary
+    species[0][species[0] == species[0].max()] = V  # crystal 0's second element is outside the vocabulary
     config = vae.config
+    voxel_slot, slot_class = slot_targets(species, config.slots, V)
     with torch.no_grad():
         out = vae(density, species, lattice, condition, sample=False)
         _, before = vae_loss(out, density, species, lattice, config)
-        ignored = ((species == EMPTY) | (species == V)).unsqueeze(1).expand_as(out.species_logits).clone()
-        out.species_logits[ignored] += 10 * torch.randn(int(ignored.sum()))
+        empty = (species == EMPTY).unsqueeze(1).expand_as(out.slot_logits)
+        out.slot_logits[empty] += 10 * torch.randn(int(empty.sum()))
+        not_target = (slot_class < 0) | (slot_class == V)
+        assert int(not_target.sum()) == 1 + 2  # the unknown slot of crystal 0, the empty third slots
+        out.element_logits[not_target] += 10 * torch.randn(int(not_target.sum()), V)
         _, after = vae_loss(out, density, species, lattice, config)
-        assert after["species_ce"] == pytest.approx(before["species_ce"], rel=1e-6)
-        # and it is the mean cross entropy over the known atom voxels
-        known = (species >= 0) & (species < V)
-        expected = torch.nn.functional.cross_entropy(out.species_logits.permute(0, 2, 3, 4, 1)[known], species[known])
-        assert after["species_ce"] == pytest.approx(float(expected), rel=1e-5)
-        # lowering the right element's logit on the atom voxels does cost
-        right = torch.nn.functional.one_hot(species.clamp(0, V - 1), V).permute(0, 4, 1, 2, 3).bool()
-        out.species_logits[right & known.unsqueeze(1)] -= 5.0
+        for term in ("slot_ce", "element_ce", "species_ce"):
+            assert after[term] == pytest.approx(before[term], rel=1e-6), term
+        atoms = voxel_slot >= 0
+        expected_slot = torch.nn.functional.cross_entropy(out.slot_logits.permute(0, 2, 3, 4, 1)[atoms], voxel_slot[atoms])
+        known = ~not_target
+        expected_element = torch.nn.functional.cross_entropy(out.element_logits[known], slot_class[known])
+        assert after["slot_ce"] == pytest.approx(float(expected_slot), rel=1e-5)
+        assert after["element_ce"] == pytest.approx(float(expected_element), rel=1e-5)
+        assert after["species_ce"] == pytest.approx(after["slot_ce"] + after["element_ce"], rel=1e-6)
+        # lowering the right element's logit of a filled slot, or the right slot of the atom voxels, costs
+        out.element_logits[known, slot_class[known]] -= 5.0
+        right = torch.nn.functional.one_hot(voxel_slot.clamp(min=0), 3).permute(0, 4, 1, 2, 3).bool()
+        out.slot_logits[right & atoms.unsqueeze(1)] -= 5.0
         _, worse = vae_loss(out, density, species, lattice, config)
-    assert worse["species_ce"] > after["species_ce"] + 1.0
+    assert worse["element_ce"] > after["element_ce"] + 1.0
+    assert worse["slot_ce"] > after["slot_ce"] + 1.0
 
 
 def test_a_batch_without_atoms_has_a_finite_loss_and_no_species_term():
@@ -319,9 +377,12 @@ def test_a_translated_crystal_gives_translated_encoder_maps(shift):
     """The grid is one periodic cell: moving every atom by whole voxels (torch.roll) moves the
     feature maps of each block by shift / 2^block voxels, where that is whole. At G = 16 the last
     block pools a 2³ map to one voxel, so half-cell translations (8 voxels, e.g. the body
-    centring of CsCl) leave μ unchanged."""
+    centring of CsCl) leave μ unchanged. The slot order is anchored at the origin by design
+    (:func:`slot_targets`), so the crystals here have one element each, whose slot a translation
+    cannot change."""
     vae = _encoder("circular")
     density, species, lattice, condition = _crystals(2, seed=3)
+    species = species.clamp(max=0)  # every atom the same element
     dims = (1, 2, 3)
     rolled = (torch.roll(density, shift, dims), torch.roll(species, shift, dims), lattice, condition)
     with torch.no_grad():
@@ -339,6 +400,7 @@ def test_a_translated_crystal_gives_translated_encoder_maps(shift):
 
 def test_translation_invariance_of_mu_comes_from_the_circular_padding():
     density, species, lattice, condition = _crystals(2, seed=3)
+    species = species.clamp(max=0)  # one element per crystal: its slot does not depend on the origin
     rolled = (torch.roll(density, 8, 1), torch.roll(species, 8, 1), lattice, condition)
     with torch.no_grad():
         circular = _encoder("circular")
