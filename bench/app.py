@@ -1,0 +1,237 @@
+"""Where a user touches the app, timed in Chromium against the gunicorn server of ``./run.sh``,
+on a built map (issue 12's table), with a bare plotly.js page as the reference.
+
+Starts ``gunicorn --config gunicorn.conf.py app:server`` on a free port of 127.0.0.1 (loopback
+only), waits for ``/healthz``, then drives Debian Chromium through Playwright (never
+``playwright install``) and times, each ``--rounds`` times (median printed):
+
+- ``first_paint``: open ``/`` until every point of the map is in plotly's data and its WebGL
+  canvas exists; ``reference``: the same number of points drawn by plotly.js alone from a
+  static JSON file (plotly's own bundle, served by a local static server) — the target is
+  first_paint ≤ 1.5 × reference;
+- ``recolour``: choose "Band gap" in the colour menu until the colour bar says so (≤ 0.5 s);
+- ``xrd_map``: switch to the XRD map until its points are drawn (≤ 0.5 s);
+- ``search``: find "LiCoO2" until the matches are listed (≤ 0.3 s);
+- ``neighbours``: open a material page until its neighbour table has rows (≤ 0.5 s);
+- ``locate``: upload one CIF on ``/locate`` until its result card has neighbours (≤ 2 s warm);
+- ``server_start``: gunicorn started until ``/healthz`` answers 200 (the map loaded; the first
+  page is served before, saying "loading");
+- ``rss``: the resident memory of gunicorn's master and workers at the end (≤ 2.5 GB).
+
+Last line::
+
+    app bench first_paint_ratio=<first_paint / reference> recolour_s=<…> … rss_mb=<…> load=<1-min load>
+
+Usage: PYTHONPATH=. .venv/bin/python bench/app.py [--rounds 3] [--cif some.cif] [--material mp-22526]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from statistics import median
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+CHROMIUM = os.environ.get("MATMAP_TEST_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--enable-unsafe-swiftshader", "--disable-background-networking"]
+TARGETS = {"recolour": 0.5, "xrd_map": 0.5, "search": 0.3, "neighbours": 0.5, "locate": 2.0, "server_start": 2.0}
+ALL_DRAWN = ("(n) => { const gd = document.querySelector('#map-graph .js-plotly-plot');"
+             " return gd && gd._fullData && gd._fullData.length > 0 && gd._fullData[0].x"
+             " && gd._fullData[0].x.length === n && gd.querySelector('canvas'); }")
+REFERENCE_HTML = """<!doctype html><html><head><meta charset="utf-8"><script src="plotly.min.js"></script></head>
+<body style="margin:0"><div id="plot" style="width:100vw;height:100vh"></div><script>
+fetch("points.json").then(r => r.json()).then(p => {
+  Plotly.newPlot("plot", [{type: "scattergl", mode: "markers", x: p.x, y: p.y,
+                           marker: {size: 3, color: p.c, colorscale: "Viridis"}}], {margin: {t: 10}})
+    .then(() => { window.drawnAt = performance.now(); });
+});
+</script></body></html>"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _get(url: str, timeout: float = 5) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+    except OSError:
+        return 0
+
+
+def _start_gunicorn(port: int) -> tuple[subprocess.Popen, float, float]:
+    """The server, seconds to the first answered page and to ``/healthz`` 200."""
+    gunicorn = Path(sys.executable).with_name("gunicorn")
+    began = time.perf_counter()
+    server = subprocess.Popen([str(gunicorn), "--config", "gunicorn.conf.py", "--bind", f"127.0.0.1:{port}", "app:server"],
+                              cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first_page = None
+    while time.perf_counter() - began < 300:
+        if first_page is None and _get(f"http://127.0.0.1:{port}/_dash-layout") == 200:
+            first_page = time.perf_counter() - began
+        if _get(f"http://127.0.0.1:{port}/healthz") == 200:
+            return server, first_page or time.perf_counter() - began, time.perf_counter() - began
+        if server.poll() is not None:
+            raise RuntimeError(f"gunicorn exited with {server.returncode}")
+        time.sleep(0.1)
+    server.terminate()
+    raise RuntimeError("the map did not load within 300 s")
+
+
+def _rss_mb(pid: int) -> float:
+    import psutil
+
+    parent = psutil.Process(pid)
+    return sum(p.memory_info().rss for p in [parent, *parent.children(recursive=True)]) / 2**20
+
+
+class _Quiet(SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:  # no line per request
+        pass
+
+
+def _reference_server(folder: Path) -> tuple[ThreadingHTTPServer, int]:
+    handler = partial(_Quiet, directory=str(folder))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, server.server_address[1]
+
+
+def _reference_folder(atlas) -> Path:
+    import plotly
+
+    folder = Path(tempfile.mkdtemp(prefix="matmap-bench-"))
+    shutil.copy(Path(plotly.__file__).parent / "package_data" / "plotly.min.js", folder)
+    xy = atlas.coordinates.astype(float)
+    colour = atlas.materials["band_gap"].fillna(0).to_numpy(float) if "band_gap" in atlas.materials else xy[:, 0]
+    (folder / "points.json").write_text(json.dumps({"x": np.round(xy[:, 0], 3).tolist(), "y": np.round(xy[:, 1], 3).tolist(),
+                                                    "c": np.round(colour, 3).tolist()}))
+    (folder / "index.html").write_text(REFERENCE_HTML)
+    return folder
+
+
+def _timed(action, wait) -> float:
+    began = time.perf_counter()
+    action()
+    wait()
+    return time.perf_counter() - began
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--material", default="mp-22526", help="material page to open (default LiCoO2)")
+    parser.add_argument("--cif", type=Path, default=None, help="CIF to locate (default: the material's own CIF)")
+    args = parser.parse_args(argv)
+
+    from playwright.sync_api import sync_playwright
+
+    from ml.artifacts import MapArtifacts
+
+    atlas = MapArtifacts.load()
+    n = len(atlas)
+    cif = args.cif.read_bytes() if args.cif else atlas.cif(args.material).encode()
+    reference_dir = _reference_folder(atlas)
+    static, static_port = _reference_server(reference_dir)
+    port = _free_port()
+    server, first_page_s, ready_s = _start_gunicorn(port)
+    base = f"http://127.0.0.1:{port}"
+    times: dict[str, list[float]] = {k: [] for k in ("reference", "first_paint", "recolour", "xrd_map", "search",
+                                                    "neighbours", "locate")}
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            for _ in range(args.rounds):
+                page.goto(f"http://127.0.0.1:{static_port}/index.html")
+                page.wait_for_function("() => window.drawnAt !== undefined", timeout=120_000)
+                times["reference"].append(page.evaluate("() => window.drawnAt") / 1000)
+
+                page.goto(f"{base}/")
+                page.wait_for_function(ALL_DRAWN, arg=n, timeout=120_000)
+                times["first_paint"].append(page.evaluate("() => performance.now()") / 1000)
+
+                times["recolour"].append(_timed(
+                    lambda: (page.locator("#map-color").click(), page.get_by_role("option", name="Band gap (eV)").click()),
+                    lambda: page.locator("#map-graph .colorbar").get_by_text("band gap (eV)").wait_for(timeout=60_000)))
+                page.locator("#map-color").click()
+                page.get_by_role("option", name="Crystal system").click()  # back, for the next round
+
+                times["search"].append(_timed(
+                    lambda: (page.fill("#map-search", "LiCoO2"), page.press("#map-search", "Enter")),
+                    lambda: page.locator("#map-search-result").get_by_text("ringed").wait_for(timeout=60_000)))
+                page.fill("#map-search", "")
+                page.press("#map-search", "Enter")
+
+                if "xrd" in atlas.views:
+                    def xrd_drawn():
+                        page.locator("#map-view-caption").get_by_text("XRD encoder", exact=False).wait_for(timeout=60_000)
+                        page.wait_for_function(ALL_DRAWN, arg=n, timeout=60_000)
+
+                    times["xrd_map"].append(_timed(lambda: page.get_by_text("XRD embedding").first.click(), xrd_drawn))
+
+                times["neighbours"].append(_timed(
+                    lambda: page.goto(f"{base}/material/{args.material}"),
+                    lambda: page.locator(".neighbor-panel .ag-center-cols-container .ag-row").first.wait_for(timeout=60_000)))
+
+                page.goto(f"{base}/locate")
+                page.locator("#locate-upload").wait_for()
+                times["locate"].append(_timed(
+                    lambda: page.set_input_files("#locate-upload input[type=file]", files=[
+                        {"name": "bench.cif", "mimeType": "application/octet-stream", "buffer": cif}]),
+                    lambda: page.locator(".located-card").filter(has_text="bench.cif")
+                    .locator(".ag-center-cols-container .ag-row").first.wait_for(timeout=120_000)))
+            browser.close()
+        rss = _rss_mb(server.pid)
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        static.shutdown()
+        shutil.rmtree(reference_dir, ignore_errors=True)
+
+    med = {k: median(v) for k, v in times.items() if v}
+    print(f"map of {n:,} materials ({atlas.dataset}, {atlas.model}); {args.rounds} rounds, median seconds")
+    print(f"{'what':<14} {'median s':>9} {'all rounds':>28} {'target':>22}")
+    targets = {**{k: f"<= {v} s" for k, v in TARGETS.items()},
+               "first_paint": f"<= 1.5 x reference ({1.5 * med['reference']:.2f} s)", "reference": "(bare plotly.js)"}
+    for key, values in times.items():
+        if values:
+            print(f"{key:<14} {med[key]:>9.2f} {' '.join(f'{v:.2f}' for v in values):>28} {targets.get(key, ''):>22}")
+    print(f"{'first page':<14} {first_page_s:>9.2f} {'':>28} {'(served while loading)':>22}")
+    print(f"{'server_start':<14} {ready_s:>9.2f} {'':>28} {'/healthz 200':>22}")
+    print(f"{'rss':<14} {rss:>9.0f} MB {'':>25} {'<= 2500 MB':>22}")
+    fields = [f"first_paint_ratio={med['first_paint'] / med['reference']:.2f}"]
+    fields += [f"{k}_s={med[k]:.2f}" for k in ("recolour", "xrd_map", "search", "neighbours", "locate") if k in med]
+    fields += [f"first_page_s={first_page_s:.2f}", f"server_start_s={ready_s:.2f}", f"rss_mb={rss:.0f}",
+               f"load={os.getloadavg()[0]:.2f}"]
+    print("app bench " + " ".join(fields))
+
+
+if __name__ == "__main__":
+    main()
