@@ -27,7 +27,6 @@ from dash import (
     html,
     no_update,
 )
-from dash.exceptions import PreventUpdate
 
 from components.common import map_view_selector, missing_page, notice, page_link
 from components.map_figure import (
@@ -51,8 +50,7 @@ from components.map_figure import (
 )
 from components.properties import format_value, formula_children, property_rows
 from components.state import map_elements, map_hover_text, map_or_error, require_map
-from components.structure_view import StructureView, StructureViewError, empty_scene, legend_chips, structure_scene
-from ml.artifacts import DEFAULT_VIEW, MAP_VIEWS, ArtifactError
+from ml.artifacts import DEFAULT_VIEW, MAP_VIEWS
 
 dash.register_page(__name__, path="/", name="Map", title="matmap · materials map", order=0)
 
@@ -64,8 +62,7 @@ GRAPH_CONFIG = {
 }
 #: Matches a search rings and lists (the list scrolls, with a visible scroll bar).
 MAX_MATCHES = 50
-#: The hover preview: its structure viewer, canvas side (px), and the properties its card lists.
-PREVIEW_ID, PREVIEW_SIZE = "map-preview", 220
+#: The properties the hover card lists (beside the value the colour shows).
 PREVIEW_PROPERTIES = ("formation_energy_per_atom", "e_above_hull", "band_gap", "spacegroup_number", "nsites")
 
 
@@ -150,12 +147,8 @@ def _page(mode: str, elements: list[str], symbol: str | None, query: str, notes:
                     html.Div(found, id="map-search-result", className="search-result"),
                     dcc.Store(id="map-highlight", data=query),
                     html.Div(id="map-hover", className="hover-card", children=_hover_placeholder()),
-                    html.Div(  # the hovered material's structure, shown from the first hover on
-                        StructureView(PREVIEW_ID, scene_size=PREVIEW_SIZE),
-                        id="map-preview-box", className="map-preview", style={"display": "none"},
-                    ),
                     html.P(
-                        "Hover a point to preview its structure and properties; click it to open its page. Scroll to zoom, drag to pan, double-click to reset.",
+                        "Hover a point to see its key properties; click it to open its page. Scroll to zoom, drag to pan, double-click to reset.",
                         className="hint",
                     ),
                 ],
@@ -313,28 +306,6 @@ def describe_hovered(hover_data, mode, element):
         return _hover_placeholder()
     material = require_map().materials.iloc[row]
     return hover_details(material, mode, element)
-
-
-@callback(
-    Output(StructureView.ids.scene(PREVIEW_ID), "data"),
-    Output(StructureView.ids.legend(PREVIEW_ID), "children"),
-    Output("map-preview-box", "style"),
-    Input("map-graph", "hoverData"),
-    prevent_initial_call=True,
-)
-def preview_structure(hover_data):
-    """The hovered material's 3D structure beside the map (chemiscope's linked view); the last
-    one stays while the pointer is off the points. Drawn without bonds, so a hover costs no
-    bonding analysis (the material page draws bonds and polyhedra)."""
-    row = clicked_row(hover_data)
-    if row is None:
-        raise PreventUpdate
-    atlas = require_map()
-    try:
-        scene, colors = structure_scene(atlas.structure(atlas.materials["material_id"].iat[row]), bonds=False)
-    except (StructureViewError, ArtifactError, ValueError):
-        return empty_scene(), [], {}
-    return scene, legend_chips(colors), {}
 
 
 def hover_details(material, mode: str, element: str | None):

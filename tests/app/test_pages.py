@@ -158,18 +158,6 @@ def test_hover_card_shows_the_coloured_value_key_properties_and_the_page_link(pa
     assert '"yes"' in text_of(pages["map"].hover_details(material, "element", "Ge"))
 
 
-def test_hover_preview_draws_the_hovered_structure_and_keeps_it_off_the_points(pages, atlas):
-    row = atlas.row_of("mp-172")
-    scene, legend, style = pages["map"].preview_structure({"points": [{"curveNumber": BASE, "pointIndex": row}]})
-    assert style == {}  # shown
-    atoms = next(c for c in scene["contents"] if c["name"] == "atoms")
-    bonds = [c for c in scene["contents"] if c["name"] == "bonds"]
-    assert atoms["contents"] and all(not c["contents"] for c in bonds)  # no bonding analysis on a hover
-    elements = set(str(atlas.material("mp-172")["elements"]).split())
-    assert elements and elements <= set(text_of(legend).replace('"', " ").split())
-    with pytest.raises(PreventUpdate):  # the pointer left the points: the last structure stays
-        pages["map"].preview_structure(None)
-
 
 # --------------------------------------------------------------------------- material page
 
