@@ -48,6 +48,12 @@ class MapImage:
                 "layer": "below", "opacity": 1.0}
 
 
+def _finite_rows(coordinates: np.ndarray) -> np.ndarray:
+    """The rows of ``coordinates`` ``(n, 2)`` with both values finite, float64."""
+    xy = np.asarray(coordinates, dtype=np.float64).reshape(-1, 2)
+    return xy[np.isfinite(xy).all(axis=1)]
+
+
 def image_extent(coordinates: np.ndarray, pad: float = 0.02) -> tuple[float, float, float, float]:
     """``(x0, x1, y0, y1)``: the bounding box of the finite rows of ``coordinates`` ``(n, 2)``,
     padded by ``pad`` of its span on every side.
@@ -55,8 +61,7 @@ def image_extent(coordinates: np.ndarray, pad: float = 0.02) -> tuple[float, flo
     Raises:
         ValueError: no finite row.
     """
-    xy = np.asarray(coordinates, dtype=np.float64).reshape(-1, 2)
-    xy = xy[np.isfinite(xy).all(axis=1)]
+    xy = _finite_rows(coordinates)
     if not len(xy):
         raise ValueError("no finite coordinates to draw")
     low, high = xy.min(axis=0), xy.max(axis=0)
@@ -85,8 +90,7 @@ def render_map_png(coordinates: np.ndarray, extent: tuple[float, float, float, f
     x0, x1, y0, y1 = extent
     ratio = (y1 - y0) / max(x1 - x0, 1e-12)
     width, height = (pixels, max(int(round(pixels * ratio)), 1)) if ratio <= 1 else (max(int(round(pixels / ratio)), 1), pixels)
-    xy = np.asarray(coordinates, dtype=np.float64).reshape(-1, 2)
-    xy = xy[np.isfinite(xy).all(axis=1)]
+    xy = _finite_rows(coordinates)
     counts, _, _ = np.histogram2d(xy[:, 1], xy[:, 0], bins=(height, width), range=((y0, y1), (x0, x1)))
     counts = counts[::-1]  # image rows run from the top (y1) down
     alpha = np.where(counts > 0, 0.35 + 0.65 * np.minimum(np.log1p(counts) / np.log(8.0), 1.0), 0.0)
@@ -104,16 +108,16 @@ def map_fingerprint(manifest: dict) -> str:
 
 
 def map_image(atlas, view: str) -> MapImage:
-    """The picture of map ``view`` of the loaded map ``atlas`` (its URL and extent; the PNG is
-    rendered on the first request of the URL, then kept).
+    """The picture of map ``view`` of the loaded map ``atlas`` (its URL and extent, computed once
+    per loaded map; the PNG is rendered on the first request of the URL, then kept).
 
     Raises:
         ValueError: ``view`` is not a map this build has.
     """
     from components.state import memo
 
-    extent = memo(atlas, f"map_image_extent:{view}", lambda a: image_extent(a.coordinates_of(view)))
-    return MapImage(f"/map-image/{view}.png?v={map_fingerprint(atlas.manifest)}", *extent)
+    return memo(atlas, f"map_image:{view}", lambda a: MapImage(
+        f"/map-image/{view}.png?v={map_fingerprint(a.manifest)}", *image_extent(a.coordinates_of(view))))
 
 
 def map_png(atlas, view: str) -> bytes:
