@@ -63,12 +63,12 @@ def main() -> None:
     condition = generator._condition([deciles[0]] * args.steps)
     began = time.perf_counter()
     with torch.inference_mode():
-        density, logits, lattice = generator.vae.decode(z, condition)
+        density, logits, lattice, n_sites = generator.vae.decode(z, condition)
         log_probs = torch.log_softmax(logits, dim=1).numpy()
     stages["VAE decoder"] = time.perf_counter() - began
     began = time.perf_counter()
-    structures = [decode_crystal(density[i, 0].numpy(), log_probs[i], float(lattice[i]), generator.vocabulary)
-                  for i in range(args.steps)]
+    structures = [decode_crystal(density[i, 0].numpy(), log_probs[i], float(lattice[i]), generator.vocabulary,
+                                 n_sites=int(n_sites[i])) for i in range(args.steps)]
     stages["peak decoder"] = time.perf_counter() - began
     began = time.perf_counter()
     verdicts = [strict_validity(s) for s in structures]

@@ -127,6 +127,26 @@ def decoder_ceiling(g: Generator, rows: np.ndarray, truth: list) -> dict:
     return {"ceiling_exact": _share(exact), "ceiling_site_count_error": _share(count_errors)}
 
 
+def failure_reasons(crystals) -> dict[str, int]:
+    """How many of ``crystals`` break each strict rule (the first rule broken, in
+    :func:`ml.validity.strict_validity`'s words without the crystal's own numbers), most common first."""
+    counts: dict[str, int] = {}
+    for crystal in crystals:
+        if crystal.valid:
+            continue
+        reason = crystal.reason or "invalid"
+        if reason.startswith("formula "):
+            reason = "formula not AB, ABX3, X2YZ or XYZ"
+        elif "atoms per Å³" in reason:
+            reason = "too dense (atoms per Å³)"
+        elif "sites (allowed" in reason:
+            reason = "site count outside the allowed range"
+        else:
+            reason = reason.split(" (")[0]
+        counts[reason] = counts.get(reason, 0) + 1
+    return dict(sorted(counts.items(), key=lambda item: -item[1]))
+
+
 def _random(g: Generator, n: int, prior: str, seed: int) -> list:
     crystals = []
     for decile in range(10):
@@ -168,6 +188,7 @@ def score_generator(g: Generator, val_rows: np.ndarray, truth: list, n_random: i
         metrics[f"random_{prior}_unique_valid_formulas"] = len({c.formula for c in samples[prior] if c.valid})
     default = "fitted" if g.prior is not None else "normal"
     metrics["random_prior"] = default
+    metrics["random_failures"] = failure_reasons(samples[default])
     metrics["random_strict_validity"] = metrics[f"random_{default}_strict_validity"]
     metrics["random_paper_validity"] = metrics[f"random_{default}_paper_validity"]
     bar.update(1)
@@ -198,6 +219,7 @@ def score_generator(g: Generator, val_rows: np.ndarray, truth: list, n_random: i
         targeted += crystals
     metrics["targeted_strict_validity"] = _share(c.valid for c in targeted)
     metrics["targeted_paper_validity"] = _share(c.valid_paper for c in targeted)
+    metrics["targeted_failures"] = failure_reasons(targeted)
     bar.update(1)
     bar.close()
     counts = {"val": len(val_ids), "random": len(samples[default]), "pairs": len(pairs), "inner_steps": len(inner),
@@ -338,6 +360,11 @@ def report_markdown(report: dict) -> str:
     ]
     lines += ["", "| figure | ours | paper | sample |", "|---|---|---|---|"]
     lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
+    for name in ("random", "targeted"):
+        failures = m.get(f"{name}_failures") or {}
+        if failures:
+            listed = "; ".join(f"{reason} {count}" for reason, count in failures.items())
+            lines += ["", f"Why {name} samples fail the strict rule (first rule broken): {listed}."]
     f = report["funnel"]
     lines += ["", "Targeted funnel (counts over all bases, each stage within the one before; 'valid' is strict):", "",
               "| generated | valid | same stoichiometry | not in training set | E_f within 20 % | unique |",

@@ -41,7 +41,7 @@ import torch
 
 log = logging.getLogger(__name__)
 
-from ml.vae_decode import PEAK_THRESHOLD
+from ml.vae_decode import CANDIDATE_THRESHOLD
 
 DEFAULT_MODEL_DIR = "vae-cpu"
 PRIOR_FILE = "latent_prior.npz"
@@ -154,8 +154,9 @@ class Generator:
         self.dataset = dataset  # ml.datasets.Dataset the store was built from (ids, conventional cells)
         self.dataset_ids = frozenset(dataset.material_ids) if dataset is not None else frozenset()
         self.arrays, self.selection, self.predictors, self.device, self.chunk = arrays, selection, predictors, device, chunk
-        #: smallest decoded density that marks an atom (:data:`ml.vae_decode.PEAK_THRESHOLD`)
-        self.peak_threshold = PEAK_THRESHOLD
+        #: smallest decoded density of a candidate atom (the decoded site count picks the atoms
+        #: among them; :data:`ml.vae_decode.CANDIDATE_THRESHOLD`)
+        self.peak_threshold = CANDIDATE_THRESHOLD
         #: :class:`ml.latent_prior.LatentPrior` of random generation (``None``: N(0, I) only)
         self.prior = prior
         #: the evaluation of ``python -m ml evaluate-vae`` (``metrics.json``: gates, ``usable``), ``None`` when absent
@@ -272,16 +273,17 @@ class Generator:
         for start in range(0, n, self.chunk):
             zc = z[start : start + self.chunk].to(self.device)
             cc = condition[start : start + self.chunk].to(self.device)
-            density, logits, lattice = self.vae.decode(zc, cc)
+            density, logits, lattice, n_sites = self.vae.decode(zc, cc)
             density = density[:, 0].float().cpu().numpy()
             log_probs = torch.log_softmax(logits.float(), dim=1).cpu().numpy()
             lattice = lattice.float().cpu().numpy()
+            n_sites = n_sites.cpu().numpy()
             deciles = cc.argmax(dim=1).cpu().numpy()
             for i in range(len(zc)):
                 index = start + i
                 try:
                     structure = decode_crystal(density[i], log_probs[i], float(lattice[i]), self.vocabulary,
-                                               self.peak_threshold)
+                                               self.peak_threshold, n_sites=int(n_sites[i]))
                 except (VoxelDecodeError, ValueError) as exc:  # pymatgen's own ValueErrors on odd cells too
                     structure, failure = None, str(exc) or type(exc).__name__
                 else:

@@ -436,6 +436,8 @@ class VoxelArrays:
         decile: ``(N,)`` int64 formation-energy decile 0–9 (condition; see :func:`one_hot_deciles`).
         split: ``(N,)`` ``"train" | "val" | "test"``.
         family: ``(N,)`` family names (:data:`FAMILIES`).
+        n_sites: ``(N,)`` int64 number of atoms in each conventional cell (the generator's
+            site-count target).
         voxel_config: the :class:`ml.voxels.VoxelConfig` the grids were made with.
     """
 
@@ -446,6 +448,7 @@ class VoxelArrays:
     decile: np.ndarray
     split: np.ndarray
     family: np.ndarray = field(default=None)
+    n_sites: np.ndarray = field(default=None)
     voxel_config: VoxelConfig = field(default_factory=VoxelConfig)
 
     def __len__(self) -> int:
@@ -506,7 +509,7 @@ def build_voxel_arrays(
     os.replace(folder / "species.npy.tmp", folder / "species.npy")
     np.save(folder / "lattice.npy", lattice)
     np.save(folder / "decile.npy", table["decile"].to_numpy(np.int64))
-    _atomic_parquet(table[["material_id", "split", "family"]], folder / "index.parquet")
+    _atomic_parquet(table[["material_id", "split", "family", "nsites"]], folder / "index.parquet")
     meta = {"voxel_config": asdict(voxel_config), "n": n, "seconds": round(time.perf_counter() - started, 1)}
     (folder / "meta.json").write_text(json.dumps(meta, indent=2))
     return folder
@@ -536,6 +539,9 @@ def load_voxel_arrays(
     if split not in (None, "train", "val", "test"):
         raise VAEDataError(f"split must be train, val, test or None, got {split!r}")
     index = pd.read_parquet(folder / "index.parquet")
+    if "nsites" not in index:  # a store built before the site counts were kept: take them from the selection
+        selection = pd.read_parquet(cache_dir(dataset, data_config) / "selection.parquet")
+        index["nsites"] = selection.set_index("material_id").loc[index["material_id"], "nsites"].to_numpy()
     rows = slice(None) if split is None else np.flatnonzero(index["split"].to_numpy() == split)
 
     def take(name: str) -> np.ndarray:
@@ -550,5 +556,6 @@ def load_voxel_arrays(
         decile=take("decile"),
         split=index["split"].to_numpy(str)[rows],
         family=index["family"].to_numpy(str)[rows],
+        n_sites=index["nsites"].to_numpy(np.int64)[rows],
         voxel_config=voxel_config,
     )

@@ -135,12 +135,14 @@ class VoxelBatch:
         species: ``(B, G, G, G)`` int64 class indices (−1 empty, V unknown element).
         lattice: ``(B,)`` float32 cubic cell length, Å.
         decile: ``(B,)`` int64 formation-energy decile.
+        n_sites: ``(B,)`` int64 number of atoms in the cell.
     """
 
     density: torch.Tensor
     species: torch.Tensor
     lattice: torch.Tensor
     decile: torch.Tensor
+    n_sites: torch.Tensor
 
     @property
     def condition(self) -> torch.Tensor:
@@ -164,7 +166,8 @@ def voxel_batch(arrays: VoxelArrays, rows: np.ndarray, lookup: np.ndarray, devic
     lattice = np.asarray(arrays.lattice[rows], dtype=np.float32)[:, 0]
     return VoxelBatch(torch.from_numpy(density).to(device), torch.from_numpy(lookup[species]).to(device),
                       torch.from_numpy(np.ascontiguousarray(lattice)).to(device),
-                      torch.from_numpy(np.asarray(arrays.decile[rows], dtype=np.int64)).to(device))
+                      torch.from_numpy(np.asarray(arrays.decile[rows], dtype=np.int64)).to(device),
+                      torch.from_numpy(np.asarray(arrays.n_sites[rows], dtype=np.int64)).to(device))
 
 
 def training_rows(arrays: VoxelArrays, config: VAETrainConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -194,30 +197,33 @@ def _batches(rows: np.ndarray, size: int, rng: np.random.Generator) -> list[np.n
 @torch.inference_mode()
 def evaluate_loss(vae: CondVAE3D, arrays: VoxelArrays, rows: np.ndarray, lookup: np.ndarray, device,
                   batch_size: int = 32) -> dict[str, float]:
-    """Mean loss terms on ``rows`` with z = μ, and three quick figures of the reconstructions:
+    """Mean loss terms on ``rows`` with z = μ, and four quick figures of the reconstructions:
     ``species_voxel_accuracy`` (occupied voxels whose most likely element is right),
-    ``cell_length_mae`` (Å) and ``active_dims`` (latent dimensions whose mean posterior
-    variance is below 0.5, i.e. that carry information)."""
+    ``cell_length_mae`` (Å), ``site_count_accuracy`` (cells whose most likely site count is
+    right) and ``active_dims`` (latent dimensions whose mean posterior variance is below 0.5,
+    i.e. that carry information)."""
     vae.eval()
     sums: dict[str, float] = {}
-    hits = occupied = abs_err = 0.0
+    hits = occupied = abs_err = count_hits = 0.0
     variances = []
     n = 0
     for start in range(0, len(rows), batch_size):
         batch = voxel_batch(arrays, rows[start : start + batch_size], lookup, device)
         out = vae(batch.density, batch.species, batch.lattice, batch.condition, sample=False)
-        _, parts = vae_loss(out, batch.density, batch.species, batch.lattice, vae.config)
+        _, parts = vae_loss(out, batch.density, batch.species, batch.lattice, batch.n_sites, vae.config)
         for key, value in parts.items():
             sums[key] = sums.get(key, 0.0) + value * len(batch.density)
         mask = (batch.species >= 0) & (batch.species < vae.config.n_species)
         hits += float((out.species_logits.argmax(dim=1)[mask] == batch.species[mask]).sum())
         occupied += float(mask.sum())
         abs_err += float((out.lattice - batch.lattice).abs().sum())
+        count_hits += float((out.site_count_logits.argmax(dim=1) == batch.n_sites).sum())
         variances.append(out.logvar.exp().cpu())
         n += len(batch.density)
     result = {k: v / max(n, 1) for k, v in sums.items()}
     result["species_voxel_accuracy"] = hits / max(occupied, 1)
     result["cell_length_mae"] = abs_err / max(n, 1)
+    result["site_count_accuracy"] = count_hits / max(n, 1)
     result["active_dims"] = float((torch.cat(variances).mean(dim=0) < 0.5).sum()) if variances else 0.0
     return result
 
@@ -301,7 +307,7 @@ def train_vae(dataset: Dataset, config: VAETrainConfig, run_dir: Path, out_dir: 
                          disable=not progress):
             batch = voxel_batch(arrays, rows, lookup, device, rng if config.augment else None)
             out = vae(batch.density, batch.species, batch.lattice, batch.condition)
-            loss, parts = vae_loss(out, batch.density, batch.species, batch.lattice, config.vae)
+            loss, parts = vae_loss(out, batch.density, batch.species, batch.lattice, batch.n_sites, config.vae)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
@@ -315,7 +321,7 @@ def train_vae(dataset: Dataset, config: VAETrainConfig, run_dir: Path, out_dir: 
         history.append(row)
         log.info("VAE epoch %(epoch)d loss %(loss).4f (density %(density_mse).4f species %(species_ce).3f "
                  "kl %(kl).1f) val species acc %(val_species_voxel_accuracy).3f cell MAE "
-                 "%(val_cell_length_mae).3f Å active dims %(val_active_dims).0f (%(seconds).0f s)", row)
+                 "%(val_cell_length_mae).3f Å site count acc %(val_site_count_accuracy).3f active dims %(val_active_dims).0f (%(seconds).0f s)", row)
         campaign.save({"state_dict": vae.state_dict(), "optimiser": optimiser.state_dict(), "epoch": epoch + 1,
                        "history": history, "config": asdict(config)}, history)
     final = evaluate_loss(vae, arrays, val, lookup, device)
@@ -338,7 +344,8 @@ DESIGN_NOTES = [
     "",
     "- 16³ grid instead of 32³: a VAE step costs 0.8 s instead of 2.8 s (batch 8), and 6,562 of the 6,608",
     "  crystals have every site on the a/4 sub-lattice of the cubic cell, which a 16³ grid holds exactly (the 46",
-    "  others, 34 AB such as B20 FeSi and 12 ABX3, are refined to sub-voxel precision).",
+    "  others, 34 AB such as B20 FeSi and 12 ABX3, are decoded at the nearest voxel centre, at most half a voxel",
+    "  off).",
     "- Species are channels of the VAE instead of a UNet segmenting the decoded density (the first CPU",
     "  generator's UNet labelled 1.9 % of atom voxels right; a 16³ UNet on TRUE densities recovered 26 % of",
     "  compositions): the crystal's distinct elements fill K = 3 slots, the decoder reads one element vector per",
@@ -364,6 +371,16 @@ DESIGN_NOTES = [
     "- The cubic cell length comes from a head on z (the coordinate channels of the first generator collapsed to",
     "  a = 4.87 Å for every crystal).",
     "- Atoms are decoded as density peaks, each taking the element its voxels vote for (one decision per site).",
+    "- A site-count head on z (classes 0–40, cross entropy weight 1) says how many atoms the cell holds, and the",
+    "  decoder keeps that many of the highest peaks above 0.2 (`ml.vae_decode.CANDIDATE_THRESHOLD`) instead of",
+    "  every peak above one threshold. The error it removes: a sub-lattice painted at half height where it should",
+    "  be empty (half-Heusler 12 → 16 sites, zinc blende 8 → 16). On the previous model's grids the true count",
+    "  would have given 97.0 % exact compositions of 743 training crystals instead of 88.0 %; a linear probe read",
+    "  the count from that model's μ for 94.3 % of held-out training crystals. A BCE occupancy channel gating the",
+    "  density (16 epochs, 47.7 min) did not help: |Δ sites| 0.462 against 0.419.",
+    "- Sites sit at the centres of their peak voxels (no sub-voxel refinement): 99.4 % of the set's crystals have",
+    "  every site on the 16³ grid, and the refinement moved sampled peaks off their symmetric places (on the",
+    "  previous model, 49.6 % → 71.0 % strictly valid samples around 5 validation bases, mostly 'not cubic').",
     "- Random generation draws z from a mixture fitted to the training crystals' latent means per decile",
     "  (`latent_prior.npz`) by default; N(0, I) is measured beside it (`--prior normal`).",
 ]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from pymatgen.core import Lattice, Structure
 
-from ml.evaluate_vae import GATES, RECALL_DISTANCE, check_gates, reconstruction_metrics, site_match
+from ml.evaluate_vae import GATES, RECALL_DISTANCE, check_gates, failure_reasons, reconstruction_metrics, site_match
 from ml.generate import GeneratedCrystal
 
 
@@ -113,3 +113,22 @@ def test_a_gate_not_measured_fails():
     gates = check_gates({**at_target, "interpolation_ends_exact": None})
     assert {n for n, g in gates.items() if not g["passed"]} == {"species_recall", "interpolation_ends_exact"}
     assert gates["species_recall"]["value"] is None
+
+
+def test_failure_reasons_group_the_first_rule_broken_without_the_crystals_own_numbers():
+    from ml.validity import strict_validity
+
+    distorted = srtio3(3.9)
+    distorted.translate_sites([1], [0.06, 0.0, 0.0])  # Ti 0.23 Å off centre: tetragonal, not cubic
+    dense = cscl(1.4)  # 0.73 atoms per Å³
+    other_formula = Structure(Lattice.cubic(3.8), ["Au", "Cu", "Cu", "Cu"],  # Cu3Au: cubic, but A3B
+                              [[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]])
+    crystals = []
+    for i, structure in enumerate([cscl(), distorted, srtio3(), dense, other_formula, None]):
+        verdict = strict_validity(structure)
+        crystals.append(GeneratedCrystal(index=i, structure=structure, valid=verdict.strict, reason=verdict.reason,
+                                         lattice=(4.0, 4.0, 4.0), decile=0))
+    reasons = failure_reasons(crystals)
+    assert sum(reasons.values()) == 4  # CsCl and SrTiO3 are valid
+    assert reasons == {"not cubic": 1, "too dense (atoms per Å³)": 1, "formula not AB, ABX3, X2YZ or XYZ": 1,
+                       "no structure decoded": 1}

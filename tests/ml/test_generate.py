@@ -30,10 +30,10 @@ from ml.generate import (
     write_generated,
 )
 from ml.latent_prior import LatentPrior
-from ml.models.vae3d import EMPTY, VAE3DConfig, load_voxel_model
+from ml.models.vae3d import EMPTY, DecodedGrids, VAE3DConfig, load_voxel_model
 from ml.vae_decode import decode_crystal
 from ml.vae_train import VAETrainConfig, class_lookup, species_vocabulary, train_vae, voxel_batch
-from ml.voxels import rotate90
+from ml.voxels import VoxelDecodeError, rotate90
 from voxel_store import G, TinyDataset, make_store, six_crystals
 
 
@@ -180,6 +180,43 @@ def test_decoding_the_true_grids_recovers_every_crystal(store):
         assert decoded.lattice.abc == pytest.approx(true.lattice.abc, abs=1e-3)
 
 
+def test_the_decoded_site_count_drops_a_hedged_sub_lattice_that_a_threshold_keeps(store):
+    """A decoder that hedges between rock salt and a filled sub-lattice paints weaker peaks (0.6)
+    on the empty sites: a threshold of 0.5 takes them as atoms, the decoded count (8) does not."""
+    arrays, _, structures = store
+    vocabulary = species_vocabulary(arrays, np.arange(len(arrays)))
+    lookup = class_lookup(vocabulary)
+    row = list(structures).index("x-2")  # NaCl, 8 sites in the conventional cell
+    true = structures["x-2"]
+    density = np.asarray(arrays.density[row], np.float32)
+    classes = lookup[np.asarray(arrays.species[row])]
+    log_probs = _certain_log_probs(classes, len(vocabulary))
+    hedged = density + 0.6 * np.roll(density, (G // 4, G // 4, G // 4), axis=(0, 1, 2))  # the tetrahedral holes
+    hedged = np.minimum(hedged, 1.0)
+    a = float(arrays.lattice[row][0])
+    assert len(decode_crystal(hedged, log_probs, a, vocabulary, peak_threshold=0.5)) > len(true)
+    decoded = decode_crystal(hedged, log_probs, a, vocabulary, n_sites=len(true))
+    assert len(decoded) == len(true) and decoded.composition == true.composition
+    assert max(true.lattice.get_all_distances(true.frac_coords, decoded.frac_coords).min(axis=1)) < 0.05
+    with pytest.raises(VoxelDecodeError, match="negative"):
+        decode_crystal(hedged, log_probs, a, vocabulary, n_sites=-1)
+
+
+def test_sites_sit_at_voxel_centres_unless_refined():
+    """One Gaussian 0.3 voxel off a voxel centre: the default decoder places the atom at the
+    centre (the grid's resolution), ``refine=True`` at the Gaussian's own centre."""
+    axis = np.arange(G, dtype=np.float64)
+    centre = np.array([4.3, 8.0, 12.0])
+    d2 = sum(((axis - centre[k] + G / 2) % G - G / 2).reshape([-1 if j == k else 1 for j in range(3)]) ** 2
+             for k in range(3))
+    density = np.exp(-d2 / (2 * 1.2**2))
+    log_probs = np.zeros((1, G, G, G))
+    snapped = decode_crystal(density, log_probs, 4.0, [11])
+    refined = decode_crystal(density, log_probs, 4.0, [11], refine=True)
+    assert snapped.frac_coords[0] * G == pytest.approx([4.0, 8.0, 12.0])
+    assert refined.frac_coords[0] * G == pytest.approx(centre, abs=0.02)
+
+
 # --------------------------------------------------------------------------- the Generator with an exact model
 
 
@@ -193,6 +230,7 @@ class _ExactVAE(nn.Module):
         self.density = torch.from_numpy(np.asarray(arrays.density, np.float32))
         self.species = torch.from_numpy(lookup[np.asarray(arrays.species)])
         self.lattice = torch.from_numpy(np.asarray(arrays.lattice, np.float32)[:, 0])
+        self.n_sites = torch.from_numpy(np.asarray(arrays.n_sites, np.int64))
 
     def encode(self, density, species, lattice, condition):
         rows = ((self.density[None] - density[:, None]) ** 2).flatten(2).sum(-1).argmin(1)
@@ -203,7 +241,7 @@ class _ExactVAE(nn.Module):
         classes = self.species[rows]
         logits = 10.0 * F.one_hot(classes.clamp(0, self.config.n_species - 1), self.config.n_species)
         logits = logits.permute(0, 4, 1, 2, 3).float() * (classes >= 0)[:, None]
-        return self.density[rows][:, None], logits, self.lattice[rows]
+        return DecodedGrids(self.density[rows][:, None], logits, self.lattice[rows], self.n_sites[rows])
 
 
 class _StubEnergy:

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from pymatgen.core import Lattice, Structure
 
@@ -16,6 +17,7 @@ from ml.vae_data import (
     SELECTION_COLUMNS,
     VAEDataConfig,
     VAEDataError,
+    arrays_dir,
     assign_deciles,
     build_voxel_arrays,
     cache_dir,
@@ -210,6 +212,13 @@ def test_selection_voxel_arrays_and_round_trip_on_real_crystals(mirror):
     assert arrays.species.shape == (n, g, g, g) and arrays.species.dtype == np.uint8
     assert np.allclose(arrays.lattice[:, 0], table["lattice_a"], rtol=1e-5)
     assert np.array_equal(arrays.material_ids, table["material_id"])
+    assert np.array_equal(arrays.n_sites, table["nsites"]) and arrays.n_sites.dtype == np.int64
+    # a store built before the site counts were kept reads them from the selection
+    index_path = arrays_dir(dataset) / "index.parquet"
+    index = pd.read_parquet(index_path)
+    index.drop(columns="nsites").to_parquet(index_path, index=False)
+    assert np.array_equal(load_voxel_arrays(dataset).n_sites, table["nsites"])
+    index.to_parquet(index_path, index=False)
     # every crystal's species grid holds exactly its elements
     for i in range(n):
         from pymatgen.core import Composition

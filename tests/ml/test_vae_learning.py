@@ -74,6 +74,7 @@ def test_a_tiny_generator_learns_the_species_of_a_handful_of_crystals(tmp_path):
         assert before["species_voxel_accuracy"] < 0.5, before
         assert after["species_voxel_accuracy"] >= 0.9, after
         assert after["species_ce"] < 0.5 * before["species_ce"]
+        assert before["site_count_accuracy"] < 0.5 and after["site_count_accuracy"] == 1.0  # 5 atoms each
 
         # through the whole decoding path: density peaks → sites, each site's element by vote
         generator = Generator(vae, payload["vocabulary"], arrays, selection, {}, torch.device("cpu"))

@@ -26,6 +26,7 @@ G = 16  # the smallest grid the model accepts (4 max-pools)
 V = 5  # element classes in the tiny vocabulary
 E = 3  # element embedding length
 LATENT = 8
+TWO = torch.tensor([2, 2])  # the site count of two crystals of :func:`_crystals`
 
 
 def _config(**kw) -> VAE3DConfig:
@@ -69,8 +70,11 @@ def test_every_output_has_its_documented_shape():
     assert out.species_logits.shape == (3, V, G, G, G)
     assert out.lattice.shape == (3,)
     assert out.mu.shape == out.logvar.shape == out.z.shape == (3, LATENT)
+    assert out.site_count_logits.shape == (3, vae.config.max_sites + 1)
     decoded = vae.decode(out.mu, condition)
-    assert [tuple(t.shape) for t in decoded] == [(3, 1, G, G, G), (3, V, G, G, G), (3,)]
+    assert [tuple(t.shape) for t in decoded] == [(3, 1, G, G, G), (3, V, G, G, G), (3,), (3,)]
+    assert decoded.n_sites.dtype == torch.int64
+    assert bool(((decoded.n_sites >= 0) & (decoded.n_sites <= vae.config.max_sites)).all())
     # a fresh model samples z with σ ≈ e⁻² ≈ 0.14, so the decoder is not drowned in noise at first
     assert float(out.logvar.detach().mean()) == pytest.approx(-4.0, abs=1.0)
 
@@ -158,7 +162,7 @@ def test_the_condition_changes_the_decoder_and_the_encoder():
     with torch.no_grad():
         low = vae.decode(z, one_hot_decile(torch.tensor([0])))
         high = vae.decode(z, one_hot_decile(torch.tensor([9])))
-        for a, b in zip(low, high):  # density, species logits, cell length
+        for a, b in zip(low[:3], high[:3]):  # density, species logits, cell length (the count is an argmax)
             assert (a - b).abs().max() > 1e-4
         density, species, lattice, _ = _crystals(1)
         mu0, _ = vae.encode(density, species, lattice, one_hot_decile(torch.tensor([0])))
@@ -242,13 +246,13 @@ def test_the_species_terms_ignore_empty_voxels_and_unknown_elements():
     voxel_slot, slot_class = slot_targets(species, config.slots, V)
     with torch.no_grad():
         out = vae(density, species, lattice, condition, sample=False)
-        _, before = vae_loss(out, density, species, lattice, config)
+        _, before = vae_loss(out, density, species, lattice, TWO, config)
         empty = (species == EMPTY).unsqueeze(1).expand_as(out.slot_logits)
         out.slot_logits[empty] += 10 * torch.randn(int(empty.sum()))
         not_target = (slot_class < 0) | (slot_class == V)
         assert int(not_target.sum()) == 1 + 2  # the unknown slot of crystal 0, the empty third slots
         out.element_logits[not_target] += 10 * torch.randn(int(not_target.sum()), V)
-        _, after = vae_loss(out, density, species, lattice, config)
+        _, after = vae_loss(out, density, species, lattice, TWO, config)
         for term in ("slot_ce", "element_ce", "species_ce"):
             assert after[term] == pytest.approx(before[term], rel=1e-6), term
         atoms = voxel_slot >= 0
@@ -262,7 +266,7 @@ def test_the_species_terms_ignore_empty_voxels_and_unknown_elements():
         out.element_logits[known, slot_class[known]] -= 5.0
         right = torch.nn.functional.one_hot(voxel_slot.clamp(min=0), 3).permute(0, 4, 1, 2, 3).bool()
         out.slot_logits[right & atoms.unsqueeze(1)] -= 5.0
-        _, worse = vae_loss(out, density, species, lattice, config)
+        _, worse = vae_loss(out, density, species, lattice, TWO, config)
     assert worse["element_ce"] > after["element_ce"] + 1.0
     assert worse["slot_ce"] > after["slot_ce"] + 1.0
 
@@ -272,7 +276,7 @@ def test_a_batch_without_atoms_has_a_finite_loss_and_no_species_term():
     density, _, lattice, condition = _crystals(2)
     empty = torch.full((2, G, G, G), EMPTY)
     out = vae(density, empty, lattice, condition)
-    loss, parts = vae_loss(out, density, empty, lattice, vae.config)
+    loss, parts = vae_loss(out, density, empty, lattice, TWO, vae.config)
     loss.backward()
     assert parts["species_ce"] == 0.0 and torch.isfinite(loss)
     assert all(torch.isfinite(p.grad).all() for p in vae.parameters() if p.grad is not None)
@@ -286,14 +290,14 @@ def test_the_loss_falls_on_a_tiny_batch():
     optimiser = torch.optim.Adam(vae.parameters(), lr=3e-3)
     history = []
     for _ in range(40):
-        loss, parts = vae_loss(vae(*batch), density, species, lattice, vae.config)
+        loss, parts = vae_loss(vae(*batch), density, species, lattice, torch.full((4,), 2), vae.config)
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
         history.append(parts)
     first, last = history[0], history[-1]
     assert last["loss"] < 0.5 * first["loss"]
-    for term in ("density_mse", "species_ce", "lattice_mse"):
+    for term in ("density_mse", "species_ce", "lattice_mse", "site_count_ce"):
         assert last[term] < first[term], term
 
 
@@ -410,3 +414,23 @@ def test_translation_invariance_of_mu_comes_from_the_circular_padding():
         assert (circular.encode(*one)[0] - circular.encode(density, species, lattice, condition)[0]).abs().max() > 1e-4
         zeros = _encoder("zeros")  # the same weights with zero padding: the cell's faces become walls
         assert (zeros.encode(*rolled)[0] - zeros.encode(density, species, lattice, condition)[0]).abs().max() > 1e-4
+
+
+def test_the_site_count_term_is_the_cross_entropy_of_the_true_count_and_rejects_impossible_counts():
+    torch.manual_seed(0)
+    vae = _tiny_vae()
+    density, species, lattice, condition = _crystals(2)
+    with torch.no_grad():
+        out = vae(density, species, lattice, condition, sample=False)
+        out.site_count_logits.zero_()
+        out.site_count_logits[:, 2] = 10.0  # confident of two atoms
+        _, right = vae_loss(out, density, species, lattice, TWO, vae.config)
+        _, wrong = vae_loss(out, density, species, lattice, torch.tensor([5, 2]), vae.config)
+        expected = torch.nn.functional.cross_entropy(out.site_count_logits, torch.tensor([5, 2]))
+        assert wrong["site_count_ce"] == pytest.approx(float(expected), rel=1e-5)
+        assert right["site_count_ce"] < 0.01 < 3.0 < wrong["site_count_ce"]
+        assert wrong["loss"] - right["loss"] == pytest.approx(
+            vae.config.site_count_weight * (wrong["site_count_ce"] - right["site_count_ce"]), rel=1e-4)
+        for bad in ([0, 2], [2, vae.config.max_sites + 1]):
+            with pytest.raises(ValueError, match="site counts"):
+                vae_loss(out, density, species, lattice, torch.tensor(bad), vae.config)

@@ -69,6 +69,7 @@ def make_store(crystals: dict[str, tuple[Structure, float, str]]) -> tuple[Voxel
         decile=deciles,
         split=splits,
         family=families,
+        n_sites=np.array([len(crystals[m][0]) for m in ids], dtype=np.int64),
         voxel_config=VOXELS,
     )
     selection = pd.DataFrame({
