@@ -64,3 +64,20 @@ def test_pages_never_import_the_app():
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
                 [node.module] if isinstance(node, ast.ImportFrom) and node.module else [])
             assert "app" not in names, f"{path.name} imports app"
+
+
+def test_importing_the_app_imports_no_heavy_library():
+    """The app module (every page and component registered) loads without torch, scikit-learn,
+    openTSNE or pymatgen: they are imported where a request needs them (or by the warm-up thread a
+    server starts), so a worker starts fast and a page that needs none never pays for them.
+    Checked in a fresh interpreter, since this test process has imported them all already."""
+    import json
+    import subprocess
+    import sys
+
+    heavy = ["torch", "torch_geometric", "sklearn", "openTSNE", "pymatgen.core", "crystal_toolkit", "faiss"]
+    probe = ("import json, sys; import app; "
+             f"print(json.dumps([m for m in {heavy!r} if m in sys.modules]))")
+    result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == []

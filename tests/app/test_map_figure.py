@@ -63,23 +63,36 @@ def test_every_mode_builds_one_base_trace_of_all_points(table, mode):
 )
 def test_property_colour_bar_title_carries_the_unit(table, mode, title):
     layers = mf.color_layers(table, mode)
-    assert layers.foreground_marker["colorbar"]["title"]["text"] == title
+    assert layers.scale_marker["colorbar"]["title"]["text"] == title
     figure = mf.make_map_figure(coords(table), layers)
-    assert figure.data[mf.FOREGROUND].marker.colorbar.title.text == title
+    assert figure.data[mf.BASE].marker.colorbar.title.text == title  # most materials have a value
 
 
-def test_property_mode_draws_only_known_values_in_colour(table):
+def test_property_mode_colours_the_base_and_greys_the_missing_values_on_top(table):
+    """5 of 6 materials have a band gap: the colours go on the base trace (a recolour then
+    sends no coordinates) and the one without a value is drawn grey on top of its own point."""
     layers = mf.color_layers(table, "band_gap")
-    assert list(layers.foreground_rows) == [0, 1, 2, 3, 5]  # SiO2 has no band gap
-    np.testing.assert_allclose(layers.foreground_marker["color"], [2.1, 5.0, 0.0, 1.2, 0.0])
-    assert layers.base_marker["color"] == mf.MISSING_COLOR
-    assert layers.base_name == "no data (1)"
-    assert layers.foreground_marker["cmin"] == 0.0  # a band gap starts at zero
-    assert layers.foreground_marker["cmax"] <= 5.0
+    assert list(layers.foreground_rows) == [4]  # SiO2 has no band gap
+    assert layers.foreground_marker["color"] == mf.MISSING_COLOR
+    assert layers.foreground_marker["size"] == layers.base_marker["size"]  # covers the coloured point below
+    assert layers.foreground_name == "no data (1)" and layers.base_name is None
+    np.testing.assert_allclose(layers.base_marker["color"], [2.1, 5.0, 0.0, 1.2, 0.0, 0.0])
+    assert layers.base_marker["color"].dtype == np.float32
+    assert layers.base_marker["cmin"] == 0.0  # a band gap starts at zero
+    assert layers.base_marker["cmax"] <= 5.0
+
+
+def test_a_property_most_materials_lack_colours_only_the_known_values(table):
+    sparse = table.assign(band_gap=[np.nan, 5.0, np.nan, np.nan, 1.0, np.nan])
+    layers = mf.color_layers(sparse, "band_gap")
+    assert list(layers.foreground_rows) == [1, 4]
+    np.testing.assert_allclose(layers.foreground_marker["color"], [5.0, 1.0])
+    assert layers.base_marker["color"] == mf.MISSING_COLOR and layers.base_name == "no data (4)"
+    assert layers.scale_marker is layers.foreground_marker
 
 
 def test_spacegroup_scale_spans_1_to_230(table):
-    marker = mf.color_layers(table, "spacegroup_number").foreground_marker
+    marker = mf.color_layers(table, "spacegroup_number").scale_marker
     assert (marker["cmin"], marker["cmax"]) == (1.0, 230.0)
 
 
@@ -215,9 +228,10 @@ def test_point_size_follows_the_number_of_points():
 
 
 def test_trace_json_base64_encodes_arrays_for_patches(table):
-    trace = mf.foreground_trace(coords(table), mf.color_layers(table, "density"))
-    as_json = mf.trace_json(trace)
-    assert set(as_json["x"]) == {"dtype", "bdata"} and set(as_json["marker"]["color"]) == {"dtype", "bdata"}
+    colours = mf.trace_json(mf.base_trace(coords(table)[:0], None, mf.color_layers(table, "density")))
+    assert set(colours["marker"]["color"]) == {"dtype", "bdata"} and colours["marker"]["color"]["dtype"] == "f4"
+    subset = mf.trace_json(mf.foreground_trace(coords(table), mf.color_layers(table, "element", element="O")))
+    assert set(subset["x"]) == {"dtype", "bdata"} and set(subset["customdata"]) == {"dtype", "bdata"}
 
 
 def test_neighbours_map_colours_by_distance_and_marks_the_query(table):
