@@ -16,13 +16,9 @@ REPORT = "report.md"
 NOT_COMPUTED = "not computed"
 
 
-def write_report(out: Path, dataset: str, model: str, results: dict | None = None) -> Path:
-    """Render ``out/report.md`` (and figures beside it) from ``results`` (default: the cached
-    results of ``out``, :func:`ml.evaluate.load_results`)."""
-    if results is None:
-        from ml.evaluate import load_results
-
-        results = load_results(out)
+def write_report(out: Path, dataset: str, model: str, results: dict) -> Path:
+    """Render ``out/report.md`` (and figures beside it) from ``results`` (step name → its
+    results, as :func:`ml.evaluate.load_results` reads them back)."""
     out.mkdir(parents=True, exist_ok=True)
     descriptors = results.get("descriptors") or {}
     parts = [

@@ -213,7 +213,7 @@ def evaluate(dataset: str = "mp2024", model: str | None = None, out: Path | None
         result["descriptors"] = descriptors
         _write_json(path, result)
         log.info("%s: done in %.0f s", step, result["seconds"])
-    return write_report(out, dataset=data.name, model=artifacts.model)
+    return write_report(out, dataset=data.name, model=artifacts.model, results=load_results(out))
 
 
 def _cost(dataset, name: str) -> dict | None:

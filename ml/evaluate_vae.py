@@ -276,7 +276,7 @@ def evaluate_vae(dataset: str = "mp2024", model_dir: str | Path | None = None, n
     scored = score_generator(g, val_rows, truth_list, n_random, n_targeted, n_bases, n_pairs, seed, progress)
     scored["metrics"].update(decoder_ceiling(g, val_rows, truth_list))
     report = {"dataset": dataset if isinstance(dataset, str) else dataset.name,
-              "model_dir": str(model_dir or "vae-cpu"), **scored, "gates": check_gates(scored["metrics"]),
+              "model_dir": str(model_dir or get_settings().generator_model), **scored, "gates": check_gates(scored["metrics"]),
               "paper": PAPER, "property_predictor": "formation_energy_per_atom" in g.predictors}
     report["usable"] = all(gate["passed"] for gate in report["gates"].values())
     if negative_control:

@@ -38,8 +38,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 VAE_DATASET = "mp2024"
-#: ``ml.generate.DEFAULT_MODEL_DIR`` (not imported: that module imports torch).
-MODEL_DIR = "vae-cpu"
 DEFAULT_STEPS, MAX_STEPS = 10, 30
 DEFAULT_SAMPLES, MAX_SAMPLES = 100, 1000
 DEFAULT_VARIANCE, MAX_VARIANCE = 0.5, 10.0
@@ -214,7 +212,7 @@ def _generator_files() -> bool:
 
     model_dir = _source["model_dir"]
     folder = Path(model_dir) if model_dir is not None and Path(model_dir).is_dir() else \
-        get_settings().models_dir / (model_dir or MODEL_DIR)
+        get_settings().models_dir / (model_dir or get_settings().generator_model)
     return (folder / "vae.pt").is_file()
 
 

@@ -43,7 +43,6 @@ log = logging.getLogger(__name__)
 
 from ml.vae_decode import CANDIDATE_THRESHOLD
 
-DEFAULT_MODEL_DIR = "vae-cpu"
 PRIOR_FILE = "latent_prior.npz"
 #: the evaluation report kept beside the weights (``ml.vae_train.REPORT_FILE``)
 REPORT_FILE = "metrics.json"
@@ -135,7 +134,7 @@ def model_folder(model_dir: str | Path | None = None) -> Path:
 
     if model_dir is not None and Path(model_dir).is_dir():
         return Path(model_dir)
-    return get_settings().models_dir / (str(model_dir) if model_dir else DEFAULT_MODEL_DIR)
+    return get_settings().models_dir / (str(model_dir) if model_dir else get_settings().generator_model)
 
 
 class Generator:

@@ -7,7 +7,6 @@ from pathlib import Path
 
 from ml.settings import get_settings
 
-DEFAULT_MODEL = "cmml-cpu"
 MODEL_FILE = "model.pt"
 
 
@@ -20,7 +19,7 @@ def resolve_model(model: str | None, train_command: str = "python -m ml train --
     Raises:
         FileNotFoundError: neither a known model name nor an existing file.
     """
-    model = model or get_settings().model or DEFAULT_MODEL
+    model = model or get_settings().model
     candidate = Path(model)
     if candidate.suffix == ".pt" and candidate.is_file():
         return candidate.stem if candidate.stem != "model" else candidate.parent.name, candidate

@@ -7,6 +7,7 @@
 | ``MATMAP_MP_API_KEY`` | Materials Project API key, used only when the mirror is missing (``MP_API_KEY`` is read too) | unset |
 | ``MATMAP_DATASET`` | dataset the app serves | ``mp2024`` |
 | ``MATMAP_MODEL`` | model whose map the app serves | ``cmml-cpu`` |
+| ``MATMAP_GENERATOR_MODEL`` | crystal generator of ``/generate`` and ``python -m ml generate`` (a folder of ``data/models``) | ``vae-cpu`` |
 | ``MATMAP_MAX_UPLOAD_MB`` | largest CIF upload the app accepts, MB | ``5`` |
 """
 
@@ -32,6 +33,7 @@ class Settings(BaseSettings):
     mp_api_key: str | None = None
     dataset: str = "mp2024"
     model: str = "cmml-cpu"
+    generator_model: str = "vae-cpu"
     max_upload_mb: float = 5.0
 
     def api_key(self) -> str | None:

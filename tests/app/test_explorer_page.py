@@ -45,11 +45,23 @@ def test_the_facade_imports_no_torch():
     subprocess.run([sys.executable, "-c", check], cwd=REPO_ROOT, check=True)
 
 
-def test_model_folder_name_matches_the_generator():
+def test_the_page_and_the_generator_read_the_same_model_folder(monkeypatch, tmp_path):
+    """Both take the generator's folder from one setting (``MATMAP_GENERATOR_MODEL``)."""
     from ml import explorer
-    from ml.generate import DEFAULT_MODEL_DIR
+    from ml.generate import model_folder
+    from ml.settings import get_settings
 
-    assert explorer.MODEL_DIR == DEFAULT_MODEL_DIR
+    assert get_settings().generator_model == "vae-cpu"  # the default
+    monkeypatch.setattr(get_settings(), "data_dir", tmp_path)
+    monkeypatch.setitem(explorer._source, "model_dir", None)
+    (tmp_path / "models" / "vae-other").mkdir(parents=True)
+    (tmp_path / "models" / "vae-other" / "vae.pt").write_bytes(b"")
+    monkeypatch.setattr(get_settings(), "generator_model", "vae-other")
+    assert model_folder() == tmp_path / "models" / "vae-other"
+    assert explorer._generator_files()
+    monkeypatch.setattr(get_settings(), "generator_model", "vae-missing")
+    assert model_folder() == tmp_path / "models" / "vae-missing"
+    assert not explorer._generator_files()
 
 
 def test_search_by_formula_and_id(explorer_source, vae_ids):
