@@ -251,6 +251,23 @@ class StructureView(html.Div):
         )
 
 
+def element_colors(structure) -> dict[str, str]:
+    """``{element: "#rrggbb"}`` of a pymatgen ``Structure``'s elements in crystal-toolkit's VESTA
+    scheme (the colours of :func:`structure_scene`), without building a scene.
+
+    Raises:
+        StructureViewError: crystal-toolkit is missing or fails on this structure.
+    """
+    Legend, _Scene = _scene_modules()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            legend = Legend(structure, color_scheme="VESTA", radius_scheme="uniform")
+            return {label: color for color, label in legend.get_legend()["colors"].items()}
+    except Exception as error:  # crystal-toolkit internals: report, never crash the page
+        raise StructureViewError(f"no colours for this structure: {type(error).__name__}: {error}") from error
+
+
 def empty_scene() -> dict:
     """A fresh copy of :data:`EMPTY_SCENE` (what to show when there is no structure)."""
     return {**EMPTY_SCENE, "origin": list(EMPTY_SCENE["origin"]), "contents": []}

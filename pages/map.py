@@ -27,6 +27,7 @@ from dash import (
     html,
     no_update,
 )
+from dash.exceptions import PreventUpdate
 
 from components.common import map_view_selector, missing_page, notice, page_link
 from components.map_figure import (
@@ -50,7 +51,9 @@ from components.map_figure import (
 )
 from components.properties import format_value, formula_children, property_rows
 from components.state import map_elements, map_hover_text, map_or_error, require_map
-from ml.artifacts import DEFAULT_VIEW, MAP_VIEWS
+from components.structure_preview import PREVIEW_SIZE, preview_figure
+from components.structure_view import StructureViewError, element_colors, legend_chips
+from ml.artifacts import DEFAULT_VIEW, MAP_VIEWS, ArtifactError
 
 dash.register_page(__name__, path="/", name="Map", title="matmap · materials map", order=0)
 
@@ -147,8 +150,14 @@ def _page(mode: str, elements: list[str], symbol: str | None, query: str, notes:
                     html.Div(found, id="map-search-result", className="search-result"),
                     dcc.Store(id="map-highlight", data=query),
                     html.Div(id="map-hover", className="hover-card", children=_hover_placeholder()),
+                    html.Div(  # the hovered material's cell in 3D, shown from the first hover on
+                        [dcc.Graph(id="map-preview", config={"displayModeBar": False},
+                                   style={"height": f"{PREVIEW_SIZE}px"}),
+                         html.Div(id="map-preview-legend", className="map-preview__legend")],
+                        id="map-preview-box", className="map-preview", style={"display": "none"},
+                    ),
                     html.P(
-                        "Hover a point to see its key properties; click it to open its page. Scroll to zoom, drag to pan, double-click to reset.",
+                        "Hover a point to preview its unit cell and key properties; click it to open its page. Scroll to zoom, drag to pan, double-click to reset.",
                         className="hint",
                     ),
                 ],
@@ -306,6 +315,29 @@ def describe_hovered(hover_data, mode, element):
         return _hover_placeholder()
     material = require_map().materials.iloc[row]
     return hover_details(material, mode, element)
+
+
+@callback(
+    Output("map-preview", "figure"),
+    Output("map-preview-legend", "children"),
+    Output("map-preview-box", "style"),
+    Input("map-graph", "hoverData"),
+    prevent_initial_call=True,
+)
+def preview_structure(hover_data):
+    """The hovered material's unit cell in 3D beside the map (chemiscope's linked view), with
+    its element colours; the last one stays while the pointer is off the points, and a
+    structure that cannot be drawn hides the box instead of breaking the page."""
+    row = clicked_row(hover_data)
+    if row is None:
+        raise PreventUpdate
+    atlas = require_map()
+    try:
+        structure = atlas.structure(atlas.materials["material_id"].iat[row])
+        colors = element_colors(structure)
+    except (StructureViewError, ArtifactError, ValueError):
+        return no_update, [], {"display": "none"}
+    return preview_figure(structure, colors), legend_chips(colors), {}
 
 
 def hover_details(material, mode: str, element: str | None):

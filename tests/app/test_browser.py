@@ -143,7 +143,13 @@ def test_click_a_point_opens_its_page_with_neighbours_and_structure(page, live_s
     page.mouse.move(position["x"], position["y"])
     page.locator("#map-hover").get_by_text(material_id).wait_for()  # hover card follows the pointer
     page.locator("#map-hover").get_by_text("Formation energy (eV/atom)").wait_for()  # its key properties
-    page.mouse.click(position["x"], position["y"])
+    # the hover preview: the unit cell drawn in 3D beside the map, with its element colours
+    page.locator("#map-preview-box").wait_for(state="visible")
+    page.locator("#map-preview .gl-container canvas").first.wait_for()
+    elements = atlas.materials["elements"].iat[row].split()
+    for symbol in elements:
+        page.locator("#map-preview-legend").get_by_text(symbol, exact=True).wait_for()
+    page.mouse.click(position["x"], position["y"])  # leaving the page unmounts the preview: no error
     page.wait_for_url(f"**/material/{material_id}")
     page.locator("#material-title").get_by_text(material_id).wait_for()
     grid_rows = page.locator(".neighbor-panel .ag-center-cols-container .ag-row")
