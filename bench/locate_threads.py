@@ -65,19 +65,17 @@ def bench_tsne(pickle_path: Path, query: np.ndarray, rounds: int) -> tuple[float
 
 
 def bench_faiss(n_index: int, rounds: int) -> tuple[float, float]:
-    """Median seconds of one exact search with faiss' default threads and with ``_search_one``."""
-    import faiss
-
-    from ml.artifacts import _search_one
+    """Median seconds of one exact search with faiss' default threads and with
+    :meth:`ml.knn.ExactL2Index.search` (one thread for one query)."""
+    from ml.knn import ExactL2Index
 
     rng = np.random.default_rng(0)
-    index = faiss.IndexFlatL2(128)
-    index.add(rng.normal(size=(n_index, 128)).astype(np.float32))
+    index = ExactL2Index.build(rng.normal(size=(n_index, 128)).astype(np.float32))
     query = rng.normal(size=(1, 128)).astype(np.float32)
     times: dict[str, list[float]] = {"all": [], "one": []}
     found = {}
     for _ in range(rounds * 4):
-        for mode, search in (("all", index.search), ("one", lambda q, k: _search_one(index, q, k))):
+        for mode, search in (("all", index.faiss_index.search), ("one", index.search)):
             seconds, result = _timed(lambda: search(query, 11))
             times[mode].append(seconds)
             found.setdefault(mode, result[1])

@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from ml.datasets import PROPERTY_UNITS
+from ml.knn import ExactL2Index
 from ml.models_registry import file_sha256
 from ml.settings import get_settings
 
@@ -172,11 +173,9 @@ class MapArtifacts:
         return self
 
     @cached_property
-    def index(self):
-        """The exact L2 faiss index (loaded on first use)."""
-        import faiss
-
-        return faiss.read_index(str(self.folder / INDEX))
+    def index(self) -> ExactL2Index:
+        """The exact L2 index of the embeddings (loaded on first use)."""
+        return ExactL2Index.read(self.folder / INDEX)
 
     @property
     def dataset(self) -> str:
@@ -283,10 +282,10 @@ class MapArtifacts:
         rng = np.random.default_rng(0)
         rows = np.sort(rng.choice(len(self), size=min(CLOSE_MATCH_SAMPLE, len(self)), replace=False))
         queries = np.ascontiguousarray(np.asarray(self.embeddings[rows], dtype=np.float32))
-        squared, found = self.index.search(queries, 2)
+        distance, found = self.index.search(queries, 2)
         # the nearest other material: the first hit that is not the query itself (duplicates may come first)
-        other = np.where(found[:, 0] == rows, squared[:, 1], squared[:, 0])
-        return float(np.quantile(np.sqrt(np.maximum(other, 0)), CLOSE_MATCH_QUANTILE))
+        other = np.where(found[:, 0] == rows, distance[:, 1], distance[:, 0])
+        return float(np.quantile(other, CLOSE_MATCH_QUANTILE))
 
     def neighbors_of_embedding(self, embedding: np.ndarray, k: int = 50, exclude_row: int | None = None) -> pd.DataFrame:
         """The ``k`` nearest materials to an embedding of shape ``(embedding_dim,)``."""
@@ -296,11 +295,10 @@ class MapArtifacts:
         query = np.ascontiguousarray(np.asarray(embedding, dtype=np.float32).reshape(1, -1))
         if query.shape[1] != self.embeddings.shape[1]:
             raise ValueError(f"embedding has {query.shape[1]} dimensions, the map {self.embeddings.shape[1]}")
-        squared, rows = _search_one(self.index, query, k + (exclude_row is not None))
-        rows, squared = rows[0], squared[0]
+        distance, rows = self.index.search(query, k + (exclude_row is not None))
+        rows, distance = rows[0], distance[0]
         keep = (rows >= 0) & (rows != (exclude_row if exclude_row is not None else -1))
-        rows, distance = rows[keep][:k], np.sqrt(np.maximum(squared[keep][:k], 0))
-        return self._neighbor_table(rows, distance)
+        return self._neighbor_table(rows[keep][:k], distance[keep][:k])
 
     def _neighbor_table(self, rows: np.ndarray, distance: np.ndarray) -> pd.DataFrame:
         """:data:`NEIGHBOR_COLUMNS` plus property columns for map ``rows`` (nearest first)."""
@@ -361,21 +359,15 @@ class MapArtifacts:
                 f"{material_id!r} is not covered by the {name} descriptor (computed on "
                 f"{manifest.get('coverage', '?')}: {manifest.get('n_materials', '?')} materials)"
             )
-        values = descriptor["values"]
-        query = np.ascontiguousarray(values[row : row + 1], dtype=np.float32)
-        squared, rows = _search_one(descriptor["index"], query, min(int(k) + 1, len(values)))
-        keep = (rows[0] >= 0) & (rows[0] != row)
-        ids = descriptor["material_ids"][rows[0][keep]]
-        distance = np.sqrt(np.maximum(squared[0][keep], 0))
+        distance, rows = descriptor["index"].neighbors_of_row(row, descriptor["values"], int(k))
+        ids = descriptor["material_ids"][rows]
         in_map = np.array([mid in self._row_of for mid in ids], dtype=bool)
         map_rows = np.array([self._row_of[mid] for mid in ids[in_map]], dtype=np.int64)
         return self._neighbor_table(map_rows[: int(k)], distance[in_map][: int(k)])
 
     def _descriptor(self, name: str) -> dict:
-        """Loaded descriptor ``name`` (values memory-mapped, exact L2 faiss index), cached."""
+        """Loaded descriptor ``name`` (values memory-mapped, exact L2 index), cached."""
         if name not in self._descriptors:
-            import faiss
-
             folder = self.folder.parent / DESCRIPTORS_DIR / name
             if not (folder / DESCRIPTOR_MANIFEST).is_file():
                 known = ", ".join(self.descriptor_names()) or "none"
@@ -388,8 +380,7 @@ class MapArtifacts:
             ids = np.load(folder / DESCRIPTOR_IDS, allow_pickle=False)
             if len(ids) != len(values):
                 raise ArtifactError(f"{folder}: {len(ids)} ids but {len(values)} vectors")
-            index = faiss.IndexFlatL2(values.shape[1])
-            index.add(np.ascontiguousarray(values, dtype=np.float32))
+            index = ExactL2Index.build(values)
             self._descriptors[name] = {
                 "manifest": manifest, "values": values, "material_ids": ids, "index": index,
                 "row_of": {mid: i for i, mid in enumerate(ids.tolist())},
@@ -499,20 +490,6 @@ def _formula_key(formula: str) -> str | None:
 
 
 
-def _search_one(index, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """faiss ``index.search`` of one ``(1, d)`` query on one OpenMP thread: spread over every
-    core, one exact search of 141k × 128 took 37 ms instead of 10 ms on a busy 2-core machine.
-    The thread count is this thread's OpenMP setting, restored afterwards."""
-    import faiss
-
-    before = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(1)
-    try:
-        return index.search(query, k)
-    finally:
-        faiss.omp_set_num_threads(before)
-
-
 def _cif_from_sqlite(path: Path, material_id: str) -> str | None:
     import sqlite3
 
@@ -557,8 +534,6 @@ def write_artifacts(
     import shutil
     import sqlite3
 
-    import faiss
-
     missing = {"material_id", "formula", "x", "y"} - set(materials.columns)
     if missing:
         raise ValueError(f"materials table lacks {sorted(missing)}")
@@ -570,9 +545,7 @@ def write_artifacts(
     embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)
     materials.reset_index(drop=True).to_parquet(partial / MATERIALS, index=False)
     np.save(partial / EMBEDDINGS, embeddings)
-    index = faiss.IndexFlatL2(embeddings.shape[1])
-    index.add(embeddings)
-    faiss.write_index(index, str(partial / INDEX))
+    ExactL2Index.build(embeddings).write(partial / INDEX)
     optional = [XRD_TSNE] if xrd_tsne is not None else []
     for name, fitted in ((TSNE, tsne_embedding), (XRD_TSNE, xrd_tsne)):
         if fitted is not None:

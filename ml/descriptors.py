@@ -67,6 +67,7 @@ from ml.artifacts import (
     descriptor_dir,
 )
 from ml.datasets import Dataset, get_dataset
+from ml.knn import ExactL2Index
 from ml.featurize import map_chunks, n_shards_for, shard_of
 from ml.settings import get_settings
 
@@ -666,12 +667,8 @@ class DescriptorTable:
         return {mid: i for i, mid in enumerate(self.material_ids.tolist())}
 
     @cached_property
-    def _index(self):
-        import faiss
-
-        index = faiss.IndexFlatL2(self.values.shape[1])
-        index.add(np.ascontiguousarray(self.values, dtype=np.float32))
-        return index
+    def _index(self) -> ExactL2Index:
+        return ExactL2Index.build(self.values)
 
     def restrict(self, material_ids: Collection[str]) -> DescriptorTable:
         """The rows of the materials in ``material_ids`` (those not covered are ignored)."""
@@ -681,9 +678,7 @@ class DescriptorTable:
 
     def search(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Exact Euclidean ``k`` nearest rows of ``vectors`` ``(m, d)``: ``(distances, rows)``, each ``(m, k)``."""
-        vectors = np.ascontiguousarray(np.atleast_2d(vectors), dtype=np.float32)
-        squared, rows = self._index.search(vectors, min(k, len(self)))
-        return np.sqrt(np.maximum(squared, 0)), rows
+        return self._index.search(vectors, k)
 
     def neighbors(self, material_id: str, k: int = 50) -> pd.DataFrame:
         """The ``k`` nearest other materials: columns ``rank`` (from 1), ``material_id``, ``distance``.
@@ -695,10 +690,7 @@ class DescriptorTable:
             raise UnknownMaterialError(
                 f"{material_id!r} is not covered by descriptor {self.name!r} ({self.coverage}, {len(self)} materials)"
             )
-        row = self._row_of[material_id]
-        distance, rows = self.search(self.values[row], k + 1)
-        keep = rows[0] != row
-        rows, distance = rows[0][keep][:k], distance[0][keep][:k]
+        distance, rows = self._index.neighbors_of_row(self._row_of[material_id], self.values, k)
         return pd.DataFrame({"rank": np.arange(1, len(rows) + 1), "material_id": self.material_ids[rows],
                              "distance": distance.astype(np.float64)})
 

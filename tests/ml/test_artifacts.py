@@ -167,17 +167,22 @@ def test_single_neighbour_searches_run_on_one_faiss_thread(small_map, monkeypatc
 
     artifacts = MapArtifacts.load("user-toy", "m")
     seen = []
-    index = artifacts.index
+    index = artifacts.index.faiss_index
 
     class Spy:
+        d = index.d
+        ntotal = index.ntotal
+
         def search(self, query, k):
-            seen.append(faiss.omp_get_max_threads())
+            seen.append((len(query), faiss.omp_get_max_threads()))
             return index.search(query, k)
 
-    monkeypatch.setattr(artifacts, "index", Spy())
+    monkeypatch.setattr(artifacts.index, "faiss_index", Spy())
     before = faiss.omp_get_max_threads()
     assert list(artifacts.neighbors("mp-3", k=2)["material_id"]) == ["mp-2", "mp-1"]
-    assert seen == [1] and faiss.omp_get_max_threads() == before
+    assert seen == [(1, 1)] and faiss.omp_get_max_threads() == before
+    artifacts.index.search(np.asarray(artifacts.embeddings[:3]), 2)  # a batch keeps faiss' threads
+    assert seen[-1] == (3, before)
 
 
 def test_artifacts_module_does_not_import_torch():
