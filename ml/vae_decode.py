@@ -11,11 +11,12 @@ length ``a`` and a site count ``n``. :func:`decode_crystal` turns them into a py
    ``peak_threshold``. Each atom sits at the centre of its peak voxel (the grid's resolution,
    a/G): 99.4 % of the VAE's crystals have every site on the a/16 grid (1,642 of 1,652, every
    4th crystal of the set; the rest are B20-type cells with a free x), and the sub-voxel
-   refinement of the first decoder (a parabola through the log density,
+   refinement the decoder used before (a parabola through the log density,
    :func:`ml.voxels.peak_offset`) moved the peaks of sampled grids off their symmetric places:
-   around 5 validation bases (variance 0.5, 100 samples each) 49.6 % of samples were strictly
-   valid with it and 71.0 % at voxel centres, and 88.7 % / 96.0 % of 150 validation
-   reconstructions (most failures: "not cubic" at spglib's 0.1 Å). ``refine=True`` restores it;
+   with the previous (format-3) model, around 5 validation bases (variance 0.5, 100 samples
+   each) 49.6 % of samples were strictly valid with it and 71.0 % at voxel centres, and 88.7 % /
+   96.0 % of 150 validation reconstructions (most failures: "not cubic" at spglib's 0.1 Å).
+   ``refine=True`` restores it;
 2. **species**: each site takes the element with the largest sum of log-probabilities over the
    voxels of its 3 × 3 × 3 neighbourhood, weighted by the density there (one decision per
    site, not per voxel: a per-voxel vote split one atom into two of different elements in the
