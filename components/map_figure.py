@@ -320,8 +320,10 @@ def color_layers(materials: pd.DataFrame, mode: str, element: str | None = None,
     lo, hi = _robust_range(values, mode)
     title = column_label(mode) if mode != "spacegroup_number" else "space group number"
     colorscale = s["spacegroup_colorscale"] if mode == "spacegroup_number" else s["continuous_colorscale"]
+    on_base = 2 * len(rows) >= n  # most materials have a value: colours on the base trace
     marker = {
-        "color": values[rows].astype(np.float32),
+        # on the base trace every point needs a colour: the missing ones (drawn grey on top) take lo
+        "color": (np.where(np.isfinite(values), values, lo) if on_base else values[rows]).astype(np.float32),
         "colorscale": colorscale,
         "cmin": lo,
         "cmax": hi,
@@ -330,9 +332,8 @@ def color_layers(materials: pd.DataFrame, mode: str, element: str | None = None,
         "size": s["point_size"],
         "opacity": s["opacity"],
     }
-    if 2 * len(rows) >= n:  # colours on the base trace; the missing ones grey on top (same size: hidden below)
+    if on_base:  # the missing ones grey on top, same size: the coloured point below is hidden
         missing = np.flatnonzero(~np.isfinite(values))
-        marker["color"] = np.where(np.isfinite(values), values, lo).astype(np.float32)
         return ColorLayers(
             base_marker=marker,
             base_name=None,

@@ -162,7 +162,7 @@ def structure_scene(structure, bonds: bool = True) -> tuple[dict, dict[str, str]
         structure = Structure.from_dict(data)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            legend = Legend(structure, color_scheme="VESTA", radius_scheme="uniform")
+            legend = _vesta_legend(Legend, structure)
             graph = _bonded_graph(structure) if bonds else None
             if graph is not None:
                 scene = graph.get_scene(
@@ -177,7 +177,7 @@ def structure_scene(structure, bonds: bool = True) -> tuple[dict, dict[str, str]
             axes = structure.lattice._axes_from_lattice()
             scene.contents.append(axes)
             scene_json = _plain(scene.to_json())
-            colors = {label: color for color, label in legend.get_legend()["colors"].items()}
+            colors = _legend_colors(legend)
     except StructureViewError:
         raise
     except Exception as error:  # crystal-toolkit internals: report, never crash the page
@@ -251,6 +251,16 @@ class StructureView(html.Div):
         )
 
 
+def _vesta_legend(Legend, structure):
+    """crystal-toolkit's ``Legend`` of a structure: VESTA colours, uniform radii."""
+    return Legend(structure, color_scheme="VESTA", radius_scheme="uniform")
+
+
+def _legend_colors(legend) -> dict[str, str]:
+    """``{element: "#rrggbb"}`` of a ``Legend`` (it lists them colour first)."""
+    return {label: color for color, label in legend.get_legend()["colors"].items()}
+
+
 def element_colors(structure) -> dict[str, str]:
     """``{element: "#rrggbb"}`` of a pymatgen ``Structure``'s elements in crystal-toolkit's VESTA
     scheme (the colours of :func:`structure_scene`), without building a scene.
@@ -262,8 +272,7 @@ def element_colors(structure) -> dict[str, str]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            legend = Legend(structure, color_scheme="VESTA", radius_scheme="uniform")
-            return {label: color for color, label in legend.get_legend()["colors"].items()}
+            return _legend_colors(_vesta_legend(Legend, structure))
     except Exception as error:  # crystal-toolkit internals: report, never crash the page
         raise StructureViewError(f"no colours for this structure: {type(error).__name__}: {error}") from error
 

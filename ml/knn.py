@@ -57,11 +57,6 @@ class ExactL2Index:
         return int(self.faiss_index.ntotal)
 
     @property
-    def ntotal(self) -> int:
-        """Number of vectors (faiss' name)."""
-        return len(self)
-
-    @property
     def dim(self) -> int:
         """Dimension d of the vectors."""
         return int(self.faiss_index.d)

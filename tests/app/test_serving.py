@@ -90,7 +90,7 @@ def test_healthz_answers_503_while_the_map_loads_and_200_once_loaded(dash_app, f
     assert body["status"] == "ready" and body["materials"] == 300 and body["dataset"] == DATASET
     assert body["model"] == MODEL and body["load_seconds"] > 0
     assert loading_finished(2) is True  # the page reloads itself
-    assert state.get_map().index.ntotal == 300  # loaded with its index
+    assert len(state.get_map().index) == 300  # loaded with its index
 
 
 def test_healthz_says_why_a_map_cannot_load(dash_app, no_map):

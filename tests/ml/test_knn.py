@@ -19,7 +19,7 @@ def test_search_equals_brute_force_with_euclidean_distances(tmp_path):
     vectors = rng.normal(size=(200, 16)).astype(np.float32)
     queries = rng.normal(size=(5, 16)).astype(np.float32)
     index = ExactL2Index.build(vectors)
-    assert len(index) == index.ntotal == 200 and index.dim == 16
+    assert len(index) == 200 and index.dim == 16
     distances, rows = index.search(queries, 7)
     expected_d, expected_rows = _brute(vectors, queries, 7)
     np.testing.assert_array_equal(rows, expected_rows)
