@@ -12,6 +12,8 @@ import logging
 import sys
 from pathlib import Path
 
+from ml.settings import DEFAULT_MODEL
+
 EXIT_USER_ERROR = 2
 log = logging.getLogger(__name__)
 
@@ -23,7 +25,7 @@ def _parser() -> argparse.ArgumentParser:
 
     p = verbs.add_parser("build", help="build (or update) the map of a dataset")
     p.add_argument("--dataset", default="mp2024", help="mp2024 (default), mp2024-icsd, or a CIF folder / zip / file")
-    p.add_argument("--model", default=None, help="model name in data/models/ or a .pt path (default: cmml-cpu)")
+    p.add_argument("--model", default=None, help=f"model name in data/models/ or a .pt path (default: {DEFAULT_MODEL})")
     p.add_argument("--perplexity", type=float, default=30.0, help="t-SNE perplexity (default 30)")
     p.add_argument("--seed", type=int, default=0, help="t-SNE random seed")
     p.add_argument("--processes", type=int, default=None, help="featurisation processes (default: all cores)")
@@ -64,7 +66,7 @@ def _parser() -> argparse.ArgumentParser:
 
     p = verbs.add_parser("evaluate", help="evaluation report of a map against baseline descriptors")
     p.add_argument("--dataset", default="mp2024")
-    p.add_argument("--model", default=None, help="the map's model (default: cmml-cpu)")
+    p.add_argument("--model", default=None, help=f"the map's model (default: {DEFAULT_MODEL})")
     p.add_argument("--out", type=Path, default=None, help="report folder (default data/reports/<dataset>)")
     p.add_argument("--steps", default=None,
                    help="comma-separated subset of: retrieval,neighbors,concepts,probes (default: all)")

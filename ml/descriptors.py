@@ -10,7 +10,7 @@ nearest neighbours under the metric its authors use (Euclidean for all five, see
 | ``sine_coulomb`` | sine Coulomb matrix eigenspectrum, ``(256,)`` (Hartree-like, Z²/bohr) | same paper; matminer ``SineCoulombMatrix`` |
 | ``crystalnn`` | CrystalNN site fingerprints, min / max / mean / std over sites, ``(244,)`` | Zimmermann & Jain, *RSC Adv.* 10, 6063 (2020); MP "similar structures"; matminer |
 | ``chgnet`` | CHGNet 0.3.0 crystal feature per atom (``crystal_fea`` / n atoms), ``(64,)`` | Deng et al., *Nat. Mach. Intell.* 5, 1031 (2023); pip ``chgnet`` |
-| ``cmml`` | our crystal-encoder embedding, read from the built map | Suzuki et al. 2022, ``data/models/cmml-cpu`` |
+| ``cmml`` | our crystal-encoder embedding, read from the built map | Suzuki et al. 2022, the map's model (default ``data/models/cmml-full``) |
 
 **Eigenspectra** (``ewald``, ``sine_coulomb``): the matrix of a cell is built on its primitive
 cell (pymatgen ``get_primitive_structure``; a supercell otherwise has a different, longer

@@ -6,7 +6,7 @@
 | ``MATMAP_DATA_DIR`` | caches and built artifacts | ``data/`` in the repository |
 | ``MATMAP_MP_API_KEY`` | Materials Project API key, used only when the mirror is missing (``MP_API_KEY`` is read too) | unset |
 | ``MATMAP_DATASET`` | dataset the app serves | ``mp2024`` |
-| ``MATMAP_MODEL`` | model whose map the app serves | ``cmml-cpu`` |
+| ``MATMAP_MODEL`` | model whose map the app serves (and ``python -m ml build`` builds) | ``cmml-full`` |
 | ``MATMAP_GENERATOR_MODEL`` | crystal generator of ``/generate`` and ``python -m ml generate`` (a folder of ``data/models``) | ``vae-cpu`` |
 | ``MATMAP_MAX_UPLOAD_MB`` | largest CIF upload the app accepts, MB | ``5`` |
 """
@@ -21,6 +21,11 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_MODEL = "cmml-full"
+"""The map model (a folder of ``data/models``) used when none is named: the full-data campaign's
+(issue 14; ``cmml-cpu`` was the default before)."""
+DEFAULT_GENERATOR_MODEL = "vae-cpu"
+"""The crystal generator used when none is named."""
 
 
 class Settings(BaseSettings):
@@ -32,8 +37,8 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default=REPO_ROOT / "data")
     mp_api_key: str | None = None
     dataset: str = "mp2024"
-    model: str = "cmml-cpu"
-    generator_model: str = "vae-cpu"
+    model: str = DEFAULT_MODEL
+    generator_model: str = DEFAULT_GENERATOR_MODEL
     max_upload_mb: float = 5.0
 
     def api_key(self) -> str | None:
