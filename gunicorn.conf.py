@@ -40,13 +40,17 @@ def when_ready(server):
     import app  # imported by preload_app
     from components.state import start_warm_up
 
-    # Dash does its per-process setup (registering the component bundles a page may fetch) on
-    # a process's first request, and marks it done before it is: a fresh worker's threads,
-    # serving a browser's parallel first requests, could find it half done ("not a registered
-    # library"). One request here does it once; every worker is forked with it done.
-    # (after the warm-up has started: this first request would otherwise load the map itself)
-    start_warm_up(on_done=lambda: _replace_workers(server))
-    app.server.test_client().get("/")
+    # Dash does its per-process setup on a process's first request (registering the component
+    # bundles a page may fetch, and rendering every page's layout once to validate callbacks),
+    # and marks it done before it is: a fresh worker's threads, serving a browser's parallel
+    # first requests, could find it half done ("not a registered library"). One request here
+    # does it once; every worker is forked with it done. The map is marked as loading first, so
+    # that the layouts say "loading" instead of loading it, and the loader starts after: sharing
+    # the GIL with it, this request took 9 s and held back the first workers.
+    loader = start_warm_up(on_done=lambda: _replace_workers(server), start=False)
+    app.server.test_client().get("/healthz")
+    if loader is not None:
+        loader.start()
 
 
 def pre_fork(server, worker):

@@ -111,20 +111,25 @@ def warm_up() -> MapArtifacts:
     return atlas
 
 
-def start_warm_up(on_done: Callable[[], None] | None = None) -> threading.Thread | None:
+def start_warm_up(on_done: Callable[[], None] | None = None, start: bool = True) -> threading.Thread | None:
     """Run :func:`warm_up` in a daemon thread (once: ``None`` when one is running or the map
     is loaded); :func:`get_map` raises :class:`MapLoading` until it ends.
 
     Args:
         on_done: called in that thread when the warm-up ends, loaded or failed (gunicorn's
             master re-forks its workers there).
+        start: ``False`` marks the map as loading and returns the thread unstarted: the
+            caller starts it after work that must not wait for the map, nor load it, nor
+            share the GIL with the loader (gunicorn's master renders every page layout once
+            before forking its workers).
     """
     with _start_lock:
         if _status["state"] in ("loading", "ready") or _loaded is not None:
             return None
         _status.update(state="loading", started=time.time(), seconds=None, error=None)
     thread = threading.Thread(target=_warm_up_job, args=(on_done,), name="matmap-warm-up", daemon=True)
-    thread.start()
+    if start:
+        thread.start()
     return thread
 
 
