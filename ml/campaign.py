@@ -15,6 +15,8 @@ from pathlib import Path
 
 import torch
 
+from ml.models.checkpoint import write_atomic
+
 #: The resumable state and its log, kept beside the model.
 TRAIN_STATE_FILE, TRAIN_LOG_FILE = "train_state.pt", "train_log.csv"
 
@@ -68,10 +70,7 @@ class Campaign:
 
     def save(self, state: dict, history: list[dict]) -> None:
         """Write ``state`` to ``last.pt`` and ``history`` to ``log.csv``, each atomically."""
-        self.folder.mkdir(parents=True, exist_ok=True)
-        tmp = self.checkpoint.with_name("last.pt.part")
-        torch.save(state, tmp)
-        tmp.replace(self.checkpoint)
+        write_atomic(self.checkpoint, state)
         write_log(self.log, history)
 
     def keep(self) -> None:

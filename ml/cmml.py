@@ -10,9 +10,12 @@ import torch
 from torch import Tensor, nn
 
 from ml.models.cgcnn import CGCNNConfig, CrystalEncoder
+from ml.models.checkpoint import CheckpointFormat, load_checkpoint, save_checkpoint
 from ml.models.xrd_cnn import XRDCNNConfig, XRDEncoder
 
 CHECKPOINT_FORMAT = 1
+#: The map model's files; the committed ones predate the ``kind`` field (``untagged``).
+CHECKPOINT = CheckpointFormat("cmml", CHECKPOINT_FORMAT, "CMML", "python -m ml train --config cpu", untagged=True)
 
 
 @dataclass(frozen=True)
@@ -50,13 +53,13 @@ class CMML(nn.Module):
 
 
 def save_model(path: Path, model: CMML, extra: dict | None = None) -> None:
-    """Write ``{"format", "config", "state_dict", **extra}`` atomically to ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"format": CHECKPOINT_FORMAT, "config": asdict(model.config), "state_dict": model.state_dict()}
-    payload.update(extra or {})
-    tmp = path.with_name(path.name + ".part")
-    torch.save(payload, tmp)
-    tmp.replace(path)
+    """Write ``{"kind", "format", "config", "state_dict", **extra}`` atomically to ``path``
+    (:func:`ml.models.checkpoint.save_checkpoint`).
+
+    Raises:
+        ValueError: ``extra`` would overwrite one of the checkpoint's own fields.
+    """
+    save_checkpoint(path, CHECKPOINT, asdict(model.config), model.state_dict(), extra)
 
 
 def load_model(path: Path, device: torch.device | str = "cpu") -> tuple[CMML, dict]:
@@ -66,13 +69,10 @@ def load_model(path: Path, device: torch.device | str = "cpu") -> tuple[CMML, di
         ``(model in eval mode, the whole payload)``.
 
     Raises:
-        FileNotFoundError: no such file. ValueError: not a matmap CMML checkpoint.
+        FileNotFoundError: no such file. ValueError: not a matmap CMML checkpoint (of format
+        :data:`CHECKPOINT_FORMAT`).
     """
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"no model file at {path}")
-    payload = torch.load(path, map_location=device, weights_only=True)
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path} is not a matmap CMML checkpoint (format {CHECKPOINT_FORMAT})")
+    payload = load_checkpoint(path, CHECKPOINT, device)
     config = CMMLConfig.from_dict(payload["config"])
     table = payload["state_dict"]["crystal.atom_feature_table"]
     model = CMML(config, table)

@@ -32,6 +32,7 @@ from ml.datasets import Dataset
 from ml.embed import apply_to_graphs
 from ml.featurize import featurize, load_features, n_shards_for
 from ml.graph import GraphConfig, crystal_graph
+from ml.models.checkpoint import CheckpointFormat, load_checkpoint, save_checkpoint, write_atomic
 from ml.models.property_regressor import PropertyRegressor, PropertyRegressorConfig
 from ml.models_registry import resolve_model
 from ml.splits import assign_splits
@@ -40,6 +41,8 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT_KIND = "cgcnn-property"
 CHECKPOINT_FORMAT = 1
+CHECKPOINT = CheckpointFormat(CHECKPOINT_KIND, CHECKPOINT_FORMAT, "CGCNN property-model",
+                              "python -m ml train-property --target <property column>")
 
 
 @dataclass(frozen=True)
@@ -162,14 +165,13 @@ def _store_of(structures: list) -> GraphStore:
 
 
 def save_property_model(path: Path, net: PropertyRegressor, extra: dict | None = None) -> None:
-    """Write ``{"kind", "format", "config", "state_dict", **extra}`` atomically to ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"kind": CHECKPOINT_KIND, "format": CHECKPOINT_FORMAT, "config": net.config.to_dict(),
-               "state_dict": net.state_dict()}
-    payload.update(extra or {})
-    tmp = path.with_name(path.name + ".part")
-    torch.save(payload, tmp)
-    tmp.replace(path)
+    """Write ``{"kind", "format", "config", "state_dict", **extra}`` atomically to ``path``
+    (:func:`ml.models.checkpoint.save_checkpoint`).
+
+    Raises:
+        ValueError: ``extra`` would overwrite one of the checkpoint's own fields.
+    """
+    save_checkpoint(path, CHECKPOINT, net.config.to_dict(), net.state_dict(), extra)
 
 
 def load_property_model(name: str, device: torch.device | str = "cpu") -> PropertyModel:
@@ -181,12 +183,10 @@ def load_property_model(name: str, device: torch.device | str = "cpu") -> Proper
     """
     recipe = PROPERTY_MODELS.get(name)
     command = (f"python -m ml train-property --target {recipe.model.target}" if recipe is not None
-               else "python -m ml train-property --target <property column>")
+               else CHECKPOINT.command)
     model_name, path = resolve_model(name, train_command=command)
     device = torch.device(device)
-    payload = torch.load(path, map_location=device, weights_only=True)
-    if not isinstance(payload, dict) or payload.get("kind") != CHECKPOINT_KIND or payload.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path} is not a matmap CGCNN property-model checkpoint ({CHECKPOINT_KIND} v{CHECKPOINT_FORMAT})")
+    payload = load_checkpoint(path, CHECKPOINT, device, command)
     config = PropertyRegressorConfig(**payload["config"])
     net = PropertyRegressor(config, payload["state_dict"]["encoder.atom_feature_table"])
     net.load_state_dict(payload["state_dict"], strict=True)
@@ -311,10 +311,8 @@ def train_property_model(dataset: Dataset, name: str, config: PropertyTrainConfi
         history.append(row)
         log.info("%s epoch %d: train L1 %.4f (normalised), val MAE %.4f %s (%.0f s)", name, row["epoch"],
                  row["loss"], row["val_mae"], config.model.unit, row["seconds"])
-        torch.save({"state_dict": net.state_dict(), "optimiser": optimiser.state_dict(),
-                    "scheduler": scheduler.state_dict(), "epoch": epoch + 1, "history": history},
-                   checkpoint.with_name("last.pt.part"))
-        checkpoint.with_name("last.pt.part").replace(checkpoint)
+        write_atomic(checkpoint, {"state_dict": net.state_dict(), "optimiser": optimiser.state_dict(),
+                                  "scheduler": scheduler.state_dict(), "epoch": epoch + 1, "history": history})
     test = test_split_data(dataset, target)
     test_mae = mean_absolute_error(model, test)
     result = {"history": history, "test_mae": test_mae, "n_train": len(train), "n_val": len(val), "n_test": len(test)}

@@ -91,12 +91,13 @@ A model never imports pymatgen.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from ml.models.checkpoint import CheckpointFormat, load_checkpoint, save_checkpoint
 
 N_DECILES = 10
 
@@ -464,24 +465,23 @@ def vae_loss(output: VAEOutput, density: Tensor, species: Tensor, lattice: Tenso
 #: 1 was UNet + VAE).
 CHECKPOINT_FORMAT = 4
 KIND = "cond-vae-species"
+CHECKPOINT = CheckpointFormat(KIND, CHECKPOINT_FORMAT, "generator", "python -m ml train-vae --config cpu")
 
 
 def save_voxel_model(path, model: CondVAE3D, extra: dict | None = None) -> None:
-    """Write ``{"format", "kind", "config", "state_dict", **extra}`` atomically to ``path``.
+    """Write ``{"kind", "format", "config", "state_dict", **extra}`` atomically to ``path``
+    (:func:`ml.models.checkpoint.save_checkpoint`).
 
     ``extra`` should hold ``vocabulary`` (the atomic number of each species class) and the
     voxel and training configurations.
+
+    Raises:
+        TypeError: ``model`` is not a :class:`CondVAE3D`. ValueError: ``extra`` would overwrite
+        one of the checkpoint's own fields.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     if not isinstance(model, CondVAE3D):
         raise TypeError(f"not a voxel VAE: {type(model).__name__}")
-    payload = {"format": CHECKPOINT_FORMAT, "kind": KIND, "config": asdict(model.config),
-               "state_dict": model.state_dict()}
-    payload.update(extra or {})
-    tmp = path.with_name(path.name + ".part")
-    torch.save(payload, tmp)
-    tmp.replace(path)
+    save_checkpoint(path, CHECKPOINT, asdict(model.config), model.state_dict(), extra)
 
 
 def load_voxel_model(path, device: torch.device | str = "cpu") -> tuple[CondVAE3D, dict]:
@@ -494,16 +494,11 @@ def load_voxel_model(path, device: torch.device | str = "cpu") -> tuple[CondVAE3
         FileNotFoundError: no such file. ValueError: not a checkpoint of this format (for
         example one of the earlier UNet + VAE generator: retrain with ``python -m ml train-vae``).
     """
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"no model file at {path}")
-    payload = torch.load(path, map_location=device, weights_only=True)
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT or payload.get("kind") != KIND:
-        raise ValueError(f"{path} is not a matmap generator checkpoint (format {CHECKPOINT_FORMAT}, {KIND}); "
-                         "retrain with: python -m ml train-vae --config cpu")
-    try:  # a format-2 file of an earlier layout: other config fields or weights (still strict)
+    payload = load_checkpoint(path, CHECKPOINT, device)
+    try:  # a file of an earlier layout of this format: other config fields or weights (still strict)
         model = CondVAE3D(VAE3DConfig.from_dict(payload["config"]))
         model.load_state_dict(payload["state_dict"], strict=True)
     except (TypeError, RuntimeError) as exc:
         raise ValueError(f"{path} holds a generator of another layout ({' '.join(str(exc).split())[:300]}); "
-                         "retrain with: python -m ml train-vae --config cpu") from exc
+                         f"retrain with: {CHECKPOINT.command}") from exc
     return model.to(device).eval(), payload
