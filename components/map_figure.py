@@ -360,7 +360,9 @@ def hover_text(materials: pd.DataFrame) -> np.ndarray:
 
 
 def base_trace(coordinates: np.ndarray, text: np.ndarray | None, layers: ColorLayers) -> go.Scattergl:
-    """The trace of all materials: ``coordinates`` ``(n, 2)``, hover ``text`` ``(n,)``."""
+    """The trace of all materials: ``coordinates`` ``(n, 2)``, hover ``text`` ``(n,)``; without
+    ``text`` a hover still fires plotly's hover event (the map page shows the material beside
+    the map) but draws no label."""
     return go.Scattergl(
         x=np.asarray(coordinates[:, 0], dtype=np.float32),
         y=np.asarray(coordinates[:, 1], dtype=np.float32),
@@ -369,7 +371,7 @@ def base_trace(coordinates: np.ndarray, text: np.ndarray | None, layers: ColorLa
         showlegend=layers.base_name is not None,
         hovertext=text,
         hovertemplate="%{hovertext}<extra></extra>" if text is not None else None,
-        hoverinfo=None if text is not None else "skip",
+        hoverinfo=None if text is not None else "none",
         marker=copy.deepcopy(layers.base_marker),
         uid="materials",
     )
@@ -569,6 +571,7 @@ def make_map_figure(
     text: np.ndarray | None = None,
     highlight_rows=None,
     highlight_name: str = "search",
+    highlight_text: np.ndarray | None = None,
     located: list[LocatedPoint] | None = None,
     zoom_to_highlight: bool = True,
     style: dict | None = None,
@@ -578,10 +581,12 @@ def make_map_figure(
     Args:
         coordinates: ``(n, 2)`` map coordinates (t-SNE units), row ``i`` = material ``i``.
         layers: the colour mode's :class:`ColorLayers` (from :func:`color_layers`).
-        text: ``(n,)`` hover text (``None``: no hover, as on small maps).
+        text: ``(n,)`` hover text (``None``: hover events without a label).
         highlight_rows: rows to ring (search result); the view zooms onto them when
             ``zoom_to_highlight``.
         highlight_name: legend name of the rings.
+        highlight_text: ``(n,)`` hover text of the rings (default ``text``; only the ringed
+            rows are sent).
         located: uploaded structures to mark with stars (see :func:`located_traces`); their
             two traces are always present, empty when ``located`` is empty.
         style: overrides of :data:`MAP_STYLE` (not modified).
@@ -596,7 +601,7 @@ def make_map_figure(
     traces = [
         base_trace(coordinates, text, layers),
         foreground_trace(coordinates, layers),
-        highlight_trace(coordinates, highlight_rows, text, highlight_name),
+        highlight_trace(coordinates, highlight_rows, text if highlight_text is None else highlight_text, highlight_name),
         *located_traces(coordinates, located or []),
     ]
     figure = go.Figure(data=traces, layout=copy.deepcopy(s["layout"]))

@@ -6,8 +6,15 @@ Two maps of the same materials: the crystal-graph embedding (default) and the XR
 The URL keeps the view: ``?view=xrd``, ``?color=band_gap``, ``?color=element&element=Cu``,
 ``?highlight=mp-22526`` (an id or a formula). The page writes the URL back with
 ``history.replaceState`` (``assets/matmap.js``), which changes the address without making
-Dash re-render the page, so the 140k coordinates are sent once per visit; colour changes
-and searches are sent as ``Patch`` es of the figure.
+Dash re-render the page, so the 140k coordinates are sent once per visit.
+
+A colour change or a search sends only what changes (the base trace's marker, the small
+foreground and ring traces, the axis ranges) to the ``map-update`` store, and
+``matmap.applyMapUpdate`` (``assets/matmap.js``) hands it to ``Plotly.react`` in the browser:
+the figure prop is not touched, so Dash does not copy and redraw the whole 140k-point figure
+(a ``Patch`` of it cost 2 s in Chromium beside plotly's own 0.05–0.75 s). The figure prop
+changes only for a whole new figure (first paint, the other map), which then carries the
+current colour and search.
 """
 
 from __future__ import annotations
@@ -18,7 +25,6 @@ from dash import (
     ClientsideFunction,
     Input,
     Output,
-    Patch,
     State,
     callback,
     clientside_callback,
@@ -172,6 +178,8 @@ def _page(mode: str, elements: list[str], symbol: str | None, query: str, notes:
             ),
             dcc.Location(id="map-nav", refresh="callback-nav"),
             dcc.Store(id="map-url-sync"),
+            dcc.Store(id="map-update"),  # a partial update, applied by plotly in the browser
+            dcc.Store(id="map-update-applied"),  # how many were applied (tests wait on it)
         ],
     )
 
@@ -224,40 +232,56 @@ def initial_figure(atlas, mode: str, element: str | None, query: str, view: str 
     matches ringed."""
     layers = color_layers(atlas.materials, mode, element)
     rows = _highlight_rows(atlas, query or "")
-    return make_map_figure(atlas.coordinates_of(view), layers, map_hover_text(atlas), highlight_rows=rows,
-                           highlight_name=f"search: {query}")
+    # no hover text: 141k labels were 4.2 of the figure's 6.6 MB and slowed every redraw; the
+    # hover card and the 3D preview beside the map say what is under the pointer
+    return make_map_figure(atlas.coordinates_of(view), layers, None, highlight_rows=rows,
+                           highlight_name=f"search: {query}", highlight_text=map_hover_text(atlas))
 
 
-def recolor_patch(atlas, mode: str, element: str | None, view: str = DEFAULT_VIEW) -> Patch:
-    """A ``Patch`` giving the map another colour mode: the base trace's marker and legend
-    entry and the whole foreground trace; the coordinates and hover text stay."""
+def recolor_update(atlas, mode: str, element: str | None, view: str = DEFAULT_VIEW) -> dict:
+    """The map update (:func:`map_update`) that gives the map another colour mode: the base
+    trace's marker and legend entry and the whole foreground trace; the coordinates and hover
+    text stay in the browser."""
     layers = color_layers(atlas.materials, mode, element)
-    patch = Patch()
     base = trace_json(base_trace(atlas.coordinates[:0], None, layers))  # only marker and legend are used
-    patch["data"][BASE]["marker"] = base["marker"]
-    patch["data"][BASE]["name"] = base["name"]
-    patch["data"][BASE]["showlegend"] = base["showlegend"]
-    patch["data"][FOREGROUND] = trace_json(foreground_trace(atlas.coordinates_of(view), layers))
-    return patch
+    return map_update(
+        traces={BASE: {"marker": base["marker"], "name": base["name"], "showlegend": base["showlegend"]}},
+        replace={FOREGROUND: trace_json(foreground_trace(atlas.coordinates_of(view), layers))},
+    )
 
 
-def search_patch(atlas, query: str, view: str = DEFAULT_VIEW) -> Patch:
-    """A ``Patch`` ringing ``query``'s matches and zooming onto them (view kept when none)."""
+def search_update(atlas, query: str, view: str = DEFAULT_VIEW) -> dict:
+    """The map update (:func:`map_update`) ringing ``query``'s matches and zooming onto them
+    (the view is kept when nothing matches)."""
     rows = _highlight_rows(atlas, query)
     coordinates = atlas.coordinates_of(view)
-    patch = Patch()
-    patch["data"][HIGHLIGHT] = trace_json(highlight_trace(coordinates, rows, map_hover_text(atlas), f"search: {query}"))
+    ring = trace_json(highlight_trace(coordinates, rows, map_hover_text(atlas), f"search: {query}"))
     ranges = zoom_ranges(coordinates, rows)
-    if ranges is not None:
-        patch["layout"]["xaxis"]["range"] = ranges[0]
-        patch["layout"]["yaxis"]["range"] = ranges[1]
-        patch["layout"]["xaxis"]["autorange"] = False
-        patch["layout"]["yaxis"]["autorange"] = False
-    return patch
+    axes = None if ranges is None else {"xaxis": {"range": ranges[0], "autorange": False},
+                                        "yaxis": {"range": ranges[1], "autorange": False}}
+    return map_update(replace={HIGHLIGHT: ring}, layout=axes)
+
+
+def map_update(traces: dict[int, dict] | None = None, replace: dict[int, dict] | None = None,
+               layout: dict[str, dict] | None = None) -> dict:
+    """What ``matmap.applyMapUpdate`` (``assets/matmap.js``) does to the drawn map.
+
+    Args:
+        traces: trace index → attributes to set on that trace (the others kept).
+        replace: trace index → a whole new trace (JSON of :func:`components.map_figure.trace_json`).
+        layout: layout key (``xaxis`` …) → attributes to set on it.
+
+    Returns:
+        ``{"traces": {"0": …}, "replace": {"1": …}, "layout": {…}}`` (JSON keys are strings).
+    """
+    return {"traces": {str(i): t for i, t in (traces or {}).items()},
+            "replace": {str(i): t for i, t in (replace or {}).items()},
+            "layout": layout or {}}
 
 
 @callback(
     Output("map-graph", "figure"),
+    Output("map-update", "data"),
     Output("map-element-row", "style"),
     Output("map-view-caption", "children"),
     Input("map-color", "value"),
@@ -266,17 +290,18 @@ def search_patch(atlas, query: str, view: str = DEFAULT_VIEW) -> Patch:
     State("map-highlight", "data"),
 )
 def draw_map(mode, element, view, query):
-    """First call or another map: the whole figure; later calls (a new colour or element): a ``Patch``."""
+    """First call or another map: the whole figure; later calls (a new colour or element): an
+    update of the drawn figure (:func:`recolor_update`)."""
     atlas = require_map()
     view = view if view in atlas.views else DEFAULT_VIEW
     caption = view_caption(atlas, view)
     if ctx.triggered_id in (None, "map-view"):
-        return initial_figure(atlas, mode, element, query, view), _element_row_style(mode), caption
-    return recolor_patch(atlas, mode, element, view), _element_row_style(mode), caption
+        return initial_figure(atlas, mode, element, query, view), no_update, _element_row_style(mode), caption
+    return no_update, recolor_update(atlas, mode, element, view), _element_row_style(mode), caption
 
 
 @callback(
-    Output("map-graph", "figure", allow_duplicate=True),
+    Output("map-update", "data", allow_duplicate=True),
     Output("map-search-result", "children"),
     Output("map-highlight", "data"),
     Input("map-search", "value"),
@@ -289,7 +314,7 @@ def search(query, _clicks, view):
     atlas = require_map()
     query = (query or "").strip()
     view = view if view in atlas.views else DEFAULT_VIEW
-    return search_patch(atlas, query, view), search_summary(atlas, query, view), query
+    return search_update(atlas, query, view), search_summary(atlas, query, view), query
 
 
 @callback(Output("map-nav", "href"), Input("map-graph", "clickData"), prevent_initial_call=True)
@@ -366,6 +391,14 @@ def hover_details(material, mode: str, element: str | None):
         ]
     )
 
+
+clientside_callback(
+    ClientsideFunction(namespace="matmap", function_name="applyMapUpdate"),
+    Output("map-update-applied", "data"),
+    Input("map-update", "data"),
+    State("map-update-applied", "data"),
+    prevent_initial_call=True,
+)
 
 clientside_callback(
     ClientsideFunction(namespace="matmap", function_name="syncMapUrl"),

@@ -135,6 +135,29 @@ def test_search_highlights_and_lists_matches(page, live_server, atlas):
     page.wait_for_url(re.compile(r"highlight=Xx9"))
 
 
+def test_recolour_and_search_change_the_drawn_map_in_place_and_keep_each_other(page, live_server, atlas):
+    """Issue 12: a recolour and a search update the drawn figure in the browser (plotly), not
+    the Graph's figure prop; the rings and the zoom survive a recolour, the colours a search."""
+    gd = "document.querySelector('#map-graph .js-plotly-plot')"
+    open_map(page, live_server, "?color=band_gap")
+    page.locator("#map-graph .colorbar").get_by_text("band gap (eV)").wait_for()
+    page.fill("#map-search", "mp-172")
+    page.press("#map-search", "Enter")
+    page.locator("#map-search-result").get_by_role("link", name="mp-172").wait_for()
+    assert poll(lambda: page.evaluate(f"() => {gd}._fullData[2].x.length") == 1, page=page)
+    x = float(atlas.coordinates[atlas.row_of("mp-172"), 0])
+    x_range = page.evaluate(f"() => {gd}._fullLayout.xaxis.range")
+    assert x_range[0] < x < x_range[1] and x_range[1] - x_range[0] < np.ptp(atlas.coordinates[:, 0])
+    page.locator("#map-graph .colorbar").get_by_text("band gap (eV)").wait_for()  # the colours stay
+    page.locator("#map-color").click()
+    page.get_by_role("option", name="Density (g/cm³)").click()
+    page.locator("#map-graph .colorbar").get_by_text("density (g/cm³)").wait_for()
+    assert page.evaluate(f"() => {gd}._fullData[2].x.length") == 1  # the rings stay
+    assert page.evaluate(f"() => {gd}._fullLayout.xaxis.range") == x_range  # and the zoom
+    assert page.evaluate(f"() => {gd}._fullData[0].x.length") == len(atlas)
+    assert wait_until_drawn(page, "#map-graph")
+
+
 def test_click_a_point_opens_its_page_with_neighbours_and_structure(page, live_server, atlas):
     row = isolated_row(atlas)
     material_id = atlas.materials["material_id"].iat[row]

@@ -87,30 +87,31 @@ def test_a_click_on_the_full_size_map_sends_the_neighbours_not_the_map(dash_app,
     assert json.dumps(figure).count("mp-") >= 25  # the neighbours are there
 
 
-def _patch_locations(response) -> list[list]:
-    """The locations a ``Patch`` response assigns (``["data", 0, "marker"]``, …)."""
-    update = next(v for v in response.json["response"].values() if "figure" in v)["figure"]
-    assert update.get("__dash_patch_update"), "a whole figure was sent, not a Patch"
-    return [op["location"] for op in update["operations"]]
+def _update_of(response) -> dict:
+    """The map update (``pages/map.py`` ``map_update``) a callback response writes to
+    ``map-update``, after checking that it leaves the figure prop alone."""
+    outputs = response.json["response"]
+    assert "figure" not in outputs.get("map-graph", {}), "a figure was sent, not an update"
+    return outputs["map-update"]["data"]
 
 
 @pytest.mark.parametrize("mode", ["band_gap", "crystal_system"])
 def test_a_recolour_of_the_full_size_map_resends_colours_not_coordinates(dash_app, atlas, monkeypatch, mode):
-    """Issue 12: a new colour mode is a ``Patch`` of the base trace's marker (and the small
-    foreground trace); the 141,659 coordinates and hover texts stay in the browser, so the
-    response holds about one float32 per point (base64: 5.3 bytes; 8.0 here with the grey rows of
-    the test map's missing band gaps), not the 19 bytes per point
+    """Issue 12: a new colour mode is an update of the base trace's marker (and the small
+    foreground trace), applied by plotly in the browser; the 141,659 coordinates and hover
+    texts stay there, so the response holds about one float32 per point (base64: 5.3 bytes;
+    8.0 here with the grey rows of the test map's missing band gaps), not the 19 bytes per point
     the band-gap recolour sent while the coloured points were a new trace with their coordinates."""
     from components import state
-    from components.map_figure import BASE
+    from components.map_figure import BASE, FOREGROUND
 
     big = scaled_map(atlas, FULL_MAP)
     monkeypatch.setattr(state, "get_map", lambda: big)
     client = dash_app.server.test_client()
     values = {"map-color.value": mode, "map-element.value": None, "map-view.value": "crystal", "map-highlight.data": ""}
-    recolour = post_callback(client, "map-graph", "figure", values, ["map-color.value"])
+    recolour = post_callback(client, "map-update", "data", values, ["map-color.value"])
     assert recolour.status == 200
-    locations = _patch_locations(recolour)
-    assert ["data", BASE, "marker"] in locations
-    assert not any(loc[:2] == ["data", BASE] and loc[2:] in (["x"], ["y"], ["hovertext"], []) for loc in locations)
+    update = _update_of(recolour)
+    assert set(update["traces"][str(BASE)]) == {"marker", "name", "showlegend"}  # no x, y or hover text
+    assert set(update["replace"]) == {str(FOREGROUND)} and not update["layout"]
     assert recolour.nbytes < 10 * FULL_MAP, f"{recolour.nbytes / FULL_MAP:.1f} bytes per point"

@@ -41,6 +41,15 @@ def patch_ops(patch) -> dict:
     return {tuple(op["location"]): op["params"].get("value") for op in patch.to_plotly_json()["operations"]}
 
 
+def update_ops(update: dict) -> dict:
+    """A map update (``pages/map.py`` ``map_update``) as ``{("data", i, attribute) | ("data", i) |
+    ("layout", axis, attribute): value}``, the way ``assets/matmap.js`` applies it."""
+    assert set(update) == {"traces", "replace", "layout"}
+    ops = {("data", int(i), k): v for i, attrs in update["traces"].items() for k, v in attrs.items()}
+    ops |= {("data", int(i)): trace for i, trace in update["replace"].items()}
+    return ops | {("layout", axis, k): v for axis, attrs in update["layout"].items() for k, v in attrs.items()}
+
+
 # --------------------------------------------------------------------------- app shell
 
 
@@ -70,23 +79,26 @@ def test_map_layout_explains_a_bad_url(pages, atlas):
     assert "unknown colour mode 'bandgap'" in text and "No material of this map contains 'Xx'" in text
 
 
-def test_initial_figure_and_patches(pages, atlas):
+def test_initial_figure_and_updates(pages, atlas):
     page = pages["map"]
     figure = page.initial_figure(atlas, "band_gap", None, "HoCd")
     assert len(figure.data[BASE].x) == len(atlas)
     assert figure.data[BASE].marker.colorbar.title.text == "band gap (eV)"  # most materials have one: the base carries the colours
     assert list(figure.data[HIGHLIGHT].customdata) == atlas.search("HoCd")
 
-    ops = patch_ops(page.recolor_patch(atlas, "element", "Cd"))
+    update = page.recolor_update(atlas, "element", "Cd")
+    json.dumps(update)  # a Store's data: plain JSON
+    ops = update_ops(update)
     assert set(ops) == {("data", BASE, "marker"), ("data", BASE, "name"), ("data", BASE, "showlegend"), ("data", FOREGROUND)}
     assert "x" not in ops[("data", BASE, "marker")]  # the coordinates are not sent again
     assert ops[("data", FOREGROUND)]["name"].startswith("contains Cd")
 
-    ops = patch_ops(page.search_patch(atlas, "mp-172"))
+    ops = update_ops(page.search_update(atlas, "mp-172"))
     assert ops[("data", HIGHLIGHT)]["customdata"] == {"dtype": "i4", "bdata": base64.b64encode(
         np.array([atlas.row_of("mp-172")], dtype=np.int32).tobytes()).decode()}
-    assert ("layout", "xaxis", "range") in ops
-    assert ("layout", "xaxis", "range") not in patch_ops(page.search_patch(atlas, "no such thing"))
+    assert ("layout", "xaxis", "range") in ops and ops[("layout", "yaxis", "autorange")] is False
+    nothing = update_ops(page.search_update(atlas, "no such thing"))
+    assert ("layout", "xaxis", "range") not in nothing and len(nothing[("data", HIGHLIGHT)]["customdata"]) == 0
 
 
 def test_map_page_offers_the_xrd_map(pages, atlas):
@@ -103,7 +115,7 @@ def test_map_page_offers_the_xrd_map(pages, atlas):
     np.testing.assert_array_equal(np.asarray(figure.data[BASE].x, dtype=np.float32), xrd_xy[:, 0])
     assert not np.allclose(xrd_xy, atlas.coordinates)
     # a search on the XRD map zooms onto the material's XRD-map position
-    ranges = patch_ops(page.search_patch(atlas, "mp-172", "xrd"))[("layout", "xaxis", "range")]
+    ranges = update_ops(page.search_update(atlas, "mp-172", "xrd"))[("layout", "xaxis", "range")]
     assert ranges[0] < xrd_xy[atlas.row_of("mp-172"), 0] < ranges[1]
     assert "300 materials placed" in page.view_caption(atlas, "xrd")
 
@@ -138,8 +150,7 @@ def test_search_lists_every_match_and_says_which_the_zoom_shows(pages, atlas, mo
     monkeypatch.setattr(atlas, "search", lambda query, limit=50: far)
     text = text_of(page.search_summary(atlas, "X"))
     assert "They lie far apart: the map shows the 1 of them" in text and text.count('"◎ "') == 1
-    ranges = page.search_patch(atlas, "X").to_plotly_json()["operations"]
-    x_range = next(op["params"]["value"] for op in ranges if op["location"] == ["layout", "xaxis", "range"])
+    x_range = update_ops(page.search_update(atlas, "X"))[("layout", "xaxis", "range")]
     assert x_range[0] < xy[far[0], 0] < x_range[1] < xy[far[1], 0]  # zoomed onto the first, not both
 
 
