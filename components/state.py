@@ -88,9 +88,11 @@ def map_or_error() -> tuple[MapArtifacts | None, str | None]:
 
 
 def warm_up() -> MapArtifacts:
-    """Load the map and everything the pages derive from it, now: the faiss index and the
-    formula search keys (:meth:`MapArtifacts.preload`), the hover text and element list of
-    the map page, and the structure viewer's imports (crystal-toolkit, pymatgen's XRD).
+    """Load the map and everything the pages derive from it, now: the faiss index, the
+    formula search keys, the model and t-SNE states that place an uploaded CIF
+    (:meth:`MapArtifacts.preload`), the hover text and element list of
+    the map page, the structure viewer's imports (crystal-toolkit, pymatgen's XRD) and the
+    crystal generator of ``/generate``.
 
     Returns:
         The loaded map, which :func:`get_map` returns from then on.
@@ -104,11 +106,27 @@ def warm_up() -> MapArtifacts:
     with _lock:
         atlas = _loaded if _loaded is not None else MapArtifacts.load()
         atlas.preload()
+        try:
+            atlas.preload_locator()
+        except (ArtifactError, OSError, ValueError) as error:  # the map works without it; /locate says why
+            log.warning("placing CIFs will load on first use: %s", error)
         map_hover_text(atlas)
         map_elements(atlas)
         preload()
+        _preload_generator()
         _loaded = atlas
     return atlas
+
+
+def _preload_generator() -> None:
+    """Load the crystal generator of ``/generate`` now (its page says "loading" until then):
+    otherwise Dash's first request, which renders every page once, loads it in the way."""
+    from ml import explorer
+
+    try:
+        explorer.generator()
+    except explorer.ExplorerUnavailable as error:  # the page says why, with the command
+        log.info("no crystal generator: %s", error)
 
 
 def start_warm_up(on_done: Callable[[], None] | None = None, start: bool = True) -> threading.Thread | None:

@@ -172,6 +172,21 @@ class MapArtifacts:
         self.close_match_distance
         return self
 
+    def preload_locator(self) -> "MapArtifacts":
+        """Load now the model and t-SNE states that :meth:`locate` loads on first use
+        (:func:`ml.locate.preload`).
+
+        Returns:
+            This map.
+
+        Raises:
+            ArtifactError: the map's model is missing or changed since the build.
+        """
+        from ml.locate import preload
+
+        preload(self)
+        return self
+
     @cached_property
     def index(self) -> ExactL2Index:
         """The exact L2 index of the embeddings (loaded on first use)."""

@@ -108,6 +108,11 @@ def generator():
     return _generator
 
 
+def loaded() -> bool:
+    """Whether :func:`generator` has loaded the generator in this process (it never loads)."""
+    return _generator is not None
+
+
 def unavailable() -> dict | None:
     """``None`` when the explorer can run (the generator is loaded), else
     ``{"message": why, "command": what to run}``."""

@@ -197,6 +197,21 @@ def _embed(prepared: list[PreparedStructure], artifacts: MapArtifacts) -> tuple[
     return crystal, xrd
 
 
+def preload(artifacts: MapArtifacts) -> None:
+    """Load now what placing the first CIF would load: the map's model (checked against the
+    build's) and its t-SNE states (crystal map, and the XRD map's when it has one). A server
+    does it at start, in the process its workers are forked from, so that the first upload is
+    placed as fast as the next and every worker shares one copy (2 × 364 MB on mp2024).
+
+    Raises:
+        ArtifactError: the map's model is missing or changed since the build.
+    """
+    _model_for(artifacts.model, artifacts.manifest.get("model_sha256"))
+    _tsne_for(artifacts.folder)
+    if _has_xrd_map(artifacts):
+        _tsne_for(artifacts.folder, XRD_TSNE)
+
+
 def _has_xrd_map(artifacts: MapArtifacts) -> bool:
     return "xrd" in artifacts.views and (artifacts.folder / XRD_TSNE).is_file()
 

@@ -25,7 +25,7 @@ from dash import Input, Output, State, callback, ctx, dcc, html, no_update
 from dash.exceptions import PreventUpdate
 
 from components.background import progress_job_options
-from components.common import notice
+from components.common import missing_page, notice
 from components.explorer import (
     compound_label,
     decile_options,
@@ -43,7 +43,7 @@ from components.explorer import (
 from components.located import locate_cif, result_card
 from components.map_figure import make_neighbors_map_figure
 from components.map_image import map_image
-from components.state import map_or_error
+from components.state import is_loading, map_or_error
 from components.structure_view import (
     StructureView,
     StructureViewError,
@@ -63,8 +63,10 @@ MODES = {"interpolate": "Interpolate between two compounds", "around": "Generate
 def layout(around: str | None = None, a: str | None = None, b: str | None = None, **_):
     """The controls of both modes and the result; a message with the command to run when no
     generator is trained or its voxel store is missing."""
-    problem = explorer.unavailable()
     page = _page(around=around, a=a, b=b)
+    if is_loading() and not explorer.loaded():  # the server's start-up loads it (components.state)
+        return missing_page("The server is loading the map and the crystal generator.", page)
+    problem = explorer.unavailable()
     if problem is None:
         gates = gates_view(explorer.evaluation_summary())
         if gates is not None:

@@ -82,6 +82,15 @@ def test_healthz_answers_503_while_the_map_loads_and_200_once_loaded(dash_app, f
     assert "Loading the map" in text_of(page) and "No map to show yet" not in text_of(page)
     with pytest.raises(PreventUpdate):
         loading_finished(1)
+    from ml import explorer
+
+    generate_page = sys.modules["pages.generate"]
+
+    monkeypatch.setattr(explorer, "loaded", lambda: False)  # the warm-up loads it after the map
+    monkeypatch.setattr(explorer, "generator", lambda: pytest.fail("a page loaded the generator"))
+    assert "Loading the map" in text_of(generate_page.layout())
+    monkeypatch.undo()
+    monkeypatch.setattr(MapArtifacts, "load", classmethod(slow_load))
 
     release.set()
     thread.join(60)
@@ -91,6 +100,23 @@ def test_healthz_answers_503_while_the_map_loads_and_200_once_loaded(dash_app, f
     assert body["model"] == MODEL and body["load_seconds"] > 0
     assert loading_finished(2) is True  # the page reloads itself
     assert len(state.get_map().index) == 300  # loaded with its index
+    from ml import locate  # and with what places a CIF: the first upload loads nothing
+
+    assert locate._model_for.cache_info().currsize >= 1 and locate._tsne_for.cache_info().currsize >= 2
+
+
+def test_a_map_whose_model_is_gone_still_loads_for_browsing(dash_app, fresh_state, monkeypatch):
+    from components import state
+    from ml import locate
+    from ml.artifacts import ArtifactError
+
+    def gone(*args):
+        raise ArtifactError("no model file")
+
+    monkeypatch.setattr(locate, "preload", gone)
+    dash_app.server.test_client().get("/")
+    state.start_warm_up().join(60)
+    assert get(dash_app.server.test_client(), "/healthz")[0] == 200
 
 
 def test_healthz_says_why_a_map_cannot_load(dash_app, no_map):
