@@ -77,6 +77,7 @@ def test_load_tsne_runs_on_one_thread_and_places_points_identically(tmp_path):
         as_fitted = pickle.load(handle)
     assert as_fitted.gradient_descent_params["n_jobs"] == -1  # what the build stores
     serial = load_tsne(path)
+    assert serial.affinities.knn_index.data is None and serial.affinities.P is None  # only what transform reads
     assert serial.gradient_descent_params["n_jobs"] == 1
     assert serial.affinities.n_jobs == 1 and serial.affinities.knn_index.n_jobs == 1
     new = rng.normal(4.0, 1.0, size=(3, 16))
