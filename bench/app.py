@@ -272,6 +272,7 @@ def main(argv: list[str] | None = None) -> None:
                 page.goto(f"{base}/?highlight={args.material}")
                 link = page.locator(f"#map-search-result a[href='/material/{args.material}']")
                 link.wait_for(timeout=60_000)
+                page.wait_for_function(ALL_DRAWN, arg=n, timeout=120_000)  # a click waits for a drawing map
                 times["neighbours"].append(_timed(link.click, lambda: neighbour_rows.wait_for(timeout=60_000)))
                 times["material_page_load"].append(_timed(
                     lambda: page.goto(f"{base}/material/{args.material}"), lambda: neighbour_rows.wait_for(timeout=60_000)))

@@ -6,6 +6,8 @@ are filled by callbacks so the page shows at once and each part has its own spin
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import dash
 from dash import Input, Output, State, callback, dcc, html, no_update
 from dash.exceptions import PreventUpdate
@@ -54,7 +56,8 @@ def layout(material_id: str | None = None, **_):
         material = atlas.material(material_id)
     except UnknownMaterialError as unknown:
         return not_in_map(material_id, str(unknown))
-    return _body(material_id, material)
+    # the first neighbour table comes with the page: no callback round trip before its rows
+    return _body(material_id, material, neighbor_view(atlas, material_id, DEFAULT_K))
 
 
 def not_in_map(material_id: str, reason: str) -> html.Div:
@@ -73,7 +76,38 @@ def not_in_map(material_id: str, reason: str) -> html.Div:
     )
 
 
-def _body(material_id: str | None, material) -> html.Div:
+class NeighborView(NamedTuple):
+    """What the neighbour section shows for one ``k``: grid rows, the table's columns, the
+    small map and a note (``None``, or why ``k`` was changed)."""
+
+    rows: list[dict]
+    columns: list[str]
+    figure: object
+    note: str | None
+
+
+def neighbor_view(atlas, material_id: str, k, note: str | None = None) -> NeighborView:
+    """The ``k`` nearest materials of ``material_id`` as the neighbour section shows them.
+
+    Raises:
+        UnknownMaterialError: ``material_id`` is not on the map.
+    """
+    table = atlas.neighbors(material_id, k)
+    coordinates = atlas.coordinates
+    rows = [atlas.row_of(mid) for mid in table["material_id"]]
+    figure = make_neighbors_map_figure(
+        map_image(atlas, "crystal"),
+        tuple(coordinates[atlas.row_of(material_id)]),
+        coordinates[rows],
+        table["distance"].to_numpy(),
+        neighbor_text=[f"#{r} {f} · {m}" for r, f, m in zip(table["rank"], table["formula"], table["material_id"])],
+        neighbor_ids=list(table["material_id"]),
+        query_label=f"{atlas.material(material_id)['formula']} · {material_id}",
+    )
+    return NeighborView(neighbor_records(table), list(table.columns), figure, note)
+
+
+def _body(material_id: str | None, material, first: NeighborView | None = None) -> html.Div:
     formula = str(material["formula"]) if material is not None else ""
     header = html.Div(
         className="material-header",
@@ -150,12 +184,14 @@ def _body(material_id: str | None, material) -> html.Div:
                         className="grid-neighbors",
                         children=[
                             dcc.Loading(
-                                NeighborPanel(VIEW_ID, filename=f"{material_id}_neighbors.csv"),
+                                NeighborPanel(VIEW_ID, rows=first.rows if first else None,
+                                              columns=first.columns if first else None,
+                                              filename=f"{material_id}_neighbors.csv"),
                                 type="circle", delay_show=200,
                             ),
                             dcc.Loading(
                                 dcc.Graph(id="material-neighbor-map", config={"displaylogo": False, "scrollZoom": True},
-                                          className="neighbor-map"),
+                                          className="neighbor-map", figure=first.figure if first else None),
                                 type="circle", delay_show=200,
                             ),
                         ],
@@ -236,36 +272,18 @@ def clamp_k(k) -> tuple[int, str | None]:
     Output(NeighborPanel.ids.meta(VIEW_ID), "data"),
     Output("material-neighbor-map", "figure"),
     Output("material-k-message", "children"),
-    Input("material-id", "data"),
     Input("material-k", "value"),
+    State("material-id", "data"),
+    prevent_initial_call=True,
 )
-def show_neighbors(material_id, k):
-    """The ``k`` nearest materials: grid rows, the table's columns (the panel's chooser and
-    CSV follow them) and the small map."""
+def show_neighbors(k, material_id):
+    """Another ``k``: the nearest materials' grid rows, the table's columns (the panel's
+    chooser and CSV follow them) and the small map (the page comes with :data:`DEFAULT_K`)."""
     if not material_id:
         raise PreventUpdate
-    k, note = clamp_k(k)
-    atlas = require_map()
-    table = atlas.neighbors(material_id, k)
-    coordinates = atlas.coordinates
-    rows = [atlas.row_of(mid) for mid in table["material_id"]]
-    query_row = atlas.row_of(material_id)
-    figure = make_neighbors_map_figure(
-        map_image(atlas, "crystal"),
-        tuple(coordinates[query_row]),
-        coordinates[rows],
-        table["distance"].to_numpy(),
-        neighbor_text=[f"#{r} {f} · {m}" for r, f, m in zip(table["rank"], table["formula"], table["material_id"])],
-        neighbor_ids=list(table["material_id"]),
-        query_label=f"{atlas.material(material_id)['formula']} · {material_id}",
-    )
-    columns = list(table.columns)
-    return (
-        neighbor_records(table),
-        panel_meta(columns, f"{material_id}_neighbors.csv"),
-        figure,
-        notice(note, "warning") if note else None,
-    )
+    view = neighbor_view(require_map(), material_id, *clamp_k(k))
+    return (view.rows, panel_meta(view.columns, f"{material_id}_neighbors.csv"), view.figure,
+            notice(view.note, "warning") if view.note else None)
 
 
 @callback(

@@ -182,6 +182,18 @@ def test_material_layout(pages, atlas):
     assert json.dumps(NeighborPanel.ids.grid("material"), sort_keys=True) in ids_of(layout)
 
 
+def test_the_material_page_comes_with_its_first_neighbour_table(pages, atlas):
+    """Issue 12: the page's layout holds the first DEFAULT_K neighbours and their small map,
+    so the table fills without a callback round trip after the page arrives."""
+    page = pages["material"]
+    layout = page.layout(material_id="mp-172")
+    grid = next(c for c in _walk(layout) if getattr(c, "id", None) == {"component": "NeighborPanel",
+                                                                         "subcomponent": "grid", "aio_id": "material"})
+    assert [r["material_id"] for r in grid.rowData] == list(atlas.neighbors("mp-172", page.DEFAULT_K)["material_id"])
+    small_map = next(c for c in _walk(layout) if getattr(c, "id", None) == "material-neighbor-map")
+    assert len(small_map.figure.data[1].x) == page.DEFAULT_K
+
+
 def test_unknown_material_says_it_is_not_in_the_map(pages, atlas):
     text = text_of(pages["material"].layout(material_id="mp-0"))
     assert "mp-0 is not in the map" in text
@@ -193,11 +205,11 @@ def test_material_callbacks(pages, atlas):
     assert {c["name"] for c in scene["contents"]} >= {"atoms", "unit_cell"} and message is None
     figure, message = page.draw_xrd("mp-172")
     assert len(figure.data[0].x) == 5000 and message is None
-    rows, meta, small_map, note = page.show_neighbors("mp-172", 7)
+    rows, meta, small_map, note = page.show_neighbors(7, "mp-172")
     assert [r["rank"] for r in rows] == list(range(1, 8)) and note is None
     assert meta == {"columns": list(rows[0]), "filename": "mp-172_neighbors.csv", "units": {}}
     assert len(small_map.data[1].x) == 7
-    rows, *_, note = page.show_neighbors("mp-172", 5000)
+    rows, *_, note = page.show_neighbors(5000, "mp-172")
     assert len(rows) == len(atlas) - 1 and "between 1 and 1000" in text_of(note)
     assert page.download_cif(1, "mp-172")["content"] == atlas.cif("mp-172")
     assert page.open_neighbor({"points": [{"customdata": "mp-170"}]}) == "/material/mp-170"
