@@ -44,7 +44,9 @@ window.dash_clientside = Object.assign({}, window.dash_clientside, {
           Object.keys(update.replace || {}).forEach(function (key) { data[Number(key)] = update.replace[key]; });
           var layout = Object.assign({}, gd.layout);
           Object.keys(update.layout || {}).forEach(function (key) {
-            layout[key] = Object.assign({}, layout[key], update.layout[key]);
+            var value = update.layout[key];
+            layout[key] = (value && typeof value === "object" && !Array.isArray(value))
+              ? Object.assign({}, layout[key], value) : value;
           });
           var began = performance.now();
           var done = function () {

@@ -48,7 +48,7 @@ from components.map_figure import (
     clicked_row,
     color_layers,
     foreground_trace,
-    highlight_trace,
+    ring_shapes,
     make_map_figure,
     parse_mode,
     trace_json,
@@ -56,7 +56,7 @@ from components.map_figure import (
     zoom_ranges,
 )
 from components.properties import format_value, formula_children, property_rows
-from components.state import map_elements, map_hover_text, map_or_error, require_map
+from components.state import map_elements, map_or_error, require_map
 from components.structure_preview import PREVIEW_SIZE, preview_figure
 from components.structure_view import StructureViewError, element_colors, legend_chips
 from ml.artifacts import DEFAULT_VIEW, MAP_VIEWS, ArtifactError
@@ -235,7 +235,7 @@ def initial_figure(atlas, mode: str, element: str | None, query: str, view: str 
     # no hover text: 141k labels were 4.2 of the figure's 6.6 MB and slowed every redraw; the
     # hover card and the 3D preview beside the map say what is under the pointer
     return make_map_figure(atlas.coordinates_of(view), layers, None, highlight_rows=rows,
-                           highlight_name=f"search: {query}", highlight_text=map_hover_text(atlas))
+                           highlight_name=f"search: {query}", rings_as_shapes=True)
 
 
 def recolor_update(atlas, mode: str, element: str | None, view: str = DEFAULT_VIEW) -> dict:
@@ -251,15 +251,15 @@ def recolor_update(atlas, mode: str, element: str | None, view: str = DEFAULT_VI
 
 
 def search_update(atlas, query: str, view: str = DEFAULT_VIEW) -> dict:
-    """The map update (:func:`map_update`) ringing ``query``'s matches and zooming onto them
-    (the view is kept when nothing matches)."""
+    """The map update (:func:`map_update`) ringing ``query``'s matches (layout shapes,
+    :func:`components.map_figure.ring_shapes`: a relayout, no trace recomputed) and zooming onto
+    them (the view is kept when nothing matches)."""
     rows = _highlight_rows(atlas, query)
     coordinates = atlas.coordinates_of(view)
-    ring = trace_json(highlight_trace(coordinates, rows, map_hover_text(atlas), f"search: {query}"))
     ranges = zoom_ranges(coordinates, rows)
-    axes = None if ranges is None else {"xaxis": {"range": ranges[0], "autorange": False},
-                                        "yaxis": {"range": ranges[1], "autorange": False}}
-    return map_update(replace={HIGHLIGHT: ring}, layout=axes)
+    axes = {} if ranges is None else {"xaxis": {"range": ranges[0], "autorange": False},
+                                      "yaxis": {"range": ranges[1], "autorange": False}}
+    return map_update(layout={"shapes": ring_shapes(coordinates, rows, f"search: {query}"), **axes})
 
 
 def map_update(traces: dict[int, dict] | None = None, replace: dict[int, dict] | None = None,
@@ -269,7 +269,8 @@ def map_update(traces: dict[int, dict] | None = None, replace: dict[int, dict] |
     Args:
         traces: trace index → attributes to set on that trace (the others kept).
         replace: trace index → a whole new trace (JSON of :func:`components.map_figure.trace_json`).
-        layout: layout key (``xaxis`` …) → attributes to set on it.
+        layout: layout key → attributes to set on it (``xaxis``: a dict, merged), or its new
+            value (``shapes``: a list, replaced).
 
     Returns:
         ``{"traces": {"0": …}, "replace": {"1": …}, "layout": {…}}`` (JSON keys are strings).

@@ -127,12 +127,14 @@ def test_switching_to_the_xrd_map_redraws_it_and_keeps_the_colour(page, live_ser
 def test_search_highlights_and_lists_matches(page, live_server, atlas):
     open_map(page, live_server, "?highlight=mp-172")
     page.locator("#map-search-result").get_by_role("link", name="mp-172").wait_for()
-    rings = page.evaluate("() => document.querySelector('#map-graph .js-plotly-plot')._fullData[2].x.length")
+    rings = page.evaluate("() => document.querySelector('#map-graph .js-plotly-plot')._fullLayout.shapes.length")
     assert rings == 1
     page.fill("#map-search", "Xx9")
     page.press("#map-search", "Enter")
     page.locator("#map-search-result").get_by_text("Nothing matches 'Xx9'").wait_for()
     page.wait_for_url(re.compile(r"highlight=Xx9"))
+    assert poll(lambda: page.evaluate("() => document.querySelector('#map-graph .js-plotly-plot')._fullLayout.shapes.length") == 0,
+                page=page)  # the rings of the last search go
 
 
 def test_recolour_and_search_change_the_drawn_map_in_place_and_keep_each_other(page, live_server, atlas):
@@ -144,7 +146,7 @@ def test_recolour_and_search_change_the_drawn_map_in_place_and_keep_each_other(p
     page.fill("#map-search", "mp-172")
     page.press("#map-search", "Enter")
     page.locator("#map-search-result").get_by_role("link", name="mp-172").wait_for()
-    assert poll(lambda: page.evaluate(f"() => {gd}._fullData[2].x.length") == 1, page=page)
+    assert poll(lambda: page.evaluate(f"() => {gd}._fullLayout.shapes.length") == 1, page=page)
     x = float(atlas.coordinates[atlas.row_of("mp-172"), 0])
     x_range = page.evaluate(f"() => {gd}._fullLayout.xaxis.range")
     assert x_range[0] < x < x_range[1] and x_range[1] - x_range[0] < np.ptp(atlas.coordinates[:, 0])
@@ -152,7 +154,7 @@ def test_recolour_and_search_change_the_drawn_map_in_place_and_keep_each_other(p
     page.locator("#map-color").click()
     page.get_by_role("option", name="Density (g/cm³)").click()
     page.locator("#map-graph .colorbar").get_by_text("density (g/cm³)").wait_for()
-    assert page.evaluate(f"() => {gd}._fullData[2].x.length") == 1  # the rings stay
+    assert page.evaluate(f"() => {gd}._fullLayout.shapes.length") == 1  # the rings stay
     assert page.evaluate(f"() => {gd}._fullLayout.xaxis.range") == x_range  # and the zoom
     assert page.evaluate(f"() => {gd}._fullData[0].x.length") == len(atlas)
     assert wait_until_drawn(page, "#map-graph")

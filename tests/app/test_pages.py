@@ -47,7 +47,9 @@ def update_ops(update: dict) -> dict:
     assert set(update) == {"traces", "replace", "layout"}
     ops = {("data", int(i), k): v for i, attrs in update["traces"].items() for k, v in attrs.items()}
     ops |= {("data", int(i)): trace for i, trace in update["replace"].items()}
-    return ops | {("layout", axis, k): v for axis, attrs in update["layout"].items() for k, v in attrs.items()}
+    ops |= {("layout", key, k): v for key, attrs in update["layout"].items() if isinstance(attrs, dict)
+            for k, v in attrs.items()}
+    return ops | {("layout", key): v for key, v in update["layout"].items() if not isinstance(v, dict)}
 
 
 # --------------------------------------------------------------------------- app shell
@@ -84,7 +86,9 @@ def test_initial_figure_and_updates(pages, atlas):
     figure = page.initial_figure(atlas, "band_gap", None, "HoCd")
     assert len(figure.data[BASE].x) == len(atlas)
     assert figure.data[BASE].marker.colorbar.title.text == "band gap (eV)"  # most materials have one: the base carries the colours
-    assert list(figure.data[HIGHLIGHT].customdata) == atlas.search("HoCd")
+    rows = atlas.search("HoCd")  # ringed by layout shapes, the highlight trace left empty
+    assert [(c["xanchor"], c["yanchor"]) for c in figure.to_plotly_json()["layout"]["shapes"]] == \
+        [tuple(float(v) for v in atlas.coordinates[r]) for r in rows] and len(figure.data[HIGHLIGHT].x) == 0
 
     update = page.recolor_update(atlas, "element", "Cd")
     json.dumps(update)  # a Store's data: plain JSON
@@ -93,12 +97,15 @@ def test_initial_figure_and_updates(pages, atlas):
     assert "x" not in ops[("data", BASE, "marker")]  # the coordinates are not sent again
     assert ops[("data", FOREGROUND)]["name"].startswith("contains Cd")
 
-    ops = update_ops(page.search_update(atlas, "mp-172"))
-    assert ops[("data", HIGHLIGHT)]["customdata"] == {"dtype": "i4", "bdata": base64.b64encode(
-        np.array([atlas.row_of("mp-172")], dtype=np.int32).tobytes()).decode()}
+    update = page.search_update(atlas, "mp-172")
+    assert not update["traces"] and not update["replace"]  # a relayout: no trace is recomputed
+    (ring,) = update["layout"]["shapes"]
+    assert (ring["xanchor"], ring["yanchor"]) == tuple(float(v) for v in atlas.coordinates[atlas.row_of("mp-172")])
+    assert ring["name"] == "search: mp-172" and ring["showlegend"] is True
+    ops = update_ops(update)
     assert ("layout", "xaxis", "range") in ops and ops[("layout", "yaxis", "autorange")] is False
-    nothing = update_ops(page.search_update(atlas, "no such thing"))
-    assert ("layout", "xaxis", "range") not in nothing and len(nothing[("data", HIGHLIGHT)]["customdata"]) == 0
+    nothing = page.search_update(atlas, "no such thing")
+    assert nothing["layout"] == {"shapes": []}  # rings cleared, view kept
 
 
 def test_map_page_offers_the_xrd_map(pages, atlas):
