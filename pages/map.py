@@ -8,13 +8,13 @@ The URL keeps the view: ``?view=xrd``, ``?color=band_gap``, ``?color=element&ele
 ``history.replaceState`` (``assets/matmap.js``), which changes the address without making
 Dash re-render the page, so the 140k coordinates are sent once per visit.
 
-A colour change or a search sends only what changes (the base trace's marker, the small
-foreground and ring traces, the axis ranges) to the ``map-update`` store, and
+A colour change, a search or the switch to the other map sends only what changes (the base
+trace's marker and the small foreground trace; the ring shapes and axis ranges; the other map's
+traces) to the ``map-update`` store, and
 ``matmap.applyMapUpdate`` (``assets/matmap.js``) hands it to ``Plotly.react`` in the browser:
 the figure prop is not touched, so Dash does not copy and redraw the whole 140k-point figure
-(a ``Patch`` of it cost 2 s in Chromium beside plotly's own 0.05–0.75 s). The figure prop
-changes only for a whole new figure (first paint, the other map), which then carries the
-current colour and search.
+(a ``Patch`` of it cost 2 s in Chromium beside plotly's own 0.05–0.75 s). The figure prop is
+set once, at the first paint.
 """
 
 from __future__ import annotations
@@ -262,6 +262,17 @@ def search_update(atlas, query: str, view: str = DEFAULT_VIEW) -> dict:
     return map_update(layout={"shapes": ring_shapes(coordinates, rows, f"search: {query}"), **axes})
 
 
+def view_update(atlas, mode: str, element: str | None, query: str, view: str) -> dict:
+    """The map update (:func:`map_update`) that draws map ``view`` in place of the drawn one:
+    every trace of :func:`initial_figure` replaced, its rings and zoom (or autorange). Applied by
+    plotly in the browser as a new figure would be, without Dash's handling of a 3 MB figure prop."""
+    figure = initial_figure(atlas, mode, element, query, view).to_plotly_json()
+    axes = {axis: {"range": figure["layout"][axis]["range"], "autorange": False} if "range" in figure["layout"][axis]
+            else {"autorange": True} for axis in ("xaxis", "yaxis")}
+    return map_update(replace=dict(enumerate(figure["data"])),
+                      layout={"shapes": figure["layout"].get("shapes", []), **axes})
+
+
 def map_update(traces: dict[int, dict] | None = None, replace: dict[int, dict] | None = None,
                layout: dict[str, dict] | None = None) -> dict:
     """What ``matmap.applyMapUpdate`` (``assets/matmap.js``) does to the drawn map.
@@ -291,13 +302,15 @@ def map_update(traces: dict[int, dict] | None = None, replace: dict[int, dict] |
     State("map-highlight", "data"),
 )
 def draw_map(mode, element, view, query):
-    """First call or another map: the whole figure; later calls (a new colour or element): an
-    update of the drawn figure (:func:`recolor_update`)."""
+    """First call: the whole figure; later calls update the drawn figure: another map
+    (:func:`view_update`), a new colour or element (:func:`recolor_update`)."""
     atlas = require_map()
     view = view if view in atlas.views else DEFAULT_VIEW
     caption = view_caption(atlas, view)
-    if ctx.triggered_id in (None, "map-view"):
+    if ctx.triggered_id is None:
         return initial_figure(atlas, mode, element, query, view), no_update, _element_row_style(mode), caption
+    if ctx.triggered_id == "map-view":
+        return no_update, view_update(atlas, mode, element, query, view), _element_row_style(mode), caption
     return no_update, recolor_update(atlas, mode, element, view), _element_row_style(mode), caption
 
 

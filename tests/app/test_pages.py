@@ -125,6 +125,14 @@ def test_map_page_offers_the_xrd_map(pages, atlas):
     ranges = update_ops(page.search_update(atlas, "mp-172", "xrd"))[("layout", "xaxis", "range")]
     assert ranges[0] < xrd_xy[atlas.row_of("mp-172"), 0] < ranges[1]
     assert "300 materials placed" in page.view_caption(atlas, "xrd")
+    # switching maps on the page replaces every trace in place, with the rings and zoom of that map
+    update = page.view_update(atlas, "band_gap", None, "mp-172", "xrd")
+    assert sorted(update["replace"]) == [str(i) for i in range(len(figure.data))] and not update["traces"]
+    base_x = update["replace"][str(BASE)]["x"]
+    np.testing.assert_array_equal(np.frombuffer(base64.b64decode(base_x["bdata"]), np.float32), xrd_xy[:, 0])
+    (ring,) = update["layout"]["shapes"]
+    assert update["layout"]["xaxis"]["range"][0] < ring["xanchor"] < update["layout"]["xaxis"]["range"][1]
+    assert page.view_update(atlas, "band_gap", None, "", "crystal")["layout"]["xaxis"] == {"autorange": True}
 
 
 def _walk(node):
