@@ -26,7 +26,7 @@ from components.common import notice
 from components.map_figure import LocatedPoint
 from components.neighbors import NeighborPanel, neighbor_records
 from components.properties import formula_children
-from ml.artifacts import DEFAULT_VIEW
+from ml.mapping.artifacts import DEFAULT_VIEW
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from ml.artifacts import ArtifactError, MapArtifacts
+from ml.mapping.artifacts import ArtifactError, MapArtifacts
 from ml.settings import get_settings
 
 T = TypeVar("T")
@@ -121,7 +121,7 @@ def warm_up() -> MapArtifacts:
 def _preload_generator() -> None:
     """Load the crystal generator of ``/generate`` now (its page says "loading" until then):
     otherwise Dash's first request, which renders every page once, loads it in the way."""
-    from ml import explorer
+    from ml.generation import explorer
 
     try:
         explorer.generator()

@@ -4,11 +4,11 @@ Two modes over the VAE's crystals (cubic AB alloys, ABX3 perovskites, Heusler an
 compounds): **interpolate** decodes the straight latent path between two compounds, step by
 step; **generate around** samples latent vectors around one compound under a formation-energy
 decile and runs the targeted funnel. Decoding is a Dash background callback (progress, cancel),
-through the torch-free facade :mod:`ml.explorer`. The result lives on the server
+through the torch-free facade :mod:`ml.generation.explorer`. The result lives on the server
 (:func:`components.explorer.save_result`); the session store keeps its token and the key of
 the inputs it was made from, and forgets it as soon as an input changes. Any generated
 structure can be shown in 3D, downloaded as a CIF (all of them as a zip) and placed on the
-materials map (:meth:`ml.artifacts.MapArtifacts.locate`).
+materials map (:meth:`ml.mapping.artifacts.MapArtifacts.locate`).
 
 URL parameters preset the inputs: ``/generate?around=mp-…`` (generate around that compound),
 ``/generate?a=mp-…&b=mp-…`` (a path).
@@ -51,7 +51,7 @@ from components.structure_view import (
     legend_chips,
     structure_scene,
 )
-from ml import explorer
+from ml.generation import explorer
 
 dash.register_page(__name__, path="/generate", name="Generate", title="matmap · latent explorer", order=4)
 

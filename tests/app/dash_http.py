@@ -96,7 +96,7 @@ def scaled_map(atlas, n: int, seed: int = 0):
 
     For measuring payloads at scale only: structures and CIFs of the copies do not exist.
     """
-    from ml.artifacts import MAP_VIEWS, MapArtifacts
+    from ml.mapping.artifacts import MAP_VIEWS, MapArtifacts
 
     rng = np.random.default_rng(seed)
     base = atlas.materials

@@ -1,6 +1,6 @@
 """pages/ and components/ may import from ``ml`` only the artifacts interface and settings.
 
-``ml.explorer`` is the one other door: the latent explorer page (``/generate``) needs the
+``ml.generation.explorer`` is the one other door: the latent explorer page (``/generate``) needs the
 trained generator, and this facade imports torch only inside its functions and returns plain
 dicts, CIF text and zip bytes."""
 
@@ -10,7 +10,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-ALLOWED = {"ml.artifacts", "ml.settings", "ml.explorer"}
+ALLOWED = {"ml.mapping.artifacts", "ml.settings", "ml.generation.explorer"}
 
 
 def forbidden_ml_imports(source: str) -> list[str]:
@@ -20,10 +20,9 @@ def forbidden_ml_imports(source: str) -> list[str]:
         if isinstance(node, ast.Import):
             modules = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            if node.module == "ml":  # from ml import artifacts, locate
-                modules = [f"ml.{alias.name}" for alias in node.names]
-            else:
-                modules = [node.module]
+            # from ml import artifacts, locate / from ml.generation import explorer: the submodules named
+            modules = [f"{node.module}.{alias.name}" if node.module == "ml" or f"{node.module}.{alias.name}" in ALLOWED
+                       else node.module for alias in node.names]
         else:
             continue
         bad += [m for m in modules if (m == "ml" or m.startswith("ml.")) and m not in ALLOWED]
@@ -37,17 +36,17 @@ def app_sources() -> list[Path]:
 def test_checker_catches_every_form():
     source = """
 import ml
-import ml.locate
-from ml import artifacts, structures
-from ml.graph import FeaturisationError
-from ml.artifacts import MapArtifacts
+import ml.mapping.locate
+from ml import settings, structures
+from ml.features.errors import FeaturisationError
+from ml.mapping.artifacts import MapArtifacts
 from ml.settings import get_settings
 import mlflow
 from . import ml
 def f():
-    from ml.xrd import xrd_pattern
+    from ml.features.xrd import xrd_pattern
 """
-    assert forbidden_ml_imports(source) == ["ml", "ml.locate", "ml.structures", "ml.graph", "ml.xrd"]
+    assert forbidden_ml_imports(source) == ["ml", "ml.mapping.locate", "ml.structures", "ml.features.errors", "ml.features.xrd"]
 
 
 def test_pages_and_components_use_only_the_artifacts_interface():

@@ -1,4 +1,4 @@
-"""The map interface the app reads (ml.artifacts), on a small synthetic map."""
+"""The map interface the app reads (ml.mapping.artifacts), on a small synthetic map."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ml.artifacts import (
+from ml.mapping.artifacts import (
     MANIFEST,
     ArtifactError,
     MapArtifacts,
@@ -22,7 +22,7 @@ from ml.artifacts import (
     table_csv,
     write_artifacts,
 )
-from ml.models_registry import file_sha256
+from ml.models.registry import file_sha256
 from ml.settings import REPO_ROOT, get_settings
 
 
@@ -88,7 +88,7 @@ def test_no_close_match_is_calibrated_on_the_maps_own_nearest_neighbours(small_m
     """The threshold is the 99th percentile of each material's distance to its nearest other
     material (1, 1, 2, 3, 3 on this line): a located point farther than that from everything
     gets the note, with both distances; one near a material does not."""
-    from ml.locate import _closeness_notes
+    from ml.mapping.locate import _closeness_notes
 
     artifacts = MapArtifacts.load("user-toy", "m")
     assert artifacts.close_match_distance == pytest.approx(3.0)
@@ -186,6 +186,6 @@ def test_single_neighbour_searches_run_on_one_faiss_thread(small_map, monkeypatc
 
 
 def test_artifacts_module_does_not_import_torch():
-    code = "import sys, ml.artifacts; sys.exit('torch' in sys.modules)"
+    code = "import sys, ml.mapping.artifacts; sys.exit('torch' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr or "ml.artifacts imported torch"
+    assert done.returncode == 0, done.stderr or "ml.mapping.artifacts imported torch"

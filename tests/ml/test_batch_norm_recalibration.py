@@ -1,14 +1,14 @@
-"""Precise BatchNorm statistics (ml.train.recalibrate_batch_norm) on a tiny real slice."""
+"""Precise BatchNorm statistics (ml.training.cmml.recalibrate_batch_norm) on a tiny real slice."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from ml.atom_features import atom_feature_table
-from ml.cmml import CMML
-from ml.datasets import get_dataset
-from ml.train import TRAIN_CONFIGS, load_training_data, recalibrate_batch_norm
+from ml.features.atom_features import atom_feature_table
+from ml.models.cmml import CMML
+from ml.data.datasets import get_dataset
+from ml.training.cmml import TRAIN_CONFIGS, load_training_data, recalibrate_batch_norm
 
 
 def test_running_statistics_become_the_exact_batch_statistics(tiny_cifs):

@@ -11,10 +11,10 @@ import pytest
 import torch
 from torch import nn
 
-from ml.cmml import CMML, load_model
+from ml.models.cmml import CMML, load_model
 from ml.models.checkpoint import CheckpointFormat, load_checkpoint, save_checkpoint, write_atomic
 from ml.models.vae3d import CondVAE3D, load_voxel_model
-from ml.property_model import PropertyModel, load_property_model
+from ml.training.property import PropertyModel, load_property_model
 from ml.settings import REPO_ROOT
 
 SPEC = CheckpointFormat("toy", 2, "toy-model", "python -m ml train-toy")

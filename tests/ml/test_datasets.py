@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from pymatgen.core import Structure
 
-import ml.datasets
-from ml.datasets import (
+import ml.data.datasets
+from ml.data.datasets import (
     DatasetError,
     dataset_name,
     download_from_mp_api,
@@ -185,7 +185,7 @@ def test_download_from_mp_api_writes_mirror_files(tmp_path):
     assert {"material_id", "structure"} <= set(FakeMPRester.calls[0]["fields"])
     assert sorted(p.name for p in folder.iterdir()) == ["mp2024_properties.csv.gz", "mp2024_structures.jsonl.gz"]
 
-    table = ml.datasets.read_mirror_properties(folder)
+    table = ml.data.datasets.read_mirror_properties(folder)
     assert list(table.index) == ["mp-22862", "mp-573697"]
     assert table.loc["mp-22862", "formula"] == "Na4Cl4" and table.loc["mp-22862", "nsites"] == 8
     # icsd_origin is "not theoretical"
@@ -216,7 +216,7 @@ def test_missing_mirror_with_api_key_downloads_once(tmp_path, monkeypatch, key_v
         downloads.append((folder, api_key))
         download_from_mp_api(folder, api_key, client_factory=FakeMPRester)
 
-    monkeypatch.setattr(ml.datasets, "download_from_mp_api", fake_download)
+    monkeypatch.setattr(ml.data.datasets, "download_from_mp_api", fake_download)
     expected = get_settings().cache_dir / "mp-api"
     assert mirror_dir() == expected
     assert downloads == [(expected, "secret")]

@@ -1,4 +1,4 @@
-"""Baseline descriptors (ml.descriptors): physics on hand-built crystals, cache, export to the app."""
+"""Baseline descriptors (ml.descriptors.compute): physics on hand-built crystals, cache, export to the app."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 from pymatgen.core import Lattice, Structure
 
-from ml import descriptors
-from ml.artifacts import (
+from ml.descriptors import compute as descriptors
+from ml.mapping.artifacts import (
     NEIGHBOR_COLUMNS,
     ArtifactError,
     MapArtifacts,
@@ -20,8 +20,8 @@ from ml.artifacts import (
     artifact_dir,
     write_artifacts,
 )
-from ml.datasets import get_dataset
-from ml.descriptors import (
+from ml.data.datasets import get_dataset
+from ml.descriptors.compute import (
     DESCRIPTORS,
     DescriptorTable,
     chgnet_feature,
@@ -264,7 +264,7 @@ def test_export_round_trip_through_map_artifacts(cif_folder):
 
 
 def test_cli_errors_are_one_line(cif_folder, capsys):
-    from ml.cli import main
+    from ml.cli.main import main
 
     assert main(["descriptors", "--dataset", str(cif_folder), "--name", "soap"]) == 2
     assert capsys.readouterr().err.startswith("error: unknown descriptor")
@@ -282,7 +282,7 @@ def test_concept_sample_is_balanced_seeded_and_includes_the_benchmark(monkeypatc
 
     monkeypatch.setattr(MapArtifacts, "load", staticmethod(lambda *a, **k: FakeMap()))
     monkeypatch.setattr(descriptors, "get_dataset", lambda name: type("D", (), {"material_ids": ids})())
-    monkeypatch.setattr("ml.datasets.read_supercon_labels", lambda: labels)
+    monkeypatch.setattr("ml.data.datasets.read_supercon_labels", lambda: labels)
     monkeypatch.setattr(descriptors, "CONCEPT_DRAW", 25)
     chosen, label = descriptors.ids_for("concepts", sample_size=20, seed=3)
     numbers = sorted(int(m.split("-")[1]) for m in chosen if m.startswith("mp-") and m not in descriptors.BENCHMARK_QUERIES)
@@ -313,7 +313,7 @@ def test_concept_sample_is_balanced_seeded_and_includes_the_benchmark(monkeypatc
 
 
 def test_cli_offers_every_id_set():
-    from ml.cli import _parser
+    from ml.cli.main import _parser
 
     args = _parser().parse_args(["descriptors", "--name", "ewald", "--ids-from", "concepts"])
     assert args.ids_from == "concepts"

@@ -1,5 +1,5 @@
-"""The evaluation report (ml.evaluate, ml.eval_report, ml.eval_neighbors, ml.eval_probes,
-ml.eval_descriptors) on small synthetic data."""
+"""The evaluation report (ml.evaluation.evaluate, ml.evaluation.report, ml.evaluation.neighbors, ml.evaluation.probes,
+ml.evaluation.descriptors) on small synthetic data."""
 
 from __future__ import annotations
 
@@ -9,18 +9,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ml.descriptors import DescriptorTable
-from ml.eval_descriptors import CGCNN_LATENT, OURS, DescriptorStatus, aligned
-from ml.eval_neighbors import (
+from ml.descriptors.compute import DescriptorTable
+from ml.evaluation.descriptors import CGCNN_LATENT, OURS, DescriptorStatus, aligned
+from ml.evaluation.neighbors import (
     concept_fraction,
     fractions_table,
     is_cuprate,
     is_li_tm_oxide,
     neighbor_lists,
 )
-from ml.eval_probes import FLOOR, run_probes
-from ml.eval_report import NOT_COMPUTED, write_report
-from ml.evaluate import comparison_sets
+from ml.evaluation.probes import FLOOR, run_probes
+from ml.evaluation.report import NOT_COMPUTED, write_report
+from ml.evaluation.evaluate import comparison_sets
 
 
 def table(name: str, ids, values=None, coverage="test") -> DescriptorTable:
@@ -149,7 +149,7 @@ def test_report_renders_with_a_descriptor_not_computed(tmp_path):
 
 
 def test_descriptor_table_gives_cost_and_says_which_cover_a_subset_only():
-    from ml.eval_report import _descriptors_section
+    from ml.evaluation.report import _descriptors_section
 
     cost = {"seconds_per_structure": 1.25, "source": "measured: 600 materials, 2 processes, 375 s",
             "whole_dataset_hours": 24.6, "cores": 2}
@@ -168,7 +168,7 @@ def test_descriptor_table_gives_cost_and_says_which_cover_a_subset_only():
 
 
 def test_reading_says_where_ours_wins_and_loses():
-    from ml.eval_report import _standing
+    from ml.evaluation.report import _standing
 
     at = pd.DataFrame({"descriptor": ["chgnet", "cmml", "ewald", "sine_coulomb"], "mean": [0.9, 0.8, 0.7, 0.803]})
     assert _standing(at) == " Ours is ahead of `ewald`; level with `sine_coulomb`; behind `chgnet`."

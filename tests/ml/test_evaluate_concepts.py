@@ -1,4 +1,4 @@
-"""Few-label concept classification (ml.eval_concepts): leakage-free group splits, balanced
+"""Few-label concept classification (ml.evaluation.concepts): leakage-free group splits, balanced
 draws, and ROC-AUC behaving as it must on toy descriptors."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ml.eval_concepts import (
+from ml.evaluation.concepts import (
     balanced_sample,
     chemical_system,
     concept_pool,

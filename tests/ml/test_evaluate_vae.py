@@ -1,4 +1,4 @@
-"""The generator evaluation's pure helpers (``ml/evaluate_vae.py``): site matching on periodic
+"""The generator evaluation's pure helpers (``ml/evaluation/generator.py``): site matching on periodic
 distances, the reconstruction figures of hand-made reconstructions, and the gates at their
 boundaries. No network: structures are built by hand."""
 
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from pymatgen.core import Lattice, Structure
 
-from ml.evaluate_vae import GATES, RECALL_DISTANCE, check_gates, failure_reasons, reconstruction_metrics, site_match
-from ml.generate import GeneratedCrystal
+from ml.evaluation.generator import GATES, RECALL_DISTANCE, check_gates, failure_reasons, reconstruction_metrics, site_match
+from ml.generation.generator import GeneratedCrystal
 
 
 def cscl(a: float = 4.0) -> Structure:
@@ -116,7 +116,7 @@ def test_a_gate_not_measured_fails():
 
 
 def test_failure_reasons_group_the_first_rule_broken_without_the_crystals_own_numbers():
-    from ml.validity import strict_validity
+    from ml.evaluation.validity import strict_validity
 
     distorted = srtio3(3.9)
     distorted.translate_sites([1], [0.06, 0.0, 0.0])  # Ti 0.23 Å off centre: tetragonal, not cubic

@@ -5,14 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import ml.featurize
-from ml.batches import GraphStore, XRDStore
-from ml.datasets import Dataset, get_dataset
-from ml.featurize import cache_dir, featurize, load_features, n_shards_for, shard_of, shard_path
-from ml.graph import GraphConfig, crystal_graph
+import ml.data.featurize
+from ml.data.batches import GraphStore, XRDStore
+from ml.data.datasets import Dataset, get_dataset
+from ml.data.featurize import cache_dir, featurize, load_features, n_shards_for, shard_of, shard_path
+from ml.features.graph import GraphConfig, crystal_graph
 from ml.settings import get_settings
-from ml.structures import parse_cif
-from ml.xrd import xrd_pattern
+from ml.data.structures import parse_cif
+from ml.features.xrd import xrd_pattern
 
 GOOD = {"NaCl", "CsCl", "Si"}
 BAD_REASONS = {
@@ -53,7 +53,7 @@ def test_failures_are_recorded_with_reasons(cif_folder, kind):
     else:
         patterns = XRDStore(table).batch(np.arange(len(table))).numpy()
         for row, material_id in enumerate(table.material_ids):
-            # the cache's simulator (ml.xrd_sim) agrees with pymatgen's to float precision
+            # the cache's simulator (ml.features.xrd_sim) agrees with pymatgen's to float precision
             expected = xrd_pattern(structures[material_id])
             np.testing.assert_array_equal(np.flatnonzero(patterns[row]), np.flatnonzero(expected))
             np.testing.assert_allclose(patterns[row], expected, atol=1e-5)
@@ -65,7 +65,7 @@ def test_unexpected_errors_are_recorded_not_raised(cif_folder, monkeypatch):
             raise RuntimeError("boom")
         return crystal_graph(structure, config)
 
-    monkeypatch.setattr(ml.featurize, "crystal_graph", explode)
+    monkeypatch.setattr(ml.data.featurize, "crystal_graph", explode)
     dataset = get_dataset(str(cif_folder))
     featurize(dataset, "graph", processes=1, progress=False)
     table = load_features(dataset, "graph")
@@ -84,7 +84,7 @@ def test_ids_missing_from_the_source_are_failures(cif_folder):
 
 
 def test_resume_rebuilds_only_missing_shards(cif_folder, monkeypatch):
-    monkeypatch.setattr(ml.featurize, "SHARD_SIZE", 2)
+    monkeypatch.setattr(ml.data.featurize, "SHARD_SIZE", 2)
     dataset = get_dataset(str(cif_folder))
     n_shards = n_shards_for(len(dataset))
     assert n_shards == 4
@@ -100,13 +100,13 @@ def test_resume_rebuilds_only_missing_shards(cif_folder, monkeypatch):
     paths[victim].unlink()
 
     featurised: list[str] = []
-    original = ml.featurize._featurize_chunk
+    original = ml.data.featurize._featurize_chunk
 
     def counting(job):
         featurised.extend(mid for mid, _ in job[-1])  # the records are last in a job
         return original(job)
 
-    monkeypatch.setattr(ml.featurize, "_featurize_chunk", counting)
+    monkeypatch.setattr(ml.data.featurize, "_featurize_chunk", counting)
     featurize(dataset, "graph", processes=1, progress=False)
     assert sorted(featurised) == members[victim]
     for s, p in enumerate(paths):
@@ -125,7 +125,7 @@ def test_resume_rebuilds_only_missing_shards(cif_folder, monkeypatch):
 
 
 def test_selected_shards_only(cif_folder, monkeypatch):
-    monkeypatch.setattr(ml.featurize, "SHARD_SIZE", 2)
+    monkeypatch.setattr(ml.data.featurize, "SHARD_SIZE", 2)
     dataset = get_dataset(str(cif_folder))
     folder = featurize(dataset, "xrd", shards=[1, 99], processes=1, progress=False)
     assert sorted(p.name for p in folder.glob("shard_*.npz")) == ["shard_00001.npz"]
@@ -147,7 +147,7 @@ def test_cache_is_keyed_by_configuration_and_ids(cif_folder, tmp_path, crystals)
 
 def test_multiprocessing_path_gives_the_same_shards(cif_folder, tmp_path, monkeypatch):
     """The one test of the worker pool (spawned processes)."""
-    monkeypatch.setattr(ml.featurize, "CHUNK_SIZE", 2)  # several chunks, so both workers get work
+    monkeypatch.setattr(ml.data.featurize, "CHUNK_SIZE", 2)  # several chunks, so both workers get work
     dataset = get_dataset(str(cif_folder))
     featurize(dataset, "graph", processes=1, progress=False)
     serial = load_features(dataset, "graph")

@@ -2,7 +2,7 @@
 real crystals; decoding the true grids; the Generator's modes, errors and funnel with an exact
 stand-in model; the CSV; the command line's errors.
 
-The store (``voxel_store.py``) is built with the real :func:`ml.voxels.voxelize` on a 16³ grid
+The store (``voxel_store.py``) is built with the real :func:`ml.generation.voxels.voxelize` on a 16³ grid
 from hand-built cubic crystals: NaCl, CsCl, SrTiO3 and FeAl to train on, BaZrO3 and NiAl for
 validation. No mirror file is read."""
 
@@ -19,8 +19,8 @@ import torch.nn.functional as F
 from pymatgen.core import Lattice, Structure
 from torch import nn
 
-from ml.evaluate_vae import decoder_ceiling, evaluate_vae, site_match
-from ml.generate import (
+from ml.evaluation.generator import decoder_ceiling, evaluate_vae, site_match
+from ml.generation.generator import (
     CSV_COLUMNS,
     FUNNEL_STAGES,
     GeneratedCrystal,
@@ -29,11 +29,11 @@ from ml.generate import (
     funnel_counts,
     write_generated,
 )
-from ml.latent_prior import LatentPrior
+from ml.generation.latent_prior import LatentPrior
 from ml.models.vae3d import EMPTY, DecodedGrids, VAE3DConfig, load_voxel_model
-from ml.vae_decode import decode_crystal
-from ml.vae_train import VAETrainConfig, class_lookup, species_vocabulary, train_vae, voxel_batch
-from ml.voxels import VoxelDecodeError, rotate90
+from ml.generation.decode import decode_crystal
+from ml.training.vae import VAETrainConfig, class_lookup, species_vocabulary, train_vae, voxel_batch
+from ml.generation.voxels import VoxelDecodeError, rotate90
 from voxel_store import G, TinyDataset, make_store, six_crystals
 
 
@@ -113,7 +113,7 @@ def test_a_stopped_and_resumed_run_equals_an_uninterrupted_one(store, tmp_path, 
     assert whole["finished"] and len(whole["history"]) == 2
 
     with monkeypatch.context() as patch:  # the first run passes max_minutes after its first epoch
-        patch.setattr("ml.vae_train.time.time", _Clock())
+        patch.setattr("ml.training.vae.time.time", _Clock())
         stopped = train_vae(dataset, replace(config, max_minutes=1.0), tmp_path / "run-b", tmp_path / "model-b",
                             arrays=arrays, progress=False)
     assert not stopped["finished"] and len(stopped["history"]) == 1
@@ -419,7 +419,7 @@ def test_evaluation_of_an_exact_model(store, tmp_path):
 
 
 def test_cli_errors(tmp_path, capsys):
-    from ml.cli import main
+    from ml.cli.main import main
 
     assert main(["generate", "sample", "--n", "2", "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip()
@@ -439,7 +439,7 @@ class _RefusesCsCl:
     """A property predictor that cannot featurise CsCl (as CGCNN refuses an absurdly dense cell)."""
 
     def predict(self, structures):
-        from ml.graph import FeaturisationError
+        from ml.features.errors import FeaturisationError
 
         if any(s.composition.reduced_formula == "CsCl" for s in structures):
             raise FeaturisationError("the cell holds 1.39 atoms per Å³")

@@ -1,4 +1,4 @@
-"""Crystal graphs (ml.graph) against pymatgen's neighbour search, and the atom features."""
+"""Crystal graphs (ml.features.graph) against pymatgen's neighbour search, and the atom features."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from pymatgen.core import Element, Lattice, Structure
 
-from ml.atom_features import MAX_Z, N_ATOM_FEATURES, atom_feature_table, element_features
-from ml.graph import FeaturisationError, GraphConfig, crystal_graph
+from ml.features.atom_features import MAX_Z, N_ATOM_FEATURES, atom_feature_table, element_features
+from ml.features.errors import FeaturisationError
+from ml.features.graph import GraphConfig, crystal_graph
 
 BLOCKS = {"group": 19, "period": 7, "electronegativity": 10, "covalent_radius": 10, "valence": 12,
           "ionisation": 10, "affinity": 10, "block": 4, "volume": 10}

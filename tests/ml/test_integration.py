@@ -20,10 +20,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ml.artifacts import MANIFEST, ArtifactError, MapArtifacts, artifact_dir, write_artifacts
-from ml.cli import main
-from ml.cmml import load_model
-from ml.models_registry import file_sha256
+from ml.mapping.artifacts import MANIFEST, ArtifactError, MapArtifacts, artifact_dir, write_artifacts
+from ml.cli.main import main
+from ml.models.cmml import load_model
+from ml.models.registry import file_sha256
 from ml.settings import REPO_ROOT, get_settings
 
 pytestmark = pytest.mark.integration

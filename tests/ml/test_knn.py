@@ -1,11 +1,11 @@
-"""The one exact k-NN index (``ml/knn.py``) against a brute-force search."""
+"""The one exact k-NN index (``ml/mapping/knn.py``) against a brute-force search."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from ml.knn import ExactL2Index
+from ml.mapping.knn import ExactL2Index
 
 
 def _brute(vectors: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -1,4 +1,4 @@
-"""The fitted latent prior of random generation (``ml/latent_prior.py``): per-decile Gaussian
+"""The fitted latent prior of random generation (``ml/generation/latent_prior.py``): per-decile Gaussian
 mixtures on synthetic latent means whose clusters we placed by hand."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ml.latent_prior import LatentPrior
+from ml.generation.latent_prior import LatentPrior
 
 N_DECILES = 10
 D = 3

@@ -1,4 +1,4 @@
-"""Placing new CIFs (ml.locate) without a map: checks before the model, the one-thread t-SNE
+"""Placing new CIFs (ml.mapping.locate) without a map: checks before the model, the one-thread t-SNE
 state, the command line's per-file errors, and a fuzz test of the CIF path.
 
 Placing on a real map is tested end to end in test_integration.py and on the app's fixture map
@@ -17,12 +17,13 @@ import numpy as np
 import pytest
 from pymatgen.core import Lattice, Structure
 
-from ml.atom_features import MAX_Z
-from ml.cli import main
-from ml.graph import FeaturisationError, GraphConfig
-from ml.locate import load_tsne, prepare_cif, prepare_structure
+from ml.features.atom_features import MAX_Z
+from ml.cli.main import main
+from ml.features.errors import FeaturisationError
+from ml.features.graph import GraphConfig
+from ml.mapping.locate import load_tsne, prepare_cif, prepare_structure
 from ml.settings import REPO_ROOT
-from ml.structures import CifError
+from ml.data.structures import CifError
 
 DISORDERED = (REPO_ROOT / "tests" / "app" / "data" / "disordered.cif").read_text()
 
@@ -30,7 +31,7 @@ DISORDERED = (REPO_ROOT / "tests" / "app" / "data" / "disordered.cif").read_text
 def test_prepare_reads_checks_and_featurises_without_torch(cif_texts):
     script = (
         "import sys\n"
-        "from ml.locate import prepare_cif\n"
+        "from ml.mapping.locate import prepare_cif\n"
         f"prepared = prepare_cif({cif_texts['NaCl']!r})\n"
         "try:\n"
         f"    prepare_cif({cif_texts['notes']!r})\n"
@@ -67,7 +68,7 @@ def test_a_structure_without_a_pattern_is_still_prepared():
 
 
 def test_load_tsne_runs_on_one_thread_and_places_points_identically(tmp_path):
-    from ml.mapbuild import fit_tsne
+    from ml.mapping.build import fit_tsne
 
     rng = np.random.default_rng(0)
     points = np.concatenate([rng.normal(loc, 1.0, size=(40, 16)) for loc in (-4.0, 0.0, 4.0)])

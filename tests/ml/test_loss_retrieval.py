@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from ml.loss import bidirectional_triplet_loss
-from ml.retrieval import retrieval_topk
+from ml.training.loss import bidirectional_triplet_loss
+from ml.evaluation.retrieval import retrieval_topk
 
 
 def two_close_pairs() -> tuple[torch.Tensor, torch.Tensor]:

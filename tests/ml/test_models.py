@@ -8,11 +8,11 @@ import torch
 import torch.nn.functional as F
 from pymatgen.core.operations import SymmOp
 
-from ml.atom_features import atom_feature_table
-from ml.batches import GraphStore
-from ml.cmml import CMML, CMMLConfig, load_model, save_model
-from ml.embed import embed_crystals
-from ml.graph import crystal_graph
+from ml.features.atom_features import atom_feature_table
+from ml.data.batches import GraphStore
+from ml.models.cmml import CMML, CMMLConfig, load_model, save_model
+from ml.mapping.embed import embed_crystals
+from ml.features.graph import crystal_graph
 from ml.models.cgcnn import CGCNNConfig, CGCNNConv, CrystalEncoder, GaussianDistance
 from ml.models.xrd_cnn import XRDCNNConfig, XRDEncoder
 

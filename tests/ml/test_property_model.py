@@ -1,4 +1,4 @@
-"""CGCNN property predictors (ml.property_model): learning, physics, checkpoint round trips."""
+"""CGCNN property predictors (ml.training.property): learning, physics, checkpoint round trips."""
 
 from __future__ import annotations
 
@@ -7,11 +7,12 @@ import pytest
 import torch
 from pymatgen.core import Lattice, Structure
 
-from ml.atom_features import atom_feature_table
-from ml.batches import GraphStore
-from ml.graph import FeaturisationError, GraphConfig, crystal_graph
+from ml.features.atom_features import atom_feature_table
+from ml.data.batches import GraphStore
+from ml.features.errors import FeaturisationError
+from ml.features.graph import GraphConfig, crystal_graph
 from ml.models.property_regressor import PropertyRegressor, PropertyRegressorConfig
-from ml.property_model import (
+from ml.training.property import (
     PropertyData,
     PropertyModel,
     PropertyTrainConfig,
@@ -149,8 +150,8 @@ def test_bad_input_is_reported():
 def test_train_property_model_end_to_end_on_a_mirror_slice(tiny_cifs, mirror, tmp_path):
     from dataclasses import replace
 
-    from ml.datasets import get_dataset, read_mirror_properties
-    from ml.property_model import configured, train_property_model
+    from ml.data.datasets import get_dataset, read_mirror_properties
+    from ml.training.property import configured, train_property_model
 
     dataset = get_dataset(str(tiny_cifs))
     dataset = replace(dataset, properties=read_mirror_properties(mirror).reindex(list(dataset.material_ids)))

@@ -6,7 +6,7 @@ import hashlib
 
 import numpy as np
 
-from ml.splits import SPLIT_FRACTIONS, assign_splits, hash_fraction, split_of
+from ml.data.splits import SPLIT_FRACTIONS, assign_splits, hash_fraction, split_of
 
 
 def reference_split(material_id: str) -> str:

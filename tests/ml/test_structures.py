@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 from pymatgen.core import Lattice, Structure
 
-from ml.graph import FeaturisationError, crystal_graph
-from ml.structures import (
+from ml.features.errors import FeaturisationError
+
+from ml.features.graph import crystal_graph
+from ml.data.structures import (
     SPLIT_SITE_DISTANCE,
     CifError,
     crystal_system,

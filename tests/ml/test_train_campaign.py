@@ -1,4 +1,4 @@
-"""The map model's training campaign (``ml/train.py``, ``ml/campaign.py``): the learning-rate
+"""The map model's training campaign (``ml/training/cmml.py``, ``ml/training/campaign.py``): the learning-rate
 schedule, a stop inside an epoch and its bit-identical resume, resuming a committed campaign from
 the model folder on a clean run folder, and refusing another recipe. 150 small real CIFs."""
 
@@ -12,9 +12,9 @@ from dataclasses import replace
 import pytest
 import torch
 
-from ml.campaign import TRAIN_LOG_FILE, TRAIN_STATE_FILE
-from ml.datasets import get_dataset
-from ml.train import TRAIN_CONFIGS, TrainConfig, _sized, train
+from ml.training.campaign import TRAIN_LOG_FILE, TRAIN_STATE_FILE
+from ml.data.datasets import get_dataset
+from ml.training.cmml import TRAIN_CONFIGS, TrainConfig, _sized, train
 
 pytestmark = pytest.mark.integration
 

@@ -1,4 +1,4 @@
-"""The VAE's crystals (ml.vae_data): families, deciles, the cached selection and voxel arrays."""
+"""The VAE's crystals (ml.generation.voxel_data): families, deciles, the cached selection and voxel arrays."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 from pymatgen.core import Lattice, Structure
 
-from ml.datasets import Dataset, read_mirror_properties
-from ml.vae_data import (
+from ml.data.datasets import Dataset, read_mirror_properties
+from ml.generation.voxel_data import (
     FAMILIES,
     SELECTION_COLUMNS,
     VAEDataConfig,
@@ -30,8 +30,8 @@ from ml.vae_data import (
     select_vae_materials,
     stoichiometry,
 )
-from ml.vae_roundtrip import roundtrip_report, summarise_roundtrip
-from ml.voxels import VoxelConfig, model_input
+from ml.generation.roundtrip import roundtrip_report, summarise_roundtrip
+from ml.generation.voxels import VoxelConfig, model_input
 
 CONFIG = VAEDataConfig()
 
@@ -106,7 +106,7 @@ def test_hand_built_crystals_are_classified_in_their_conventional_cubic_cell(bui
 def test_conventional_cell_is_pymatgens_conventional_standard_structure(builder):
     from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
-    from ml.vae_roundtrip import match_sites
+    from ml.generation.roundtrip import match_sites
 
     row = classify_structure(builder(), CONFIG)
     ours = Structure(Lattice.cubic(row["lattice_a"]), row["numbers"], np.reshape(row["frac_coords"], (-1, 3)))
@@ -237,7 +237,7 @@ def test_selection_voxel_arrays_and_round_trip_on_real_crystals(mirror):
 
 
 def test_cli_needs_a_dataset_with_formation_energies(cif_folder, capsys):
-    from ml.cli import main
+    from ml.cli.main import main
 
     assert main(["vae-data", "--dataset", str(cif_folder)]) == 2
     err = capsys.readouterr().err.strip().splitlines()

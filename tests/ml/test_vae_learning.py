@@ -2,11 +2,11 @@
 
 The first CPU generator labelled 1.9 % of atom voxels right (a UNet read the element from the
 decoded density), and nothing in the suite noticed. Here the real training entry point
-(:func:`ml.vae_train.train_vae`) fits a small :class:`ml.models.vae3d.CondVAE3D` to six cubic
+(:func:`ml.training.vae.train_vae`) fits a small :class:`ml.models.vae3d.CondVAE3D` to six cubic
 perovskites that share one geometry and differ only in their elements, which recur in other
 pairings (Ti with Sr, Ba and Ca; Zr with Ba and Sr): the density is common to all, so every
 composition has to come from the species channels and the latent vector. The same
-configuration untrained is the negative control. Then :meth:`ml.generate.Generator.reconstruct`
+configuration untrained is the negative control. Then :meth:`ml.generation.generator.Generator.reconstruct`
 decodes the crystals through the peak decoder and the per-site species vote, and every site
 found must carry its own element.
 
@@ -18,10 +18,10 @@ from dataclasses import replace
 
 import torch
 
-from ml.evaluate_vae import site_match
-from ml.generate import Generator
+from ml.evaluation.generator import site_match
+from ml.generation.generator import Generator
 from ml.models.vae3d import CondVAE3D, VAE3DConfig, load_voxel_model
-from ml.vae_train import VAETrainConfig, class_lookup, evaluate_loss, species_vocabulary, train_vae, training_rows
+from ml.training.vae import VAETrainConfig, class_lookup, evaluate_loss, species_vocabulary, train_vae, training_rows
 from voxel_store import G, TinyDataset, make_store, perovskite
 
 #: Six ABO3 perovskites: id → (cell, formation energy eV/atom, split). All train: the test asks

@@ -1,4 +1,4 @@
-"""The validity rules generated crystals are judged by (``ml/validity.py``): the strict rule on
+"""The validity rules generated crystals are judged by (``ml/evaluation/validity.py``): the strict rule on
 hand-made members of the four families and on hand-made failures, each with the exact reason it
 gives; the family shape of formulas; the paper's distance rule across periodic images."""
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from pymatgen.core import Composition, Lattice, Structure
 
-from ml.validity import MAX_SITES, family_shape, min_distance_ok, strict_validity
+from ml.evaluation.validity import MAX_SITES, family_shape, min_distance_ok, strict_validity
 
 
 def rock_salt(a: float = 5.64) -> Structure:
@@ -133,7 +133,7 @@ def test_min_distance_counts_periodic_images():
 def test_cells_far_denser_than_any_crystal_are_refused_without_a_neighbour_search():
     from pymatgen.core import Lattice, Structure
 
-    from ml.validity import MAX_ATOM_DENSITY, min_distance_ok, strict_validity
+    from ml.evaluation.validity import MAX_ATOM_DENSITY, min_distance_ok, strict_validity
 
     dense = Structure(Lattice.cubic(0.8), ["Fe", "P"], [[0, 0, 0], [0.5, 0.5, 0.5]])  # 0.69 Å apart, 3.9 atoms/Å³
     verdict = strict_validity(dense)

@@ -1,4 +1,4 @@
-"""The VAE's voxel representation (ml.voxels): physics of the grids, rotations, decoding."""
+"""The VAE's voxel representation (ml.generation.voxels): physics of the grids, rotations, decoding."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import pytest
 import torch
 from pymatgen.core import Element, Lattice, Structure
 
-from ml.vae_roundtrip import match_sites
-from ml.validity import min_distance_ok
-from ml.voxels import (
+from ml.generation.roundtrip import match_sites
+from ml.evaluation.validity import min_distance_ok
+from ml.generation.voxels import (
     CUBE_ROTATIONS,
     VoxelConfig,
     VoxelDecodeError,

@@ -1,4 +1,4 @@
-"""XRD patterns (ml.xrd) against pymatgen's XRDCalculator and Bragg's law."""
+"""XRD patterns (ml.features.xrd) against pymatgen's XRDCalculator and Bragg's law."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from pymatgen.analysis.diffraction.xrd import XRDCalculator
 
-from ml.graph import FeaturisationError
-from ml.xrd import XRDConfig, bin_peaks, xrd_pattern
+from ml.features.errors import FeaturisationError
+from ml.features.xrd import XRDConfig, bin_peaks, xrd_pattern
 
 CU_KA = 1.54184
 EDGES = np.linspace(10.0, 110.0, 5001)  # 0.02° bins, built independently of XRDConfig

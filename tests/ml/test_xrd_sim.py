@@ -1,4 +1,4 @@
-"""The fast XRD simulator (ml.xrd_sim) against pymatgen's XRDCalculator, Bragg's law and hand sums."""
+"""The fast XRD simulator (ml.features.xrd_sim) against pymatgen's XRDCalculator, Bragg's law and hand sums."""
 
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ import pandas as pd
 import pytest
 from pymatgen.core import Lattice, Structure
 
-from ml.datasets import read_jsonl_records
-from ml.graph import FeaturisationError
-from ml.structures import crystal_system, parse_cif
-from ml.xrd import XRDConfig, xrd_pattern
-from ml.xrd_sim import xrd_pattern_fast, xrd_patterns
+from ml.data.datasets import read_jsonl_records
+from ml.features.errors import FeaturisationError
+from ml.data.structures import crystal_system, parse_cif
+from ml.features.xrd import XRDConfig, xrd_pattern
+from ml.features.xrd_sim import xrd_pattern_fast, xrd_patterns
 
 CU_KA = 1.54184
 
@@ -43,7 +43,7 @@ def mirror_structures(mirror: Path) -> dict[str, Structure]:
 
 @pytest.fixture(scope="session")
 def pymatgen_patterns(mirror_structures) -> dict[str, np.ndarray]:
-    """ml.xrd.xrd_pattern (pymatgen) of every selected mirror material, computed once."""
+    """ml.features.xrd.xrd_pattern (pymatgen) of every selected mirror material, computed once."""
     return {mid: xrd_pattern(structure) for mid, structure in mirror_structures.items()}
 
 
@@ -118,7 +118,7 @@ def test_partial_occupancies_vacancies_and_ions_equal_pymatgen(crystals):
 def test_debye_waller_factors_equal_pymatgen(crystals):
     from pymatgen.analysis.diffraction.xrd import XRDCalculator
 
-    from ml.xrd import bin_peaks
+    from ml.features.xrd import bin_peaks
 
     factors = {"Na": 1.2, "Cl": 0.7}
     peaks = XRDCalculator(CU_KA, debye_waller_factors=factors).get_pattern(
