@@ -23,7 +23,7 @@ from ml.settings import get_settings
 log = logging.getLogger(__name__)
 
 OURS = "ours"
-#: Descriptors matmap compares against (keys as in ``ml.descriptors.compute.DESCRIPTORS``) and their
+#: Descriptors matmap compares against (keys as in ``ml.descriptors.registry.DESCRIPTORS``) and their
 #: names in the UI; ``cmml`` is the map itself ("ours").
 DESCRIPTOR_LABELS = {
     "ewald": "Ewald sum matrix",
@@ -92,7 +92,7 @@ def _exported_info(atlas, name: str) -> dict:
 
 def _scope(info: dict) -> str | None:
     """"among 43,936 materials (mp2024-icsd)": the candidates a baseline's neighbours come from
-    (baselines too slow for the whole dataset cover a subset, see ``ml.descriptors.compute``)."""
+    (baselines too slow for the whole dataset cover a subset, see ``ml.descriptors``)."""
     n, coverage = info.get("n_materials"), info.get("coverage")
     if n is None:
         return None

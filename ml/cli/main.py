@@ -88,7 +88,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="all materials; mp2024-icsd plus the benchmark queries and their top-50 CMML neighbours; "
                         "the seeded sample; the concept sample (--sample-size / 2 superconductors and as many "
                         "unmatched materials, plus the benchmark); or the benchmark queries and neighbours alone "
-                        "(default: the descriptor's coverage in ml.descriptors.compute.DESCRIPTORS)")
+                        "(default: the descriptor's coverage in ml.descriptors.registry.DESCRIPTORS)")
     p.add_argument("--sample-size", type=int, default=1000, help="random mp2024-icsd materials in the sample")
     p.add_argument("--seed", type=int, default=0, help="sample seed")
     p.add_argument("--processes", type=int, default=1, help="worker processes (default 1)")
@@ -200,7 +200,7 @@ def _run(args: argparse.Namespace) -> int:
             Path(args.out).write_text(table_csv(table), encoding="utf-8")
             print(f"{len(table)} neighbours of {args.material_id} written to {args.out}", file=sys.stderr)
     elif args.verb == "descriptors":
-        from ml.descriptors.compute import run_descriptors
+        from ml.descriptors.export import run_descriptors
 
         for line in run_descriptors(args.dataset, args.name, args.ids_from, args.sample_size, args.seed,
                                     args.processes, args.export):

@@ -5,7 +5,7 @@
   trained to predict formation energy (:mod:`ml.training.property`), the concept baseline of
   Suzuki et al. (2022); computed here for every material of the dataset and cached under
   ``data/cache/descriptors/<dataset>/cgcnn-latent-<model name>-<model sha12>.npz``;
-- the baselines of :mod:`ml.descriptors.compute` (``ewald``, ``sine_coulomb``, ``crystalnn``,
+- the baselines of :mod:`ml.descriptors` (``ewald``, ``sine_coulomb``, ``crystalnn``,
   ``chgnet``), each on the set it was computed for.
 
 A descriptor that is not available (not computed, module missing, model missing) comes back
@@ -108,9 +108,10 @@ def cgcnn_latent(dataset: Dataset, model_name: str = CGCNN_MODEL, progress: bool
 
 
 def baseline(dataset: Dataset, name: str) -> DescriptorStatus:
-    """A baseline of :mod:`ml.descriptors.compute`, or its reason for being unavailable."""
+    """A baseline of :mod:`ml.descriptors`, or its reason for being unavailable."""
     try:
-        from ml.descriptors.compute import get_spec, load_descriptor
+        from ml.descriptors.compute import load_descriptor
+        from ml.descriptors.registry import get_spec
 
         spec = get_spec(name)
         return DescriptorStatus(name, spec.label, load_descriptor(dataset, name), "")

@@ -11,7 +11,7 @@ missing or asked for with ``--force``; the report is re-rendered from whatever i
 - ``probes``: random-forest property probes (:mod:`ml.evaluation.probes`).
 
 Descriptors (:mod:`ml.evaluation.descriptors`): ours, the CGCNN formation-energy latent, and the
-baselines of :mod:`ml.descriptors.compute` where computed. Comparisons are made on "comparison sets":
+baselines of :mod:`ml.descriptors` where computed. Comparisons are made on "comparison sets":
 all materials (ours vs the CGCNN latent, both cover everything) and, for each set a baseline
 covers, every descriptor restricted to the materials they all cover.
 """

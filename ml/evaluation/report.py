@@ -235,7 +235,7 @@ def _reading_section(results: dict) -> list[str]:
     lines += ["", ("Caveats: our model is the CPU-scaled recipe (128-d, 10 epochs, 36k training materials), not the "
               "paper's; baselines computed on a sample or on mp2024-icsd are compared on that set only, where the "
               "labelled pool and the probe sets are much smaller (sizes given with every table). Those sets "
-              "also hold the benchmark queries' top-50 CMML neighbours (`ml.descriptors.compute.benchmark_ids`, so that "
+              "also hold the benchmark queries' top-50 CMML neighbours (`ml.descriptors.ids.benchmark_ids`, so that "
               "every baseline can be queried on them): `cmml within …` rows therefore repeat our own list, and a "
               "baseline's share of cuprates or Li–transition-metal oxides there can differ from its share on "
               "mp2024-icsd alone."), ""]

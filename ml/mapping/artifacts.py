@@ -42,7 +42,7 @@ XRD_EMBEDDINGS = "xrd_embeddings.npy"
 XRD_TSNE = "tsne_xrd.pkl"
 REQUIRED_FILES = (MANIFEST, MATERIALS, EMBEDDINGS, INDEX, TSNE)  # plus STRUCTURES (below)
 
-#: Baseline descriptors (:mod:`ml.descriptors.compute`) exported beside the maps of a dataset:
+#: Baseline descriptors (:mod:`ml.descriptors`) exported beside the maps of a dataset:
 #: ``<artifacts>/<dataset>/descriptors/<name>/`` with ``values.npy`` ``(n, d)`` float32,
 #: ``material_ids.npy`` ``(n,)`` str and ``manifest.json`` (label, citation, metric, coverage).
 DESCRIPTORS_DIR = "descriptors"
@@ -101,7 +101,7 @@ def descriptor_dir(dataset: str, name: str, root: Path | None = None) -> Path:
 
 def descriptor_command(dataset: str, name: str) -> str:
     """The command that computes baseline descriptor ``name`` (a key of
-    ``ml.descriptors.compute.DESCRIPTORS``) for ``dataset`` on the set its spec names, and exports it
+    ``ml.descriptors.registry.DESCRIPTORS``) for ``dataset`` on the set its spec names, and exports it
     where the app reads it (:func:`descriptor_dir`)."""
     return f"python -m ml descriptors --dataset {dataset} --name {name}"
 
@@ -335,7 +335,7 @@ class MapArtifacts:
 
     def descriptor_names(self) -> list[str]:
         """Names of the baseline descriptors exported for this map's dataset (see
-        :mod:`ml.descriptors.compute`; built with ``python -m ml descriptors --export``), sorted."""
+        :mod:`ml.descriptors`; built with ``python -m ml descriptors --export``), sorted."""
         folder = self.folder.parent / DESCRIPTORS_DIR
         if not folder.is_dir():
             return []

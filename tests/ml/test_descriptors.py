@@ -1,4 +1,4 @@
-"""Baseline descriptors (ml.descriptors.compute): physics on hand-built crystals, cache, export to the app."""
+"""Baseline descriptors (ml.descriptors): physics on hand-built crystals, cache, export to the app."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 from pymatgen.core import Lattice, Structure
 
-from ml.descriptors import compute as descriptors
+from ml.descriptors import compute, featurisers
+from ml.descriptors import ids as id_sets
 from ml.mapping.artifacts import (
     NEIGHBOR_COLUMNS,
     ArtifactError,
@@ -21,18 +22,10 @@ from ml.mapping.artifacts import (
     write_artifacts,
 )
 from ml.data.datasets import get_dataset
-from ml.descriptors.compute import (
-    DESCRIPTORS,
-    DescriptorTable,
-    chgnet_feature,
-    compute_descriptor,
-    crystalnn_fingerprint,
-    descriptor_neighbors,
-    ewald_spectrum,
-    export_descriptor,
-    load_descriptor,
-    sine_coulomb_spectrum,
-)
+from ml.descriptors.registry import DESCRIPTORS
+from ml.descriptors.compute import DescriptorTable, compute_descriptor, descriptor_neighbors, load_descriptor
+from ml.descriptors.export import export_descriptor
+from ml.descriptors.featurisers import chgnet_feature, crystalnn_fingerprint, ewald_spectrum, sine_coulomb_spectrum
 
 
 def rocksalt(a: float, cation: str) -> Structure:
@@ -53,7 +46,7 @@ NACL, KCL = rocksalt(5.64, "Na"), rocksalt(6.29, "K")
 @pytest.mark.parametrize("spectrum", [ewald_spectrum, sine_coulomb_spectrum])
 def test_eigenspectra_are_sorted_padded_and_cell_independent(spectrum):
     nacl = spectrum(NACL)
-    assert nacl.shape == (descriptors.EIGENSPECTRUM_LENGTH,) and nacl.dtype == np.float32
+    assert nacl.shape == (featurisers.EIGENSPECTRUM_LENGTH,) and nacl.dtype == np.float32
     # computed on the primitive cell: 2 eigenvalues, sorted by decreasing |λ|, then zeros
     assert np.count_nonzero(nacl) == 2 and np.all(nacl[2:] == 0)
     assert abs(nacl[0]) >= abs(nacl[1]) > 0
@@ -70,7 +63,7 @@ def test_matrix_spectra_of_a_supercell_differ_without_primitive_reduction():
 
     primitive = NACL.get_primitive_structure()
     spectra = [np.linalg.eigvalsh(SineCoulombMatrix(flatten=False).featurize(s)[0]) for s in (primitive, primitive * [2, 1, 1])]
-    padded = [descriptors._pad_spectrum(s) for s in spectra]
+    padded = [featurisers._pad_spectrum(s) for s in spectra]
     assert np.abs(padded[0] - padded[1]).max() > 1.0
 
 
@@ -139,21 +132,21 @@ def test_cost_estimate_from_the_largest_finished_run(cif_folder, monkeypatch):
     monkeypatch.setitem(DESCRIPTORS, "ewald", replace(DESCRIPTORS["ewald"], dim=3, featurize=slow))
     dataset = get_dataset(str(cif_folder))
     # nothing run yet: the registry's measured rate
-    assert descriptors.cost_estimate(dataset, "ewald")["seconds_per_structure"] == DESCRIPTORS["ewald"].seconds_per_structure
+    assert compute.cost_estimate(dataset, "ewald")["seconds_per_structure"] == DESCRIPTORS["ewald"].seconds_per_structure
     compute_descriptor(dataset, "ewald", processes=1, ids=["nacl", "kcl"], progress=False,
                        concept_sample={"per_class": 1, "seed": 7})
     compute_descriptor(dataset, "ewald", processes=1, progress=False)  # the other three (one fails to parse)
-    runs = json.loads((descriptors.cache_folder(dataset, DESCRIPTORS["ewald"]) / "manifest.json").read_text())["runs"]
+    runs = json.loads((compute.cache_folder(dataset, DESCRIPTORS["ewald"]) / "manifest.json").read_text())["runs"]
     assert [run["n_todo"] for run in runs] == [2, 3] and [run["processes"] for run in runs] == [1, 1]
     assert runs[0]["concept_sample"] == {"per_class": 1, "seed": 7} and "concept_sample" not in runs[1]
     assert runs[1]["seconds"] >= 0.1  # two structures of 0.05 s each, at least
-    cost = descriptors.cost_estimate(dataset, "ewald", min_run=1)
+    cost = compute.cost_estimate(dataset, "ewald", min_run=1)
     assert cost["source"] == f"measured: 3 materials, 1 processes, {runs[1]['seconds']:.0f} s"
     assert cost["seconds_per_structure"] == pytest.approx(runs[1]["seconds"] / 3, abs=1e-4)
     assert cost["whole_dataset_hours"] == pytest.approx(len(dataset) * runs[1]["seconds"] / 3 / 2 / 3600, abs=0.01)
     # runs too small to trust: the registry's rate; cmml has no cost of its own (read from the map)
-    assert descriptors.cost_estimate(dataset, "ewald")["source"].startswith("registry")
-    assert descriptors.cost_estimate(dataset, "cmml")["whole_dataset_hours"] is None
+    assert compute.cost_estimate(dataset, "ewald")["source"].startswith("registry")
+    assert compute.cost_estimate(dataset, "cmml")["whole_dataset_hours"] is None
 
 
 def test_resume_computes_only_what_is_missing(cif_folder, monkeypatch):
@@ -166,14 +159,14 @@ def test_resume_computes_only_what_is_missing(cif_folder, monkeypatch):
         return np.full(3, len(structure), dtype=np.float32)
 
     monkeypatch.setitem(DESCRIPTORS, "ewald", replace(DESCRIPTORS["ewald"], dim=3, featurize=counting))
-    monkeypatch.setattr(descriptors, "PART_SIZE", 1)  # a part file per material
-    monkeypatch.setattr(descriptors, "CHUNK_SIZE", 1)  # a checkpoint is a finished chunk
+    monkeypatch.setattr(compute, "PART_SIZE", 1)  # a part file per material
+    monkeypatch.setattr(compute, "CHUNK_SIZE", 1)  # a checkpoint is a finished chunk
     dataset = get_dataset(str(cif_folder))
     stop_early = True
     with pytest.raises(KeyboardInterrupt):
         compute_descriptor(dataset, "ewald", ids=["nacl", "kcl", "cscl", "nacl-super"], progress=False)
     assert len(calls) == 3
-    manifest = json.loads((descriptors.cache_folder(dataset, DESCRIPTORS["ewald"]) / "manifest.json").read_text())
+    manifest = json.loads((compute.cache_folder(dataset, DESCRIPTORS["ewald"]) / "manifest.json").read_text())
     assert manifest["coverage"] == "partial: 4 given ids" and "finished" not in manifest["runs"][0]
     stop_early = False
     calls.clear()
@@ -191,8 +184,8 @@ def test_two_runs_sharing_a_cache_do_not_duplicate_materials(cif_folder):
     folder = compute_descriptor(dataset, "ewald", progress=False)
     before = load_descriptor(dataset, "ewald")
     # a second process finished NaCl too, and recorded an old failure for it
-    descriptors._write_part(folder, 0, 256, [("nacl", before.values[before.material_ids == "nacl"][0] + 1, None)])
-    descriptors._write_part(folder, 0, 256, [("nacl", None, "RuntimeError: transient")])
+    compute._write_part(folder, 0, 256, [("nacl", before.values[before.material_ids == "nacl"][0] + 1, None)])
+    compute._write_part(folder, 0, 256, [("nacl", None, "RuntimeError: transient")])
     after = load_descriptor(dataset, "ewald")
     assert list(after.material_ids) == list(before.material_ids)
     assert [f["material_id"] for f in after.failures] == ["broken"]
@@ -281,35 +274,35 @@ def test_concept_sample_is_balanced_seeded_and_includes_the_benchmark(monkeypatc
             return pd.DataFrame({"material_id": [f"nb-{material_id}-{j}" for j in range(k)]})
 
     monkeypatch.setattr(MapArtifacts, "load", staticmethod(lambda *a, **k: FakeMap()))
-    monkeypatch.setattr(descriptors, "get_dataset", lambda name: type("D", (), {"material_ids": ids})())
+    monkeypatch.setattr(id_sets, "get_dataset", lambda name: type("D", (), {"material_ids": ids})())
     monkeypatch.setattr("ml.data.datasets.read_supercon_labels", lambda: labels)
-    monkeypatch.setattr(descriptors, "CONCEPT_DRAW", 25)
-    chosen, label = descriptors.ids_for("concepts", sample_size=20, seed=3)
-    numbers = sorted(int(m.split("-")[1]) for m in chosen if m.startswith("mp-") and m not in descriptors.BENCHMARK_QUERIES)
+    monkeypatch.setattr(id_sets, "CONCEPT_DRAW", 25)
+    chosen, label = id_sets.ids_for("concepts", sample_size=20, seed=3)
+    numbers = sorted(int(m.split("-")[1]) for m in chosen if m.startswith("mp-") and m not in id_sets.BENCHMARK_QUERIES)
     assert sum(n < 30 for n in numbers) == 10 and sum(n >= 40 for n in numbers) == 10 and len(numbers) == 20
     assert {"mp-22601", "nb-mp-22601-49", "nb-mp-1200096-0"} <= set(chosen)
     assert chosen == sorted(set(chosen)) and "10 SuperCon superconductors" in label
-    assert descriptors.ids_for("concepts", sample_size=20, seed=3)[0] == chosen
-    assert descriptors.ids_for("concepts", sample_size=20, seed=4)[0] != chosen
+    assert id_sets.ids_for("concepts", sample_size=20, seed=3)[0] == chosen
+    assert id_sets.ids_for("concepts", sample_size=20, seed=4)[0] != chosen
     # smaller samples of one seed are nested in larger ones (a slow descriptor runs on a subset)
-    assert set(descriptors.concept_sample_ids(per_class=4, seed=3)) < set(chosen)
+    assert set(id_sets.concept_sample_ids(per_class=4, seed=3)) < set(chosen)
     with pytest.raises(ValueError, match="at most 25 materials per class"):
-        descriptors.concept_sample_ids(per_class=26)
-    monkeypatch.setattr(descriptors, "CONCEPT_DRAW", 31)
+        id_sets.concept_sample_ids(per_class=26)
+    monkeypatch.setattr(id_sets, "CONCEPT_DRAW", 31)
     with pytest.raises(ValueError, match="only 30 materials labelled 'superconductor'"):
-        descriptors.concept_sample_ids(per_class=10)
+        id_sets.concept_sample_ids(per_class=10)
     # a cache that ran the 4-per-class, then the 10-per-class sample covers the larger one
-    monkeypatch.setattr(descriptors, "CONCEPT_DRAW", 25)
-    small, large = descriptors.ids_for("concepts", 8, 3)[1], label
-    other_seed = descriptors.ids_for("concepts", 8, 4)[1]
+    monkeypatch.setattr(id_sets, "CONCEPT_DRAW", 25)
+    small, large = id_sets.ids_for("concepts", 8, 3)[1], label
+    other_seed = id_sets.ids_for("concepts", 8, 4)[1]
     runs = [{"ids": small, "concept_sample": {"per_class": 4, "seed": 3}, "finished": "t1"},
             {"ids": large, "concept_sample": {"per_class": 10, "seed": 3}, "finished": "t2"},
             {"ids": other_seed, "concept_sample": {"per_class": 4, "seed": 4}, "finished": "t3"}]
     dataset = type("D", (), {"name": "toy", "__len__": lambda self: 1000})()
-    assert descriptors._coverage_label(dataset, set(chosen), runs) == f"{large}; {other_seed}"
+    assert compute._coverage_label(dataset, set(chosen), runs) == f"{large}; {other_seed}"
     # an interrupted larger sample does not hide the finished smaller one
     interrupted = {key: value for key, value in runs[1].items() if key != "finished"}
-    assert descriptors._coverage_label(dataset, set(chosen), [runs[0], interrupted]) == f"{small}; partial: {large}"
+    assert compute._coverage_label(dataset, set(chosen), [runs[0], interrupted]) == f"{small}; partial: {large}"
 
 
 def test_cli_offers_every_id_set():
@@ -321,4 +314,4 @@ def test_cli_offers_every_id_set():
         _parser().parse_args(["descriptors", "--name", "ewald", "--ids-from", "everything"])
     verbs = next(a for a in _parser()._actions if a.dest == "verb")
     choices = next(a for a in verbs.choices["descriptors"]._actions if a.dest == "ids_from").choices
-    assert tuple(choices) == descriptors.ID_SETS
+    assert tuple(choices) == id_sets.ID_SETS
