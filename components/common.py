@@ -5,7 +5,7 @@ from __future__ import annotations
 from dash import MATCH, ClientsideFunction, Input, Output, callback, clientside_callback, dcc, html
 from dash.exceptions import PreventUpdate
 
-from ml.mapping.artifacts import MAP_VIEWS
+from ml.service import MAP_VIEWS
 from ml.settings import get_settings
 
 #: How often a page shown while the map loads asks whether it is ready, ms.

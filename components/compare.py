@@ -17,7 +17,7 @@ from dash import html
 
 from components.common import notice
 from components.neighbors import NeighborPanel, neighbor_records
-from ml.mapping.artifacts import descriptor_command
+from ml.service import descriptor_command
 from ml.settings import get_settings
 
 log = logging.getLogger(__name__)

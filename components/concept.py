@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from components.map_figure import MISSING_COLOR, ColorLayers, auto_point_size
-from ml.mapping.artifacts import NEIGHBOR_PROPERTY_COLUMNS
+from ml.service import NEIGHBOR_PROPERTY_COLUMNS
 
 #: Fewest positives (and, when the user gives negatives, fewest negatives) a forest is fitted on.
 MIN_LABELS = 3

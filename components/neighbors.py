@@ -21,7 +21,7 @@ import dash_ag_grid as dag
 import pandas as pd
 from dash import MATCH, Input, Output, State, callback, dcc, html, no_update
 
-from ml.mapping.artifacts import NEIGHBOR_COLUMNS, column_label, table_csv
+from ml.service import NEIGHBOR_COLUMNS, column_label, table_csv
 
 #: Decimal places shown in the grid per column (the CSV export: ``ml.mapping.artifacts.CSV_DECIMALS``).
 DECIMALS = {

@@ -1,4 +1,5 @@
-"""THE interface the app reads: a built map, loaded without importing torch.
+"""The artifact format of a built map and its reader, loaded without importing torch (the app
+reaches it through :mod:`ml.service`).
 
 A map lives in ``data/artifacts/<dataset>/<model>/``:
 
@@ -170,21 +171,6 @@ class MapArtifacts:
         self.index
         self._formula_keys
         self.close_match_distance
-        return self
-
-    def preload_locator(self) -> "MapArtifacts":
-        """Load now the model and t-SNE states that :meth:`locate` loads on first use
-        (:func:`ml.mapping.locate.preload`).
-
-        Returns:
-            This map.
-
-        Raises:
-            ArtifactError: the map's model is missing or changed since the build.
-        """
-        from ml.mapping.locate import preload
-
-        preload(self)
         return self
 
     @cached_property
@@ -403,7 +389,7 @@ class MapArtifacts:
         return self._descriptors[name]
 
 
-    # ------------------------------------------------------------------ structures, XRD, locate
+    # ------------------------------------------------------------------ structures, XRD (placing a CIF: ml.service.LoadedMap)
 
     def cif(self, material_id: str) -> str:
         """The CIF text of a material of the map.
@@ -437,20 +423,6 @@ class MapArtifacts:
 
         config = XRDConfig()
         return config.two_theta(), xrd_pattern_fast(self.structure(material_id), config)
-
-    def locate(self, cif_text: str, k: int = 10):
-        """Place a new CIF on this map: see :func:`ml.mapping.locate.locate_cif` (checks the file first,
-        then loads the model lazily); a disordered structure is placed by its ordered
-        approximation, said in the result's ``notes``.
-
-        Raises:
-            ml.data.structures.CifError, ml.features.errors.FeaturisationError: unusable input, with a message
-            for the user. ArtifactError: the model is missing or changed since the build.
-        """
-        from ml.mapping.locate import locate_cif
-
-        return locate_cif(cif_text, self, k=k)
-
 
 def column_label(column: str) -> str:
     """``"band_gap"`` → ``"band gap (eV)"``: a column name with its unit for tables and plots."""

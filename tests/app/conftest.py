@@ -52,7 +52,7 @@ def app_env(map_data_dir):
 
 @pytest.fixture(scope="session")
 def atlas(app_env):
-    """The loaded test map (:class:`ml.mapping.artifacts.MapArtifacts`)."""
+    """The loaded test map (:class:`ml.service.LoadedMap`)."""
     from components.state import get_map
 
     return get_map()
@@ -80,7 +80,7 @@ def explorer_source(app_env):
     (``fixture_generator.py``, in the map's data folder); the dataset of its voxel store."""
     from fixture_generator import build_fixture_generator
 
-    from ml.generation import explorer
+    from ml.service import explorer
 
     dataset = build_fixture_generator(app_env)
     explorer.use_source(None, dataset)

@@ -39,7 +39,7 @@ def build_fixture_generator(data_dir: Path):
     """Select, voxelise and train under ``data_dir`` (caches, ``models/vae-cpu``).
 
     Returns:
-        The dataset the voxel store belongs to (pass it to ``ml.generation.explorer.use_source``).
+        The dataset the voxel store belongs to (pass it to ``ml.service.explorer.use_source``).
     """
     import torch
 

@@ -3,7 +3,7 @@
 The first :data:`N_MATERIALS` materials of ``mp2024`` with at most :data:`MAX_SITES` sites
 (real CIFs, properties and SuperCon labels from the shared mirror) go through
 :func:`ml.mapping.build.build_map` with ``data/models/cmml-cpu/model.pt``: crystal graphs, CMML
-embeddings, openTSNE, faiss index. ``MapArtifacts.locate`` is the real one.
+embeddings, openTSNE, faiss index. ``LoadedMap.locate`` (:mod:`ml.service`) is the real one.
 """
 
 from __future__ import annotations

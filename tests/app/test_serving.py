@@ -82,7 +82,7 @@ def test_healthz_answers_503_while_the_map_loads_and_200_once_loaded(dash_app, f
     assert "Loading the map" in text_of(page) and "No map to show yet" not in text_of(page)
     with pytest.raises(PreventUpdate):
         loading_finished(1)
-    from ml.generation import explorer
+    from ml.service import explorer
 
     generate_page = sys.modules["pages.generate"]
 

@@ -24,6 +24,7 @@ from ml.mapping.artifacts import MANIFEST, ArtifactError, MapArtifacts, artifact
 from ml.cli.main import main
 from ml.models.cmml import load_model
 from ml.models.registry import file_sha256
+from ml.service import LoadedMap
 from ml.settings import REPO_ROOT, get_settings
 
 pytestmark = pytest.mark.integration
@@ -181,7 +182,7 @@ def test_unknown_model_is_a_user_error(env, capsys):
 
 
 def test_locate_finds_each_cif_itself(env, capsys):
-    artifacts = MapArtifacts.load(str(env.cifs), "tiny")
+    artifacts = LoadedMap.load(str(env.cifs), "tiny")
     ids = [str(artifacts.materials["material_id"].iloc[i]) for i in (3, 40)]
     files = [env.cifs / f"{m}.cif" for m in ids]
     rc, out, err = run_cli(capsys, "locate", *map(str, files), "--dataset", str(env.cifs), "--model", "tiny", "--k", "3")
