@@ -210,6 +210,31 @@ def test_locate_finds_each_cif_itself(env, capsys):
     assert np.hypot(located.x_xrd - xrd_xy[row, 0], located.y_xrd - xrd_xy[row, 1]) < 0.1 * spread
 
 
+
+def test_placing_one_by_one_equals_placing_as_a_batch(env):
+    """openTSNE's property for ``transform``: new points do not interact, so placing materials
+    together gives each the embedding, map positions (both maps) and neighbours it gets alone."""
+    from ml.data.structures import parse_cif
+    from ml.mapping.locate import locate_structures
+
+    artifacts = LoadedMap.load(str(env.cifs), "tiny")
+    ids = [str(artifacts.materials["material_id"].iloc[i]) for i in (5, 17, 60)]
+    structures = [parse_cif((env.cifs / f"{m}.cif").read_text()) for m in ids]
+    together = locate_structures(structures, artifacts, k=5)
+    alone = [locate_structures([s], artifacts, k=5)[0] for s in structures]
+    assert len(together) == len(alone) == 3
+    spread = np.ptp(artifacts.coordinates, axis=0).max()
+    xrd_spread = np.ptp(artifacts.coordinates_of("xrd"), axis=0).max()
+    for batch, single in zip(together, alone):
+        assert batch.formula == single.formula
+        np.testing.assert_allclose(batch.embedding, single.embedding, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose([batch.x, batch.y], [single.x, single.y], atol=1e-3 * spread)
+        np.testing.assert_allclose([batch.x_xrd, batch.y_xrd], [single.x_xrd, single.y_xrd], atol=1e-3 * xrd_spread)
+        assert batch.neighbors["material_id"].tolist() == single.neighbors["material_id"].tolist()
+        np.testing.assert_allclose(batch.neighbors["distance"], single.neighbors["distance"], rtol=1e-4, atol=1e-5)
+        assert batch.notes == single.notes
+
+
 def test_locate_garbage_file(env, capsys, tmp_path):
     garbage = tmp_path / "garbage.cif"
     garbage.write_bytes(b"\x00\x01 not a crystal at all \xff")

@@ -1,7 +1,7 @@
 """Placing new CIFs (ml.mapping.locate) without a map: checks before the model, the one-thread t-SNE
 state, the command line's per-file errors, and a fuzz test of the CIF path.
 
-Placing on a real map is tested end to end in test_integration.py and on the app's fixture map
+Placing on a real map is tested end to end in tests/ml/test_integration.py and on the app's fixture map
 in tests/app/test_components.py.
 """
 
