@@ -118,7 +118,7 @@ def page_link(material_id: str, text: str | None = None) -> dcc.Link:
 
 
 def map_view_selector(component_id: str, views: list[str], value: str, caption_id: str | None = None) -> html.Div:
-    """The "Map" radio that switches between a build's maps (:data:`ml.mapping.artifacts.MAP_VIEWS`:
+    """The "Map" radio that switches between a build's maps (:data:`ml.mapping.format.MAP_VIEWS`:
     crystal-graph and XRD embeddings); hidden when the build has only one. ``caption_id``
     adds an empty hint paragraph under it for a callback to fill."""
     return html.Div(

@@ -55,11 +55,11 @@ def neighbor_lists(atlas, material_id: str, k: int) -> list[dict]:
         Dicts with ``name``, ``label``, ``ok``; ``columns``, ``rows`` (records) and ``scope``
         (the candidates searched, e.g. "among 43,936 materials (mp2024-icsd)") when ok,
         ``message`` (for the user) when not, and ``command`` (the shell command that builds
-        it for the served dataset ``MATMAP_DATASET``, :func:`ml.mapping.artifacts.descriptor_command`)
+        it for the served dataset ``MATMAP_DATASET``, :func:`ml.mapping.format.descriptor_command`)
         when the descriptor is not built.
 
     Raises:
-        ml.mapping.artifacts.UnknownMaterialError: ``material_id`` is not in the map.
+        ml.mapping.format.UnknownMaterialError: ``material_id`` is not in the map.
     """
     table = atlas.neighbors(material_id, k)
     lists = [_ok(OURS, table, scope=f"among all {len(atlas.materials):,} materials of the map")]

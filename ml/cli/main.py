@@ -189,7 +189,8 @@ def _run(args: argparse.Namespace) -> int:
         report = evaluate(args.dataset, args.model, args.out, steps, force=args.force)
         print(f"report written to {report}")
     elif args.verb == "neighbors":
-        from ml.mapping.artifacts import MapArtifacts, table_csv
+        from ml.mapping.artifacts import MapArtifacts
+        from ml.mapping.tables import table_csv
 
         # load() maps a CIF path to its map name itself; doing it here too gave "user-user-…"
         artifacts = MapArtifacts.load(args.dataset, _model_name(args.model))
@@ -285,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("faiss.loader").setLevel(logging.WARNING)
-    from ml.mapping.artifacts import ArtifactError, UnknownMaterialError
+    from ml.mapping.format import ArtifactError, UnknownMaterialError
     from ml.data.datasets import DatasetError
 
     try:

@@ -35,7 +35,8 @@ from ml.data.datasets import Dataset, get_dataset
 from ml.data.featurize import map_chunks, n_shards_for, shard_of
 from ml.descriptors.ids import icsd_ids
 from ml.descriptors.registry import DESCRIPTORS, DescriptorSpec, get_spec
-from ml.mapping.artifacts import MapArtifacts, UnknownMaterialError
+from ml.mapping.artifacts import MapArtifacts
+from ml.mapping.format import UnknownMaterialError
 from ml.mapping.knn import ExactL2Index
 from ml.settings import get_settings
 
@@ -240,7 +241,7 @@ def compute_descriptor(
 
     Raises:
         ValueError: unknown descriptor, or ``ids`` not in the dataset.
-        ml.mapping.artifacts.ArtifactError: ``cmml`` without a built map.
+        ml.mapping.format.ArtifactError: ``cmml`` without a built map.
     """
     spec = get_spec(name)
     dataset = get_dataset(dataset) if isinstance(dataset, str) else dataset
@@ -372,7 +373,7 @@ def load_descriptor(dataset: str | Dataset, name: str) -> DescriptorTable:
 
     Raises:
         ValueError: unknown descriptor. FileNotFoundError: nothing computed yet (the message
-        gives the command). ml.mapping.artifacts.ArtifactError: ``cmml`` without a built map.
+        gives the command). ml.mapping.format.ArtifactError: ``cmml`` without a built map.
     """
     spec = get_spec(name)
     dataset_name = dataset if isinstance(dataset, str) else dataset.name

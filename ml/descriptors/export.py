@@ -13,7 +13,7 @@ from ml.data.datasets import Dataset, get_dataset
 from ml.descriptors.compute import _cache_manifest, cache_folder, compute_descriptor, load_descriptor
 from ml.descriptors.ids import ids_for
 from ml.descriptors.registry import DESCRIPTORS, get_spec
-from ml.mapping.artifacts import DESCRIPTOR_IDS, DESCRIPTOR_MANIFEST, DESCRIPTOR_VALUES, descriptor_dir
+from ml.mapping.format import DESCRIPTOR_IDS, DESCRIPTOR_MANIFEST, DESCRIPTOR_VALUES, descriptor_dir
 
 
 # --------------------------------------------------------------------------- export for the app

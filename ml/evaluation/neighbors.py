@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 import pandas as pd
 from pymatgen.core import Element
 
-from ml.mapping.artifacts import UnknownMaterialError
+from ml.mapping.format import UnknownMaterialError
 
 #: material id → (name, concept checked among its neighbours or None)
 QUERIES: dict[str, tuple[str, str | None]] = {

@@ -1,20 +1,6 @@
-"""The artifact format of a built map and its reader, loaded without importing torch (the app
-reaches it through :mod:`ml.service`).
-
-A map lives in ``data/artifacts/<dataset>/<model>/``:
-
-| file | content |
-|---|---|
-| ``manifest.json`` | dataset, model, counts, library versions, t-SNE settings, SHA-256 of every file |
-| ``materials.parquet`` | one row per material: ``material_id``, ``formula``, ``elements``, ``split``, map coordinates ``x``, ``y`` (crystal-graph map) and ``x_xrd``, ``y_xrd`` (XRD map, NaN without a pattern), and the properties (units in :data:`ml.data.datasets.PROPERTY_UNITS`) |
-| ``embeddings.npy`` | crystal-encoder embeddings, ``(n_materials, embedding_dim)`` float32 |
-| ``index.faiss`` | exact Euclidean (L2) nearest-neighbour index over the embeddings |
-| ``tsne.pkl`` | the fitted openTSNE ``TSNEEmbedding``, for placing new materials (``transform``) |
-| ``xrd_embeddings.npy`` | XRD-encoder embeddings, ``(n_materials, embedding_dim)`` float32, NaN rows without a pattern (optional) |
-| ``tsne_xrd.pkl`` | the fitted t-SNE of the XRD embeddings (optional) |
-
-The builder (:mod:`ml.mapping.build`) writes the folder under a temporary name and renames it
-when complete, so a half-written map is never loaded.
+"""The reader of a built map (:class:`MapArtifacts`), loaded without importing torch: materials,
+coordinates, embeddings, neighbours (exact kNN), baseline descriptors, CIFs and XRD patterns.
+The format is :mod:`ml.mapping.format`; the app reaches the reader through :mod:`ml.service`.
 """
 
 from __future__ import annotations
@@ -28,83 +14,30 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ml.data.datasets import PROPERTY_UNITS
+from ml.mapping.format import (
+    CLOSE_MATCH_QUANTILE,
+    CLOSE_MATCH_SAMPLE,
+    DEFAULT_VIEW,
+    DESCRIPTORS_DIR,
+    DESCRIPTOR_IDS,
+    DESCRIPTOR_MANIFEST,
+    DESCRIPTOR_VALUES,
+    EMBEDDINGS,
+    INDEX,
+    MANIFEST,
+    MAP_VIEWS,
+    MATERIALS,
+    MAX_NEIGHBORS,
+    NEIGHBOR_PROPERTY_COLUMNS,
+    REQUIRED_FILES,
+    STRUCTURES,
+    ArtifactError,
+    UnknownMaterialError,
+    artifact_dir,
+    descriptor_command,
+)
 from ml.mapping.knn import ExactL2Index
-from ml.models.registry import file_sha256
 from ml.settings import get_settings
-
-MANIFEST = "manifest.json"
-MATERIALS = "materials.parquet"
-EMBEDDINGS = "embeddings.npy"
-INDEX = "index.faiss"
-TSNE = "tsne.pkl"
-STRUCTURES = "structures.sqlite"
-XRD_EMBEDDINGS = "xrd_embeddings.npy"
-XRD_TSNE = "tsne_xrd.pkl"
-REQUIRED_FILES = (MANIFEST, MATERIALS, EMBEDDINGS, INDEX, TSNE)  # plus STRUCTURES (below)
-
-#: Baseline descriptors (:mod:`ml.descriptors`) exported beside the maps of a dataset:
-#: ``<artifacts>/<dataset>/descriptors/<name>/`` with ``values.npy`` ``(n, d)`` float32,
-#: ``material_ids.npy`` ``(n,)`` str and ``manifest.json`` (label, citation, metric, coverage).
-DESCRIPTORS_DIR = "descriptors"
-DESCRIPTOR_VALUES = "values.npy"
-DESCRIPTOR_IDS = "material_ids.npy"
-DESCRIPTOR_MANIFEST = "manifest.json"
-
-#: The maps a build draws: name → (label, x column, y column). Both share the materials
-#: table, so every colour mode, search and click works on either.
-MAP_VIEWS = {
-    "crystal": ("Crystal-graph embedding", "x", "y"),
-    "xrd": ("XRD embedding", "x_xrd", "y_xrd"),
-}
-DEFAULT_VIEW = "crystal"
-
-#: Columns of every neighbour table, before the property columns.
-NEIGHBOR_COLUMNS = ["rank", "material_id", "formula", "distance"]
-#: Property columns appended to neighbour tables (those present in the map).
-NEIGHBOR_PROPERTY_COLUMNS = [
-    "formation_energy_per_atom",
-    "band_gap",
-    "total_magnetization",
-    "density",
-    "spacegroup_number",
-    "crystal_system",
-    "nsites",
-    "nelements",
-    "supercon_label",
-]
-MAX_NEIGHBORS = 1000
-#: "No close match" (:attr:`MapArtifacts.close_match_distance`): this quantile of the distance from a
-#: material to its own nearest neighbour, over a fixed sample of this many materials.
-CLOSE_MATCH_QUANTILE, CLOSE_MATCH_SAMPLE = 0.99, 1000
-
-
-class ArtifactError(RuntimeError):
-    """A map is missing or incomplete."""
-
-
-class UnknownMaterialError(KeyError):
-    """A ``material_id`` that is not in the map."""
-
-    def __str__(self) -> str:  # KeyError quotes its argument; keep the message readable
-        return str(self.args[0])
-
-
-def artifact_dir(dataset: str, model: str, root: Path | None = None) -> Path:
-    """``<root>/<dataset>/<model>`` (root: ``data/artifacts``)."""
-    return (root or get_settings().artifacts_dir) / dataset / model
-
-
-def descriptor_dir(dataset: str, name: str, root: Path | None = None) -> Path:
-    """``<root>/<dataset>/descriptors/<name>``: an exported baseline descriptor (root: ``data/artifacts``)."""
-    return (root or get_settings().artifacts_dir) / dataset / DESCRIPTORS_DIR / name
-
-
-def descriptor_command(dataset: str, name: str) -> str:
-    """The command that computes baseline descriptor ``name`` (a key of
-    ``ml.descriptors.registry.DESCRIPTORS``) for ``dataset`` on the set its spec names, and exports it
-    where the app reads it (:func:`descriptor_dir`)."""
-    return f"python -m ml descriptors --dataset {dataset} --name {name}"
 
 
 @dataclass
@@ -424,37 +357,6 @@ class MapArtifacts:
         config = XRDConfig()
         return config.two_theta(), xrd_pattern_fast(self.structure(material_id), config)
 
-def column_label(column: str) -> str:
-    """``"band_gap"`` → ``"band gap (eV)"``: a column name with its unit for tables and plots."""
-    unit = PROPERTY_UNITS.get(column)
-    name = column.replace("_", " ")
-    return f"{name} ({unit})" if unit else name
-
-
-#: Units of the table columns that are not material properties (those: :data:`PROPERTY_UNITS`).
-TABLE_UNITS = {"distance": "embedding units", "tc_kelvin": "K"}
-#: Decimal places of the float columns of CSV exports; other float columns get
-#: :data:`CSV_DEFAULT_DECIMALS`, enough for every property stored (MP's energies in meV/atom).
-CSV_DECIMALS = {"tc_kelvin": 2}
-CSV_DEFAULT_DECIMALS = 4
-
-
-def table_csv(table: pd.DataFrame, units: dict[str, str] | None = None) -> str:
-    """CSV text of a neighbour (or candidate) table, as ``python -m ml neighbors`` writes it and
-    the app exports it: each header is the column name and its unit, ``formation_energy_per_atom
-    (eV/atom)``, ``distance (embedding units)`` (units from :data:`PROPERTY_UNITS` and
-    :data:`TABLE_UNITS`, ``units`` overriding them); floats rounded to :data:`CSV_DECIMALS`
-    places, so that float32 storage noise (``3.0000002``) does not show; empty cells for
-    missing values."""
-    known = {**PROPERTY_UNITS, **TABLE_UNITS, **(units or {})}
-    out = table.copy()
-    for column in out.columns:
-        if pd.api.types.is_float_dtype(out[column]):
-            out[column] = out[column].astype(np.float64).round(CSV_DECIMALS.get(column, CSV_DEFAULT_DECIMALS))
-    out.columns = [f"{c} ({known[c]})" if known.get(c) else str(c) for c in out.columns]
-    return out.to_csv(index=False)
-
-
 _ELEMENT_TOKEN = re.compile(r"([A-Z][a-z]?)(\d*\.?\d*)")
 
 
@@ -476,103 +378,9 @@ def _formula_key(formula: str) -> str | None:
     return " ".join(f"{e}{v:g}" for e, v in sorted(zip(counts, values)))
 
 
-
 def _cif_from_sqlite(path: Path, material_id: str) -> str | None:
     import sqlite3
 
     with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as connection:
         row = connection.execute("SELECT cif FROM structures WHERE material_id = ?", (material_id,)).fetchone()
     return row[0] if row else None
-
-
-# --------------------------------------------------------------------------- writing
-
-
-def write_artifacts(
-    folder: Path,
-    manifest: dict,
-    materials: pd.DataFrame,
-    embeddings: np.ndarray,
-    tsne_embedding,
-    cifs: dict[str, str],
-    xrd_embeddings: np.ndarray | None = None,
-    xrd_tsne=None,
-) -> Path:
-    """Write a complete map into ``folder`` atomically.
-
-    Everything goes to ``<folder>.partial`` first; the folder is swapped in only when every
-    file is written, so an interrupted build leaves the previous map (or none) in place.
-
-    Args:
-        folder: the final artifact folder (``artifact_dir(dataset, model)``).
-        manifest: dataset, model and build settings; counts, versions and checksums are added.
-        materials: one row per material with at least ``material_id``, ``formula``, ``x``, ``y``.
-        embeddings: ``(n_materials, embedding_dim)``.
-        tsne_embedding: the fitted openTSNE ``TSNEEmbedding`` (pickled for ``transform``).
-        cifs: ``material_id -> CIF text`` for the structure store.
-        xrd_embeddings: ``(n_materials, embedding_dim)`` XRD-encoder embeddings (NaN rows
-            without a pattern), optional.
-        xrd_tsne: the fitted t-SNE of the XRD embeddings, optional.
-
-    Raises:
-        ValueError: rows of ``materials`` and ``embeddings`` differ, or columns are missing.
-    """
-    import pickle
-    import shutil
-    import sqlite3
-
-    missing = {"material_id", "formula", "x", "y"} - set(materials.columns)
-    if missing:
-        raise ValueError(f"materials table lacks {sorted(missing)}")
-    if len(materials) != len(embeddings):
-        raise ValueError(f"{len(materials)} materials but {len(embeddings)} embeddings")
-    partial = folder.with_name(folder.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)
-    materials.reset_index(drop=True).to_parquet(partial / MATERIALS, index=False)
-    np.save(partial / EMBEDDINGS, embeddings)
-    ExactL2Index.build(embeddings).write(partial / INDEX)
-    optional = [XRD_TSNE] if xrd_tsne is not None else []
-    for name, fitted in ((TSNE, tsne_embedding), (XRD_TSNE, xrd_tsne)):
-        if fitted is not None:
-            with open(partial / name, "wb") as handle:
-                pickle.dump(fitted, handle, protocol=pickle.HIGHEST_PROTOCOL)
-    if xrd_embeddings is not None:
-        if len(xrd_embeddings) != len(materials):
-            raise ValueError(f"{len(materials)} materials but {len(xrd_embeddings)} XRD embeddings")
-        np.save(partial / XRD_EMBEDDINGS, np.asarray(xrd_embeddings, dtype=np.float32))
-        optional.append(XRD_EMBEDDINGS)
-    with sqlite3.connect(partial / STRUCTURES) as connection:
-        connection.execute("CREATE TABLE structures (material_id TEXT PRIMARY KEY, cif TEXT NOT NULL)")
-        connection.executemany("INSERT INTO structures VALUES (?, ?)", cifs.items())
-    connection.close()
-    manifest = dict(manifest)
-    manifest.update(
-        n_materials=int(len(materials)),
-        embedding_dim=int(embeddings.shape[1]),
-        versions=_library_versions(),
-        files={name: file_sha256(partial / name) for name in (*REQUIRED_FILES[1:], STRUCTURES, *optional)},
-    )
-    (partial / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str))
-    if folder.exists():
-        old = folder.with_name(folder.name + ".old")
-        shutil.rmtree(old, ignore_errors=True)
-        folder.rename(old)
-        partial.rename(folder)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        partial.rename(folder)
-    return folder
-
-
-def _library_versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {}
-    for name in ("numpy", "pandas", "torch", "torch_geometric", "pymatgen", "openTSNE", "faiss-cpu"):
-        try:
-            out[name] = version(name)
-        except PackageNotFoundError:
-            continue
-    return out

@@ -19,7 +19,8 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from ml.mapping.artifacts import MANIFEST, MAP_VIEWS, artifact_dir, write_artifacts
+from ml.mapping.writer import write_artifacts
+from ml.mapping.format import MANIFEST, MAP_VIEWS, artifact_dir
 from ml.data.batches import GraphStore, XRDStore, align
 from ml.data.datasets import Dataset, DatasetError, get_dataset, read_supercon_labels
 from ml.mapping.embed import embed_crystals, embed_xrd

@@ -33,7 +33,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ml.mapping.artifacts import CLOSE_MATCH_QUANTILE, TSNE, XRD_TSNE, ArtifactError, MapArtifacts
+from ml.mapping.artifacts import MapArtifacts
+from ml.mapping.format import CLOSE_MATCH_QUANTILE, TSNE, XRD_TSNE, ArtifactError
 from ml.features.errors import FeaturisationError
 from ml.features.graph import CrystalGraph, GraphConfig, crystal_graph
 from ml.models.registry import file_sha256, resolve_model

@@ -11,7 +11,7 @@ needs them is imported inside the functions that use them. What comes out is pla
 - The names of the artifact format the app shows (views, neighbour columns, their labels).
 """
 
-from ml.mapping.artifacts import (
+from ml.mapping.format import (
     DEFAULT_VIEW,
     MAP_VIEWS,
     MAX_NEIGHBORS,
@@ -19,10 +19,9 @@ from ml.mapping.artifacts import (
     NEIGHBOR_PROPERTY_COLUMNS,
     ArtifactError,
     UnknownMaterialError,
-    column_label,
     descriptor_command,
-    table_csv,
 )
+from ml.mapping.tables import column_label, table_csv
 from ml.service.loaded_map import LoadedMap
 
 __all__ = [

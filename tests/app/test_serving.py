@@ -108,7 +108,7 @@ def test_healthz_answers_503_while_the_map_loads_and_200_once_loaded(dash_app, f
 def test_a_map_whose_model_is_gone_still_loads_for_browsing(dash_app, fresh_state, monkeypatch):
     from components import state
     from ml.mapping import locate
-    from ml.mapping.artifacts import ArtifactError
+    from ml.mapping.format import ArtifactError
 
     def gone(*args):
         raise ArtifactError("no model file")

@@ -33,12 +33,7 @@ def elements(dash_app):
 def tiny_descriptor(atlas):
     """A descriptor exported beside the fixture map in the format ``MapArtifacts`` reads:
     6-d vectors of the first 250 materials (the last 50 are not covered)."""
-    from ml.mapping.artifacts import (
-        DESCRIPTOR_IDS,
-        DESCRIPTOR_MANIFEST,
-        DESCRIPTOR_VALUES,
-        DESCRIPTORS_DIR,
-    )
+    from ml.mapping.format import DESCRIPTOR_IDS, DESCRIPTOR_MANIFEST, DESCRIPTOR_VALUES, DESCRIPTORS_DIR
 
     folder = atlas.folder.parent / DESCRIPTORS_DIR / DESCRIPTOR
     folder.mkdir(parents=True)

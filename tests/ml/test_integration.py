@@ -20,7 +20,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ml.mapping.artifacts import MANIFEST, ArtifactError, MapArtifacts, artifact_dir, write_artifacts
+from ml.mapping.artifacts import MapArtifacts
+from ml.mapping.writer import write_artifacts
+from ml.mapping.format import MANIFEST, ArtifactError, artifact_dir
 from ml.cli.main import main
 from ml.models.cmml import load_model
 from ml.models.registry import file_sha256

@@ -13,14 +13,9 @@ from pymatgen.core import Lattice, Structure
 
 from ml.descriptors import compute, featurisers
 from ml.descriptors import ids as id_sets
-from ml.mapping.artifacts import (
-    NEIGHBOR_COLUMNS,
-    ArtifactError,
-    MapArtifacts,
-    UnknownMaterialError,
-    artifact_dir,
-    write_artifacts,
-)
+from ml.mapping.artifacts import MapArtifacts
+from ml.mapping.writer import write_artifacts
+from ml.mapping.format import NEIGHBOR_COLUMNS, ArtifactError, UnknownMaterialError, artifact_dir
 from ml.data.datasets import get_dataset
 from ml.descriptors.registry import DESCRIPTORS
 from ml.descriptors.compute import DescriptorTable, compute_descriptor, descriptor_neighbors, load_descriptor

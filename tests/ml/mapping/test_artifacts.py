@@ -11,17 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ml.mapping.artifacts import (
-    MANIFEST,
-    ArtifactError,
-    MapArtifacts,
-    UnknownMaterialError,
-    _formula_key,
-    artifact_dir,
-    column_label,
-    table_csv,
-    write_artifacts,
-)
+from ml.mapping.artifacts import MapArtifacts, _formula_key
+from ml.mapping.writer import write_artifacts
+from ml.mapping.tables import column_label, table_csv
+from ml.mapping.format import MANIFEST, ArtifactError, UnknownMaterialError, artifact_dir
 from ml.models.registry import file_sha256
 from ml.settings import REPO_ROOT, get_settings
 
