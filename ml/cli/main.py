@@ -212,7 +212,8 @@ def _run(args: argparse.Namespace) -> int:
         import pandas as pd
 
         from ml.data.datasets import get_dataset
-        from ml.generation.voxel_data import build_voxel_arrays, select_vae_materials
+        from ml.generation.voxel_arrays import build_voxel_arrays
+        from ml.generation.voxel_data import select_vae_materials
 
         dataset = get_dataset(args.dataset)
         table = select_vae_materials(dataset)

@@ -78,7 +78,7 @@ def run_vae_verb(args: argparse.Namespace) -> int:
         from ml.data.datasets import get_dataset
         from ml.settings import get_settings
         from ml.training.cmml import pick_device
-        from ml.generation.voxel_data import build_voxel_arrays
+        from ml.generation.voxel_arrays import build_voxel_arrays
         from ml.generation.generator import fit_latent_prior
         from ml.training.campaign import TRAIN_STATE_FILE
         from ml.training.vae import VAE_TRAIN_CONFIGS, train_vae

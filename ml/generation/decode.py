@@ -12,7 +12,7 @@ length ``a`` and a site count ``n``. :func:`decode_crystal` turns them into a py
    a/G): 99.4 % of the VAE's crystals have every site on the a/16 grid (1,642 of 1,652, every
    4th crystal of the set; the rest are B20-type cells with a free x), and the sub-voxel
    refinement the decoder used before (a parabola through the log density,
-   :func:`ml.generation.voxels.peak_offset`) moved the peaks of sampled grids off their symmetric places:
+   :func:`ml.generation.devoxelize.peak_offset`) moved the peaks of sampled grids off their symmetric places:
    with the previous (format-3) model, around 5 validation bases (variance 0.5, 100 samples
    each) 49.6 % of samples were strictly valid with it and 71.0 % at voxel centres, and 88.7 % /
    96.0 % of 150 validation reconstructions (most failures: "not cubic" at spglib's 0.1 Å).
@@ -34,7 +34,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ml.generation.voxels import VoxelDecodeError, peak_offset, periodic_label
+from ml.generation.devoxelize import peak_offset, periodic_label
+from ml.generation.voxels import VoxelDecodeError
 
 #: Smallest decoded density (the true peaks are 1) that marks an atom when no site count is
 #: given (the true grids of the decoder's ceiling, grids of other models). Chosen on training

@@ -186,7 +186,8 @@ class Generator:
         from ml.data.datasets import get_dataset
         from ml.generation.latent_prior import LatentPrior
         from ml.models.vae3d import load_voxel_model
-        from ml.generation.voxel_data import load_voxel_arrays, select_vae_materials
+        from ml.generation.voxel_arrays import load_voxel_arrays
+        from ml.generation.voxel_data import select_vae_materials
         from ml.generation.voxels import VoxelConfig
 
         folder = model_folder(model_dir)

@@ -7,7 +7,7 @@ periodic distance (Hungarian assignment, ``scipy.optimize.linear_sum_assignment`
 measured in the reference cell between fractional coordinates, minimum image.
 
 :func:`roundtrip_report` voxelises the VAE's selected crystals and decodes them back without any
-network (:func:`ml.generation.voxels.voxelize` → :func:`ml.generation.voxels.structure_from_voxels`): the ceiling any
+network (:func:`ml.generation.voxels.voxelize` → :func:`ml.generation.devoxelize.structure_from_voxels`): the ceiling any
 model using this representation can reach.
 """
 
@@ -22,12 +22,8 @@ from tqdm.auto import tqdm
 
 from ml.generation.voxel_data import VAEDataConfig, conventional_structures, select_vae_materials
 from ml.evaluation.validity import min_distance_ok
-from ml.generation.voxels import (
-    VoxelConfig,
-    VoxelDecodeError,
-    structure_from_voxels,
-    voxelize,
-)
+from ml.generation.devoxelize import structure_from_voxels
+from ml.generation.voxels import VoxelConfig, VoxelDecodeError, voxelize
 
 #: A decoded crystal is recovered exactly when every site lies within this distance, Å.
 EXACT_TOLERANCE = 0.1

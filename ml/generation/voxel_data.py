@@ -48,7 +48,7 @@ import logging
 import os
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from fractions import Fraction
 from functools import reduce
 from math import gcd
@@ -62,7 +62,7 @@ from ml.data.datasets import Dataset, DatasetError
 from ml.settings import get_settings
 from ml.data.splits import assign_splits
 from ml.data.structures import CifError, parse_cif
-from ml.generation.voxels import VoxelConfig, VoxelizationError, voxelize
+from ml.generation.deciles import assign_deciles, decile_edges
 
 log = logging.getLogger(__name__)
 
@@ -191,43 +191,6 @@ def candidate_ids(dataset: Dataset, config: VAEDataConfig) -> list[str]:
             return False
 
     return [m for m, formula in zip(table.index, table["formula"]) if fits(formula)]
-
-
-# --------------------------------------------------------------------------- deciles
-
-
-def decile_edges(formation_energy_per_atom, n_deciles: int = 10) -> np.ndarray:
-    """Inner bin edges, eV/atom, at the quantiles ``1/n … (n-1)/n`` of the given (training)
-    values, shape ``(n_deciles - 1,)``.
-
-    Raises:
-        ValueError: no finite value.
-    """
-    values = np.asarray(formation_energy_per_atom, dtype=float)
-    values = values[np.isfinite(values)]
-    if len(values) == 0:
-        raise ValueError("no finite formation energies to cut into deciles")
-    return np.quantile(values, np.arange(1, n_deciles) / n_deciles)
-
-
-def assign_deciles(formation_energy_per_atom, edges: np.ndarray) -> np.ndarray:
-    """Bin index ``0 … len(edges)`` of each value (0 = most negative, i.e. most stable),
-    int64 ``(n,)``; a value equal to an edge goes to the upper bin."""
-    return np.searchsorted(np.asarray(edges), np.asarray(formation_energy_per_atom, dtype=float), side="right").astype(
-        np.int64
-    )
-
-
-def one_hot_deciles(decile, n_deciles: int = 10) -> np.ndarray:
-    """The VAE's condition: float32 ``(n, n_deciles)`` one-hot rows of the decile indices.
-
-    Raises:
-        ValueError: an index outside ``0 … n_deciles - 1``.
-    """
-    decile = np.asarray(decile, dtype=np.int64)
-    if decile.size and (decile.min() < 0 or decile.max() >= n_deciles):
-        raise ValueError(f"decile indices must be in 0–{n_deciles - 1}")
-    return np.eye(n_deciles, dtype=np.float32)[decile]
 
 
 # --------------------------------------------------------------------------- selection
@@ -419,143 +382,3 @@ def conventional_structures(
         table = table[table["material_id"].isin(wanted)]
     for material_id, a, numbers, frac in zip(table["material_id"], table["lattice_a"], table["numbers"], table["frac_coords"]):
         yield material_id, Structure(Lattice.cubic(a), list(numbers), np.asarray(frac).reshape(-1, 3))
-
-
-# --------------------------------------------------------------------------- voxel arrays
-
-
-@dataclass(frozen=True)
-class VoxelArrays:
-    """The voxelised selection, row-aligned (``N`` materials, grid ``G = 32``).
-
-    Attributes:
-        material_ids: ``(N,)`` str.
-        density: ``(N, G, G, G)`` float16 (read-only memory map when the whole store is loaded).
-        species: ``(N, G, G, G)`` uint8 atomic numbers, 0 = empty.
-        lattice: ``(N, 3)`` float32 cell lengths, Å.
-        decile: ``(N,)`` int64 formation-energy decile 0–9 (condition; see :func:`one_hot_deciles`).
-        split: ``(N,)`` ``"train" | "val" | "test"``.
-        family: ``(N,)`` family names (:data:`FAMILIES`).
-        n_sites: ``(N,)`` int64 number of atoms in each conventional cell (the generator's
-            site-count target).
-        voxel_config: the :class:`ml.generation.voxels.VoxelConfig` the grids were made with.
-    """
-
-    material_ids: np.ndarray
-    density: np.ndarray
-    species: np.ndarray
-    lattice: np.ndarray
-    decile: np.ndarray
-    split: np.ndarray
-    family: np.ndarray = field(default=None)
-    n_sites: np.ndarray = field(default=None)
-    voxel_config: VoxelConfig = field(default_factory=VoxelConfig)
-
-    def __len__(self) -> int:
-        return len(self.material_ids)
-
-
-def arrays_dir(dataset: Dataset, data_config: VAEDataConfig | None = None, voxel_config: VoxelConfig | None = None) -> Path:
-    """Folder of the voxel arrays of one selection and one voxel configuration."""
-    return cache_dir(dataset, data_config) / (voxel_config or VoxelConfig()).key()
-
-
-def build_voxel_arrays(
-    dataset: Dataset,
-    data_config: VAEDataConfig | None = None,
-    voxel_config: VoxelConfig | None = None,
-    progress: bool = True,
-) -> Path:
-    """Voxelise the whole selection into the array store (built once; selection built if needed).
-
-    Arrays are written to disk-backed ``.npy`` files as they are filled (low memory), then the
-    folder is completed atomically by writing ``meta.json`` last.
-
-    Returns:
-        The folder holding ``density.npy``, ``species.npy``, ``lattice.npy``, ``decile.npy``,
-        ``index.parquet`` and ``meta.json``.
-
-    Raises:
-        VAEDataError: the selection is empty; VoxelizationError: a selected cell is not orthogonal.
-    """
-    voxel_config = voxel_config or VoxelConfig()
-    folder = arrays_dir(dataset, data_config, voxel_config)
-    if (folder / "meta.json").is_file():
-        return folder
-    table = select_vae_materials(dataset, data_config, progress=progress)
-    if table.empty:
-        raise VAEDataError("the VAE selection is empty")
-    folder.mkdir(parents=True, exist_ok=True)
-    n, g = len(table), voxel_config.grid_size
-    started = time.perf_counter()
-    density = np.lib.format.open_memmap(folder / "density.npy.tmp", mode="w+", dtype=np.float16, shape=(n, g, g, g))
-    species = np.lib.format.open_memmap(folder / "species.npy.tmp", mode="w+", dtype=np.uint8, shape=(n, g, g, g))
-    lattice = np.zeros((n, 3), dtype=np.float32)
-    row_of = {m: i for i, m in enumerate(table["material_id"])}
-    done = 0
-    for material_id, structure in tqdm(
-        conventional_structures(dataset, data_config), total=n, desc="voxelising", unit="crystal", disable=not progress
-    ):
-        sample = voxelize(structure, voxel_config)
-        i = row_of[material_id]
-        density[i], species[i], lattice[i] = sample.density, sample.species, sample.lattice
-        done += 1
-    if done != n:
-        raise VoxelizationError(f"{n - done} selected materials have no stored conventional cell")
-    density.flush()
-    species.flush()
-    del density, species
-    os.replace(folder / "density.npy.tmp", folder / "density.npy")
-    os.replace(folder / "species.npy.tmp", folder / "species.npy")
-    np.save(folder / "lattice.npy", lattice)
-    np.save(folder / "decile.npy", table["decile"].to_numpy(np.int64))
-    _atomic_parquet(table[["material_id", "split", "family", "nsites"]], folder / "index.parquet")
-    meta = {"voxel_config": asdict(voxel_config), "n": n, "seconds": round(time.perf_counter() - started, 1)}
-    (folder / "meta.json").write_text(json.dumps(meta, indent=2))
-    return folder
-
-
-def load_voxel_arrays(
-    dataset: Dataset,
-    split: str | None = None,
-    data_config: VAEDataConfig | None = None,
-    voxel_config: VoxelConfig | None = None,
-) -> VoxelArrays:
-    """The voxel arrays of a built store, all materials (memory-mapped) or one split (in memory).
-
-    Args:
-        dataset: the dataset the store was built from.
-        split: ``"train"``, ``"val"``, ``"test"`` or ``None`` for all.
-
-    Raises:
-        VAEDataError: the store is not built (run ``python -m ml vae-data``), or an unknown split.
-    """
-    voxel_config = voxel_config or VoxelConfig()
-    folder = arrays_dir(dataset, data_config, voxel_config)
-    if not (folder / "meta.json").is_file():
-        raise VAEDataError(
-            f"no VAE voxel arrays for {dataset.name} yet: run `python -m ml vae-data --dataset {dataset.name}`"
-        )
-    if split not in (None, "train", "val", "test"):
-        raise VAEDataError(f"split must be train, val, test or None, got {split!r}")
-    index = pd.read_parquet(folder / "index.parquet")
-    if "nsites" not in index:  # a store built before the site counts were kept: take them from the selection
-        selection = pd.read_parquet(cache_dir(dataset, data_config) / "selection.parquet")
-        index["nsites"] = selection.set_index("material_id").loc[index["material_id"], "nsites"].to_numpy()
-    rows = slice(None) if split is None else np.flatnonzero(index["split"].to_numpy() == split)
-
-    def take(name: str) -> np.ndarray:
-        array = np.load(folder / f"{name}.npy", mmap_mode="r")
-        return array if split is None else np.ascontiguousarray(array[rows])
-
-    return VoxelArrays(
-        material_ids=index["material_id"].to_numpy(str)[rows],
-        density=take("density"),
-        species=take("species"),
-        lattice=take("lattice"),
-        decile=take("decile"),
-        split=index["split"].to_numpy(str)[rows],
-        family=index["family"].to_numpy(str)[rows],
-        n_sites=index["nsites"].to_numpy(np.int64)[rows],
-        voxel_config=voxel_config,
-    )

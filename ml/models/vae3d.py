@@ -242,7 +242,7 @@ def slot_targets(species: Tensor, slots: int, n_species: int) -> tuple[Tensor, T
     the order in which they first occur in the grid's raster order (voxel (0, 0, 0) first).
 
     The order follows the geometry, not the chemistry: the element on the origin site is slot 0
-    in every crystal that has one (the 90° rotations of :func:`ml.generation.voxels.rotate90` turn about
+    in every crystal that has one (the 90° rotations of :func:`ml.generation.rotations.rotate90` turn about
     the origin and keep it there), so the map of slots over the cell is the same for every
     crystal of a prototype and the elements themselves are read from z. Ordering by atomic
     number made that map depend on which element is the heavier one, and the decoder learnt it

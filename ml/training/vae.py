@@ -40,8 +40,9 @@ from tqdm.auto import tqdm
 from ml.training.campaign import Campaign
 from ml.data.datasets import Dataset
 from ml.models.vae3d import EMPTY, CondVAE3D, VAE3DConfig, one_hot_decile, save_voxel_model, vae_loss
-from ml.generation.voxel_data import VoxelArrays, load_voxel_arrays
-from ml.generation.voxels import MAX_ATOMIC_NUMBER, VoxelConfig, random_rotation, rotate90
+from ml.generation.voxel_arrays import VoxelArrays, load_voxel_arrays
+from ml.generation.rotations import random_rotation, rotate90
+from ml.generation.voxels import MAX_ATOMIC_NUMBER, VoxelConfig
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +153,7 @@ class VoxelBatch:
 
 def voxel_batch(arrays: VoxelArrays, rows: np.ndarray, lookup: np.ndarray, device: torch.device | str = "cpu",
                 rng: np.random.Generator | None = None) -> VoxelBatch:
-    """Tensors of ``rows`` of a :class:`~ml.generation.voxel_data.VoxelArrays`, each crystal turned by a
+    """Tensors of ``rows`` of a :class:`~ml.generation.voxel_arrays.VoxelArrays`, each crystal turned by a
     random 90° cube rotation when ``rng`` is given (density and species together; a cubic
     cell's length does not change)."""
     rows = np.asarray(rows)
@@ -266,7 +267,7 @@ def train_vae(dataset: Dataset, config: VAETrainConfig, run_dir: Path, out_dir: 
     """Train (or resume) the generator on the VAE selection of ``dataset``.
 
     Args:
-        arrays: replaces the dataset's voxel store (:func:`ml.generation.voxel_data.load_voxel_arrays` of the
+        arrays: replaces the dataset's voxel store (:func:`ml.generation.voxel_arrays.load_voxel_arrays` of the
             recipe's grid), with ``data_note`` saying what it is in the model card.
 
     Returns:

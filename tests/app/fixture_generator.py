@@ -3,7 +3,7 @@
 The VAE set of the fixture map's materials (:func:`fixture_map.fixture_dataset`: about 40
 cubic AB compounds among its 300) is selected from the mirror's CIFs
 (:func:`ml.generation.voxel_data.select_vae_materials`), voxelised on a 16³ grid
-(:func:`ml.generation.voxel_data.build_voxel_arrays`) and a small conditional VAE is trained on it for a few
+(:func:`ml.generation.voxel_arrays.build_voxel_arrays`) and a small conditional VAE is trained on it for a few
 epochs (:func:`ml.training.vae.train_vae`): about 15 s of one CPU core. It decodes structures (few
 valid ones: it is barely trained), which is what the page's tests need; the file is the real
 checkpoint format, loaded by :meth:`ml.generation.generator.Generator.load`.
@@ -44,7 +44,7 @@ def build_fixture_generator(data_dir: Path):
     import torch
 
     from ml.settings import get_settings
-    from ml.generation.voxel_data import build_voxel_arrays, load_voxel_arrays
+    from ml.generation.voxel_arrays import build_voxel_arrays, load_voxel_arrays
     from ml.generation.generator import fit_latent_prior
     from ml.training.vae import train_vae
     from ml.generation.voxels import VoxelConfig

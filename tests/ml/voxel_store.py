@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 from pymatgen.core import Lattice, Structure
 
-from ml.generation.voxel_data import VoxelArrays, family_of
+from ml.generation.voxel_arrays import VoxelArrays
+from ml.generation.voxel_data import family_of
 from ml.generation.voxels import VoxelConfig, voxelize
 
 G = 16
@@ -53,7 +54,7 @@ def decile_of(energy: float) -> int:
 
 def make_store(crystals: dict[str, tuple[Structure, float, str]]) -> tuple[VoxelArrays, pd.DataFrame]:
     """The voxel store and the selection table of ``crystals`` (id → (structure, energy, split)),
-    as :func:`ml.generation.voxel_data.load_voxel_arrays` and :func:`ml.generation.voxel_data.select_vae_materials` give them."""
+    as :func:`ml.generation.voxel_arrays.load_voxel_arrays` and :func:`ml.generation.voxel_data.select_vae_materials` give them."""
     ids = list(crystals)
     samples = [voxelize(crystals[m][0], VOXELS) for m in ids]
     energies = np.array([crystals[m][1] for m in ids])

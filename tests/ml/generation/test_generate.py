@@ -33,7 +33,8 @@ from ml.generation.latent_prior import LatentPrior
 from ml.models.vae3d import EMPTY, DecodedGrids, VAE3DConfig, load_voxel_model
 from ml.generation.decode import decode_crystal
 from ml.training.vae import VAETrainConfig, class_lookup, species_vocabulary, train_vae, voxel_batch
-from ml.generation.voxels import VoxelDecodeError, rotate90
+from ml.generation.rotations import rotate90
+from ml.generation.voxels import VoxelDecodeError
 from voxel_store import G, TinyDataset, make_store, six_crystals
 
 

@@ -12,21 +12,17 @@ import pytest
 from pymatgen.core import Lattice, Structure
 
 from ml.data.datasets import Dataset, read_mirror_properties
+from ml.generation.voxel_arrays import arrays_dir, build_voxel_arrays, load_voxel_arrays
+from ml.generation.deciles import assign_deciles, decile_edges, one_hot_deciles
 from ml.generation.voxel_data import (
     FAMILIES,
     SELECTION_COLUMNS,
     VAEDataConfig,
     VAEDataError,
-    arrays_dir,
-    assign_deciles,
-    build_voxel_arrays,
     cache_dir,
     classify_structure,
-    decile_edges,
     family_of,
     load_decile_edges,
-    load_voxel_arrays,
-    one_hot_deciles,
     select_vae_materials,
     stoichiometry,
 )

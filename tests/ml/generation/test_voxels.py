@@ -9,8 +9,9 @@ from pymatgen.core import Element, Lattice, Structure
 
 from ml.generation.roundtrip import match_sites
 from ml.evaluation.validity import min_distance_ok
+from ml.generation.devoxelize import structure_from_voxels
+from ml.generation.rotations import CUBE_ROTATIONS, rotate90, rotate_lattice
 from ml.generation.voxels import (
-    CUBE_ROTATIONS,
     VoxelConfig,
     VoxelDecodeError,
     VoxelizationError,
@@ -18,9 +19,6 @@ from ml.generation.voxels import (
     element_radius,
     lattice_from_coordinates,
     model_input,
-    rotate90,
-    rotate_lattice,
-    structure_from_voxels,
     voxelize,
 )
 

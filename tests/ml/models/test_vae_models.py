@@ -213,7 +213,7 @@ def test_slot_targets_order_each_crystals_elements_by_first_occurrence():
     voxel_slot, slot_class = slot_targets(species, 3, V)
     assert slot_class[0].tolist() == [4, 1, 3] and int(voxel_slot[0, 4, 4, 4]) == EMPTY
     # the order is the same after a rotation about the origin: the origin's element stays slot 0
-    from ml.generation.voxels import rotate90
+    from ml.generation.rotations import rotate90
     turned = torch.stack([torch.as_tensor(rotate90(species[0].numpy(), r)) for r in range(24)])
     _, turned_class = slot_targets(turned, 3, V)
     assert torch.all(turned_class[:, 0] == 4)
