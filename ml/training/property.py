@@ -223,7 +223,7 @@ def property_data(dataset: Dataset, target: str, split: str, shards=None, store:
     return PropertyData(store, keep, values[keep].astype(np.float32))
 
 
-def test_split_data(dataset: Dataset, target: str) -> PropertyData:
+def whole_test_split(dataset: Dataset, target: str) -> PropertyData:
     """The whole ``test`` split of ``dataset`` with the property (its own graph cache,
     ``<dataset>-test``, as :func:`ml.training.cmml.train` uses for the test retrieval)."""
     subset = dataset.split_subset("test")
@@ -313,7 +313,7 @@ def train_property_model(dataset: Dataset, name: str, config: PropertyTrainConfi
                  row["loss"], row["val_mae"], config.model.unit, row["seconds"])
         write_atomic(checkpoint, {"state_dict": net.state_dict(), "optimiser": optimiser.state_dict(),
                                   "scheduler": scheduler.state_dict(), "epoch": epoch + 1, "history": history})
-    test = test_split_data(dataset, target)
+    test = whole_test_split(dataset, target)
     test_mae = mean_absolute_error(model, test)
     result = {"history": history, "test_mae": test_mae, "n_train": len(train), "n_val": len(val), "n_test": len(test)}
     extra = {"train_config": asdict(config), "dataset": dataset.name, "name": name, **result}
