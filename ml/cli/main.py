@@ -125,115 +125,146 @@ def _model_name(model: str | None) -> str | None:
     return resolve_model(model)[0]
 
 
-def _run(args: argparse.Namespace) -> int:
-    if args.verb == "build":
-        from ml.mapping.build import build_map
+def _build(args: argparse.Namespace) -> int:
+    """``python -m ml build``: build (or update) the map of a dataset."""
+    from ml.mapping.build import build_map
 
-        folder = build_map(args.dataset, args.model, args.perplexity, args.seed, args.processes, args.force)
-        print(f"map ready: {folder}")
-    elif args.verb == "featurize":
-        from ml.data.datasets import get_dataset
-        from ml.data.featurize import featurize, load_features, n_shards_for
-
-        dataset = get_dataset(args.dataset)
-        shards = None
-        if args.shards:
-            start, _, stop = args.shards.partition(":")
-            shards = range(int(start or 0), int(stop) if stop else 10**9)
-        folder = featurize(dataset, args.kind, shards=shards, processes=args.processes, xrd_engine=args.xrd_engine)
-        table = load_features(dataset, args.kind, shards=None if shards is None else
-                              [s for s in shards if s < n_shards_for(len(dataset))])
-        print(f"{len(table)} materials featurised, {len(table.failures)} failed; cache: {folder}")
-    elif args.verb == "train":
-        from dataclasses import replace
-
-        from ml.data.datasets import get_dataset
-        from ml.settings import get_settings
-        from ml.training.cmml import TRAIN_CONFIGS, train
-
-        config = TRAIN_CONFIGS[args.config]
-        overrides = {k: v for k, v in {"epochs": args.epochs, "batch_size": args.batch_size,
-                                       "train_shards": args.train_shards, "max_minutes": args.max_minutes,
-                                       "checkpoint_minutes": args.checkpoint_minutes}.items() if v is not None}
-        config = replace(config, **overrides)
-        settings = get_settings()
-        run_dir = args.run_dir or settings.data_dir / "runs" / args.config
-        out = args.out or settings.models_dir / f"cmml-{args.config}" / "model.pt"
-        result = train(get_dataset(args.dataset), config, run_dir, resume=args.resume, out_model=out,
-                       processes=args.processes)
-        if "test" in result:
-            print("test retrieval: " + ", ".join(f"top-{k} {v:.3f}" for k, v in result["test"].items()))
-            print(f"model written to {out}")
-        elif not result.get("finished", True):
-            print(f"stopped at a checkpoint after {len(result['history'])} of {config.epochs} epochs; "
-                  f"continue with: python -m ml train --config {args.config} --resume")
-    elif args.verb == "train-property":
-        from ml.data.datasets import get_dataset
-        from ml.training.property import configured, model_name_for, train_property_model
-        from ml.settings import get_settings
-        from ml.training.cmml import pick_device
-
-        name = model_name_for(args.target)
-        config = configured(name, epochs=args.epochs, batch_size=args.batch_size, train_shards=args.train_shards)
-        settings = get_settings()
-        out = args.out or settings.models_dir / name / "model.pt"
-        result = train_property_model(get_dataset(args.dataset), name, config,
-                                      args.run_dir or settings.data_dir / "runs" / name, out,
-                                      resume=args.resume, device=pick_device())
-        print(f"test MAE {result['test_mae']:.4f} {config.model.unit} on {result['n_test']} materials; "
-              f"model written to {out}")
-    elif args.verb == "evaluate":
-        from ml.evaluation.evaluate import evaluate
-
-        steps = None if args.steps is None else [s.strip() for s in args.steps.split(",") if s.strip()]
-        report = evaluate(args.dataset, args.model, args.out, steps, force=args.force)
-        print(f"report written to {report}")
-    elif args.verb == "neighbors":
-        from ml.mapping.artifacts import MapArtifacts
-        from ml.mapping.tables import table_csv
-
-        # load() maps a CIF path to its map name itself; doing it here too gave "user-user-…"
-        artifacts = MapArtifacts.load(args.dataset, _model_name(args.model))
-        table = artifacts.neighbors(args.material_id, args.k)
-        if args.out == "-":
-            sys.stdout.write(table_csv(table))
-        else:
-            Path(args.out).write_text(table_csv(table), encoding="utf-8")
-            print(f"{len(table)} neighbours of {args.material_id} written to {args.out}", file=sys.stderr)
-    elif args.verb == "descriptors":
-        from ml.descriptors.export import run_descriptors
-
-        for line in run_descriptors(args.dataset, args.name, args.ids_from, args.sample_size, args.seed,
-                                    args.processes, args.export):
-            print(line)
-    elif args.verb == "locate":
-        return _locate(args)
-    elif args.verb == "vae-data":
-        import pandas as pd
-
-        from ml.data.datasets import get_dataset
-        from ml.generation.voxel_arrays import build_voxel_arrays
-        from ml.generation.voxel_data import select_vae_materials
-
-        dataset = get_dataset(args.dataset)
-        table = select_vae_materials(dataset)
-        print(table.groupby("family")["split"].value_counts().unstack(fill_value=0).assign(total=lambda t: t.sum(axis=1)))
-        print(f"{len(table)} crystals; voxel arrays: {build_voxel_arrays(dataset)}")
-        if args.roundtrip:
-            from ml.generation.roundtrip import roundtrip_report, summarise_roundtrip
-
-            report = roundtrip_report(dataset, use_density=not args.no_density, limit=args.limit)
-            with pd.option_context("display.width", 200, "display.max_columns", 12):
-                print(summarise_roundtrip(report).round(4))
-            if args.out:
-                args.out.parent.mkdir(parents=True, exist_ok=True)
-                report.to_csv(args.out, index=False)
-                print(f"per-crystal round trip: {args.out}")
-    elif args.verb in ("train-vae", "evaluate-vae", "generate"):
-        from ml.cli.vae import run_vae_verb
-
-        return run_vae_verb(args)
+    folder = build_map(args.dataset, args.model, args.perplexity, args.seed, args.processes, args.force)
+    print(f"map ready: {folder}")
     return 0
+
+
+def _featurize(args: argparse.Namespace) -> int:
+    """``python -m ml featurize``: compute cached features of a dataset."""
+    from ml.data.datasets import get_dataset
+    from ml.data.featurize import featurize, load_features, n_shards_for
+
+    dataset = get_dataset(args.dataset)
+    shards = None
+    if args.shards:
+        start, _, stop = args.shards.partition(":")
+        shards = range(int(start or 0), int(stop) if stop else 10**9)
+    folder = featurize(dataset, args.kind, shards=shards, processes=args.processes, xrd_engine=args.xrd_engine)
+    table = load_features(dataset, args.kind, shards=None if shards is None else
+                          [s for s in shards if s < n_shards_for(len(dataset))])
+    print(f"{len(table)} materials featurised, {len(table.failures)} failed; cache: {folder}")
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    """``python -m ml train``: train the CMML encoders (a config, overrides, resume)."""
+    from dataclasses import replace
+
+    from ml.data.datasets import get_dataset
+    from ml.settings import get_settings
+    from ml.training.cmml import TRAIN_CONFIGS, train
+
+    config = TRAIN_CONFIGS[args.config]
+    overrides = {k: v for k, v in {"epochs": args.epochs, "batch_size": args.batch_size,
+                                   "train_shards": args.train_shards, "max_minutes": args.max_minutes,
+                                   "checkpoint_minutes": args.checkpoint_minutes}.items() if v is not None}
+    config = replace(config, **overrides)
+    settings = get_settings()
+    run_dir = args.run_dir or settings.data_dir / "runs" / args.config
+    out = args.out or settings.models_dir / f"cmml-{args.config}" / "model.pt"
+    result = train(get_dataset(args.dataset), config, run_dir, resume=args.resume, out_model=out,
+                   processes=args.processes)
+    if "test" in result:
+        print("test retrieval: " + ", ".join(f"top-{k} {v:.3f}" for k, v in result["test"].items()))
+        print(f"model written to {out}")
+    elif not result.get("finished", True):
+        print(f"stopped at a checkpoint after {len(result['history'])} of {config.epochs} epochs; "
+              f"continue with: python -m ml train --config {args.config} --resume")
+    return 0
+
+
+def _train_property(args: argparse.Namespace) -> int:
+    """``python -m ml train-property``: train a CGCNN property predictor."""
+    from ml.data.datasets import get_dataset
+    from ml.training.property import configured, model_name_for, train_property_model
+    from ml.settings import get_settings
+    from ml.training.cmml import pick_device
+
+    name = model_name_for(args.target)
+    config = configured(name, epochs=args.epochs, batch_size=args.batch_size, train_shards=args.train_shards)
+    settings = get_settings()
+    out = args.out or settings.models_dir / name / "model.pt"
+    result = train_property_model(get_dataset(args.dataset), name, config,
+                                  args.run_dir or settings.data_dir / "runs" / name, out,
+                                  resume=args.resume, device=pick_device())
+    print(f"test MAE {result['test_mae']:.4f} {config.model.unit} on {result['n_test']} materials; "
+          f"model written to {out}")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    """``python -m ml evaluate``: write the evaluation report."""
+    from ml.evaluation.evaluate import evaluate
+
+    steps = None if args.steps is None else [s.strip() for s in args.steps.split(",") if s.strip()]
+    report = evaluate(args.dataset, args.model, args.out, steps, force=args.force)
+    print(f"report written to {report}")
+    return 0
+
+
+def _neighbors(args: argparse.Namespace) -> int:
+    """``python -m ml neighbors``: the neighbour table of a material as CSV."""
+    from ml.mapping.artifacts import MapArtifacts
+    from ml.mapping.tables import table_csv
+
+    # load() maps a CIF path to its map name itself; doing it here too gave "user-user-…"
+    artifacts = MapArtifacts.load(args.dataset, _model_name(args.model))
+    table = artifacts.neighbors(args.material_id, args.k)
+    if args.out == "-":
+        sys.stdout.write(table_csv(table))
+    else:
+        Path(args.out).write_text(table_csv(table), encoding="utf-8")
+        print(f"{len(table)} neighbours of {args.material_id} written to {args.out}", file=sys.stderr)
+    return 0
+
+
+def _descriptors(args: argparse.Namespace) -> int:
+    """``python -m ml descriptors``: compute and export baseline descriptors."""
+    from ml.descriptors.export import run_descriptors
+
+    for line in run_descriptors(args.dataset, args.name, args.ids_from, args.sample_size, args.seed,
+                                args.processes, args.export):
+        print(line)
+    return 0
+
+
+def _vae_data(args: argparse.Namespace) -> int:
+    """``python -m ml vae-data``: select the VAE's crystals, build their voxel arrays, optionally round-trip them."""
+    import pandas as pd
+
+    from ml.data.datasets import get_dataset
+    from ml.generation.voxel_arrays import build_voxel_arrays
+    from ml.generation.voxel_data import select_vae_materials
+
+    dataset = get_dataset(args.dataset)
+    table = select_vae_materials(dataset)
+    print(table.groupby("family")["split"].value_counts().unstack(fill_value=0).assign(total=lambda t: t.sum(axis=1)))
+    print(f"{len(table)} crystals; voxel arrays: {build_voxel_arrays(dataset)}")
+    if args.roundtrip:
+        from ml.generation.roundtrip import roundtrip_report, summarise_roundtrip
+
+        report = roundtrip_report(dataset, use_density=not args.no_density, limit=args.limit)
+        with pd.option_context("display.width", 200, "display.max_columns", 12):
+            print(summarise_roundtrip(report).round(4))
+        if args.out:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            report.to_csv(args.out, index=False)
+            print(f"per-crystal round trip: {args.out}")
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    """Run the verb of ``args``: its function in :data:`_VERBS`, else a generator verb (:mod:`ml.cli.vae`)."""
+    if args.verb in _VERBS:
+        return _VERBS[args.verb](args)
+    from ml.cli.vae import run_vae_verb  # train-vae, evaluate-vae, generate
+
+    return run_vae_verb(args)
 
 
 def _locate(args: argparse.Namespace) -> int:
@@ -280,6 +311,20 @@ def _file_error(path: Path, message: str) -> int:
     """Print one ``error: <path>: <message>`` line; returns 1 (one more failed file)."""
     print(f"error: {path}: {message}", file=sys.stderr)
     return 1
+
+
+#: The map verbs and their functions (the generator verbs: :func:`ml.cli.vae.run_vae_verb`).
+_VERBS = {
+    "build": _build,
+    "featurize": _featurize,
+    "train": _train,
+    "train-property": _train_property,
+    "evaluate": _evaluate,
+    "neighbors": _neighbors,
+    "descriptors": _descriptors,
+    "locate": _locate,
+    "vae-data": _vae_data,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
