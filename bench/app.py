@@ -209,7 +209,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from playwright.sync_api import sync_playwright
 
-    from ml.artifacts import MapArtifacts
+    from ml.mapping.artifacts import MapArtifacts
 
     atlas = MapArtifacts.load()
     n = len(atlas)

@@ -1,7 +1,7 @@
 """Which layer of a map model carries the superconductor concept? One run, paired draws.
 
 Issue 14's concept gate compares, at 10 labels, the ROC-AUC of a random forest on our map
-embedding with the CGCNN formation-energy latent (:mod:`ml.eval_concepts`). This script puts
+embedding with the CGCNN formation-energy latent (:mod:`ml.evaluation.concepts`). This script puts
 other layers of the same crystal encoder beside them, on the same pool, group splits and
 training draws as ``python -m ml evaluate``:
 
@@ -27,15 +27,15 @@ import argparse
 import numpy as np
 import torch
 
-from ml.artifacts import MapArtifacts
-from ml.batches import GraphStore
-from ml.cmml import load_model
-from ml.datasets import get_dataset
-from ml.embed import apply_to_graphs
-from ml.eval_concepts import concept_pool, few_label_auc, summarise
-from ml.eval_descriptors import aligned, cgcnn_latent, ours
-from ml.featurize import load_features
-from ml.models_registry import resolve_model
+from ml.mapping.artifacts import MapArtifacts
+from ml.data.batches import GraphStore
+from ml.models.cmml import load_model
+from ml.data.datasets import get_dataset
+from ml.mapping.embed import apply_to_graphs
+from ml.evaluation.concepts import concept_pool, few_label_auc, summarise
+from ml.evaluation.descriptors import aligned, cgcnn_latent, ours
+from ml.data.featurize import load_features
+from ml.models.registry import resolve_model
 from ml.settings import DEFAULT_MODEL
 
 

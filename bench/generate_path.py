@@ -2,7 +2,7 @@
 
 Loads the generator once (as the app does per worker), then times ``--rounds`` decodings of the
 path between two compounds (default the issue's VRu mp-1395 → DyAs mp-2627) through
-:func:`ml.explorer.interpolate`, and each stage of one path on its own: encoding the two ends,
+:func:`ml.service.explorer.interpolate`, and each stage of one path on its own: encoding the two ends,
 the VAE decoder, the peak decoder, the validity rules and the CGCNN property predictions. The
 reference is the first round (cold: property models and caches warming up). Prints, as its last
 line::
@@ -38,9 +38,9 @@ def main() -> None:
 
     import torch
 
-    from ml import explorer
-    from ml.vae_decode import decode_crystal
-    from ml.validity import strict_validity
+    from ml.service import explorer
+    from ml.generation.decode import decode_crystal
+    from ml.evaluation.validity import strict_validity
 
     began = time.perf_counter()
     generator = explorer.generator()

@@ -4,13 +4,13 @@
 neighbours (faiss, exact L2) and place it with openTSNE's ``transform``, twice (crystal and
 XRD maps). Each library spreads its work over every core by default, and the pickled t-SNE
 state keeps the ``n_jobs=-1`` it was fitted with. This script times each step as it was
-(all cores) and as ml.locate / ml.artifacts now run it (one thread), alternating the two on
+(all cores) and as ml.mapping.locate / ml.mapping.artifacts now run it (one thread), alternating the two on
 every round so that other jobs on the machine slow both alike, and checks that the results
 are identical:
 
 - t-SNE: ``transform`` of one point with the unpickled state against
-  :func:`ml.locate.load_tsne`'s, on a map of ``--n`` synthetic clustered 128-d points fitted
-  by :func:`ml.mapbuild.fit_tsne` (12,000 by default: above 10,000 the build uses FFT
+  :func:`ml.mapping.locate.load_tsne`'s, on a map of ``--n`` synthetic clustered 128-d points fitted
+  by :func:`ml.mapping.build.fit_tsne` (12,000 by default: above 10,000 the build uses FFT
   gradients and Annoy neighbours, as for mp2024), or on a built map's ``tsne.pkl`` (``--map``);
 - faiss: one exact search among ``--n-index`` random 128-d vectors (141,659 like mp2024);
 - torch: crystal and XRD encoders of the committed model on one 64-atom NaCl supercell.
@@ -45,8 +45,8 @@ def _timed(fn) -> tuple[float, object]:
 
 
 def bench_tsne(pickle_path: Path, query: np.ndarray, rounds: int) -> tuple[float, float]:
-    """Median seconds of one ``transform`` as unpickled and after :func:`ml.locate.load_tsne`."""
-    from ml.locate import load_tsne
+    """Median seconds of one ``transform`` as unpickled and after :func:`ml.mapping.locate.load_tsne`."""
+    from ml.mapping.locate import load_tsne
 
     times: dict[str, list[float]] = {"all": [], "one": []}
     placed = {}
@@ -66,8 +66,8 @@ def bench_tsne(pickle_path: Path, query: np.ndarray, rounds: int) -> tuple[float
 
 def bench_faiss(n_index: int, rounds: int) -> tuple[float, float]:
     """Median seconds of one exact search with faiss' default threads and with
-    :meth:`ml.knn.ExactL2Index.search` (one thread for one query)."""
-    from ml.knn import ExactL2Index
+    :meth:`ml.mapping.knn.ExactL2Index.search` (one thread for one query)."""
+    from ml.mapping.knn import ExactL2Index
 
     rng = np.random.default_rng(0)
     index = ExactL2Index.build(rng.normal(size=(n_index, 128)).astype(np.float32))
@@ -88,11 +88,11 @@ def bench_torch(rounds: int) -> tuple[float, float] | None:
     import torch
     from pymatgen.core import Lattice, Structure
 
-    from ml.batches import GraphStore
-    from ml.cmml import load_model
-    from ml.embed import embed_crystals
-    from ml.graph import crystal_graph
-    from ml.locate import _one_torch_thread
+    from ml.data.batches import GraphStore
+    from ml.models.cmml import load_model
+    from ml.mapping.embed import embed_crystals
+    from ml.features.graph import crystal_graph
+    from ml.mapping.locate import _one_torch_thread
     from ml.settings import REPO_ROOT
 
     path = REPO_ROOT / "data" / "models" / "cmml-cpu" / "model.pt"
@@ -140,7 +140,7 @@ def main() -> None:
             query = np.asarray(np.load(args.map / "embeddings.npy", mmap_mode="r")[:1], dtype=np.float64) + 0.01
             print(f"t-SNE state: {pickle_path} ({dim}-d)")
         else:
-            from ml.mapbuild import fit_tsne
+            from ml.mapping.build import fit_tsne
 
             centres = rng.normal(size=(40, 128)) * 3
             points = centres[rng.integers(0, 40, args.n)] + rng.normal(size=(args.n, 128))

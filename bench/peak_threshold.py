@@ -1,5 +1,5 @@
-"""Choose the peak decoder's density thresholds (``ml.vae_decode.PEAK_THRESHOLD`` without a
-decoded site count, ``ml.vae_decode.CANDIDATE_THRESHOLD`` with one) for a trained generator, on
+"""Choose the peak decoder's density thresholds (``ml.generation.decode.PEAK_THRESHOLD`` without a
+decoded site count, ``ml.generation.decode.CANDIDATE_THRESHOLD`` with one) for a trained generator, on
 TRAINING crystals only (the validation split decides the quality gates and is not looked at here).
 
 Reconstructs every ``--every``-th training crystal of the generator's voxel store (z = μ) once,
@@ -37,10 +37,10 @@ def main(argv: list[str] | None = None) -> None:
 
     import torch
 
-    from ml.generate import Generator
-    from ml.vae_data import conventional_structures
-    from ml.vae_decode import decode_crystal
-    from ml.voxels import VoxelDecodeError
+    from ml.generation.generator import Generator
+    from ml.generation.voxel_data import conventional_structures
+    from ml.generation.decode import decode_crystal
+    from ml.generation.voxels import VoxelDecodeError
 
     g = Generator.load(args.model, args.dataset)
     rows = np.flatnonzero(g.arrays.split == "train")[:: args.every]

@@ -39,7 +39,7 @@ PHASES = ("collate", "crystal", "xrd", "loss", "backward", "step")
 
 
 def _sample(n: int, seed: int):
-    from ml.datasets import get_dataset
+    from ml.data.datasets import get_dataset
 
     dataset = get_dataset("mp2024")
     ids = np.random.default_rng(seed).choice(np.asarray(dataset.material_ids), n, replace=False)
@@ -49,10 +49,10 @@ def _sample(n: int, seed: int):
 def _time_steps(data, width: int, head: int, threads: int, batch: int, rounds: int, bf16: bool) -> dict[str, float]:
     import torch
 
-    from ml.atom_features import atom_feature_table
-    from ml.cmml import CMML
-    from ml.loss import bidirectional_triplet_loss
-    from ml.train import _sized
+    from ml.features.atom_features import atom_feature_table
+    from ml.models.cmml import CMML
+    from ml.training.loss import bidirectional_triplet_loss
+    from ml.training.cmml import _sized
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["MATMAP_DATA_DIR"] = tmp
         from ml.settings import get_settings
-        from ml.train import load_training_data
+        from ml.training.cmml import load_training_data
 
         get_settings.cache_clear()
         began = time.time()

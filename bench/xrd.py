@@ -1,10 +1,10 @@
-"""XRD patterns: ml.xrd_sim (ours) against pymatgen's XRDCalculator (ml.xrd.xrd_pattern), one run.
+"""XRD patterns: ml.features.xrd_sim (ours) against pymatgen's XRDCalculator (ml.features.xrd.xrd_pattern), one run.
 
 Both engines get the same structures, drawn with a fixed seed from a dataset, and the same
 number of worker processes (each warmed up first, so imports are not timed); they alternate on
 slices of the structures so that other jobs on the machine slow both alike. Both run with
 one BLAS thread: the reference's small matrix products are 2–3× slower with OpenBLAS's default
-threads on a busy machine, and ml.xrd_sim limits its own BLAS to one thread anyway, so the
+threads on a busy machine, and ml.features.xrd_sim limits its own BLAS to one thread anyway, so the
 ratio compares the algorithms. Prints per-engine throughput, failures, structures with cosine
 < 0.99, peak-position agreement, and as its last line:
 
@@ -39,8 +39,8 @@ ROUNDS = 10
 
 def load_structures(dataset_name: str, n: int, seed: int) -> tuple[list[str], list, dict[str, str]]:
     """``n`` materials drawn with ``seed``: ids, structures, and ``{id: reason}`` of unreadable CIFs."""
-    from ml.datasets import get_dataset
-    from ml.structures import CifError, parse_cif
+    from ml.data.datasets import get_dataset
+    from ml.data.structures import CifError, parse_cif
 
     dataset = get_dataset(dataset_name)
     rng = np.random.default_rng(seed)
@@ -58,7 +58,7 @@ def load_structures(dataset_name: str, n: int, seed: int) -> tuple[list[str], li
 
 def _ours(indices: range) -> tuple[np.ndarray, dict[int, str]]:
     """Failures are rows of zeros here; their reasons are asked for after the timing."""
-    from ml.xrd_sim import xrd_patterns
+    from ml.features.xrd_sim import xrd_patterns
 
     return xrd_patterns([_STRUCTURES[i] for i in indices], on_error="zeros"), {}
 
@@ -66,7 +66,7 @@ def _ours(indices: range) -> tuple[np.ndarray, dict[int, str]]:
 def _reference(indices: range) -> tuple[np.ndarray, dict[int, str]]:
     from threadpoolctl import threadpool_limits
 
-    from ml.xrd import xrd_pattern
+    from ml.features.xrd import xrd_pattern
 
     patterns = np.zeros((len(indices), 5000), dtype=np.float32)
     errors = {}
@@ -140,7 +140,7 @@ def top_peaks_found(ours: np.ndarray, reference: np.ndarray, k: int = TOP_PEAKS)
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=1000, help="structures drawn from the dataset")
-    parser.add_argument("--dataset", default="mp2024", help="dataset name or CIF folder (ml.datasets)")
+    parser.add_argument("--dataset", default="mp2024", help="dataset name or CIF folder (ml.data.datasets)")
     parser.add_argument("--processes", type=int, default=1, help="worker processes per engine")
     parser.add_argument("--seed", type=int, default=0, help="seed of the draw")
     args = parser.parse_args(argv)
@@ -172,8 +172,8 @@ def main(argv: list[str] | None = None) -> None:
 
     our_failures = set(np.flatnonzero(~ours.any(axis=1)).tolist())
     if our_failures:
-        from ml.graph import FeaturisationError
-        from ml.xrd_sim import xrd_pattern_fast
+        from ml.features.errors import FeaturisationError
+        from ml.features.xrd_sim import xrd_pattern_fast
 
         for i in sorted(our_failures):
             try:

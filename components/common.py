@@ -5,7 +5,7 @@ from __future__ import annotations
 from dash import MATCH, ClientsideFunction, Input, Output, callback, clientside_callback, dcc, html
 from dash.exceptions import PreventUpdate
 
-from ml.artifacts import MAP_VIEWS
+from ml.service import MAP_VIEWS
 from ml.settings import get_settings
 
 #: How often a page shown while the map loads asks whether it is ready, ms.
@@ -118,7 +118,7 @@ def page_link(material_id: str, text: str | None = None) -> dcc.Link:
 
 
 def map_view_selector(component_id: str, views: list[str], value: str, caption_id: str | None = None) -> html.Div:
-    """The "Map" radio that switches between a build's maps (:data:`ml.artifacts.MAP_VIEWS`:
+    """The "Map" radio that switches between a build's maps (:data:`ml.mapping.format.MAP_VIEWS`:
     crystal-graph and XRD embeddings); hidden when the build has only one. ``caption_id``
     adds an empty hint paragraph under it for a callback to fill."""
     return html.Div(

@@ -1,6 +1,6 @@
 """Neighbour lists of one material under every descriptor, side by side.
 
-"Ours" is the map's own list (:meth:`ml.artifacts.MapArtifacts.neighbors`, Euclidean in the
+"Ours" is the map's own list (:meth:`ml.mapping.artifacts.MapArtifacts.neighbors`, Euclidean in the
 CMML embedding); every descriptor the map has (``MapArtifacts.descriptor_names()``) adds its
 list (``MapArtifacts.descriptor_neighbors(name, material_id, k)``, same columns). The paper's
 baselines that are not built get a message with the command that builds them, those that do
@@ -17,13 +17,13 @@ from dash import html
 
 from components.common import notice
 from components.neighbors import NeighborPanel, neighbor_records
-from ml.artifacts import descriptor_command
+from ml.service import descriptor_command
 from ml.settings import get_settings
 
 log = logging.getLogger(__name__)
 
 OURS = "ours"
-#: Descriptors matmap compares against (keys as in ``ml.descriptors.DESCRIPTORS``) and their
+#: Descriptors matmap compares against (keys as in ``ml.descriptors.registry.DESCRIPTORS``) and their
 #: names in the UI; ``cmml`` is the map itself ("ours").
 DESCRIPTOR_LABELS = {
     "ewald": "Ewald sum matrix",
@@ -55,11 +55,11 @@ def neighbor_lists(atlas, material_id: str, k: int) -> list[dict]:
         Dicts with ``name``, ``label``, ``ok``; ``columns``, ``rows`` (records) and ``scope``
         (the candidates searched, e.g. "among 43,936 materials (mp2024-icsd)") when ok,
         ``message`` (for the user) when not, and ``command`` (the shell command that builds
-        it for the served dataset ``MATMAP_DATASET``, :func:`ml.artifacts.descriptor_command`)
+        it for the served dataset ``MATMAP_DATASET``, :func:`ml.mapping.format.descriptor_command`)
         when the descriptor is not built.
 
     Raises:
-        ml.artifacts.UnknownMaterialError: ``material_id`` is not in the map.
+        ml.mapping.format.UnknownMaterialError: ``material_id`` is not in the map.
     """
     table = atlas.neighbors(material_id, k)
     lists = [_ok(OURS, table, scope=f"among all {len(atlas.materials):,} materials of the map")]

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from components.map_figure import MISSING_COLOR, ColorLayers, auto_point_size
-from ml.artifacts import NEIGHBOR_PROPERTY_COLUMNS
+from ml.service import NEIGHBOR_PROPERTY_COLUMNS
 
 #: Fewest positives (and, when the user gives negatives, fewest negatives) a forest is fitted on.
 MIN_LABELS = 3
@@ -114,7 +114,7 @@ Progress = Callable[[int, int, str], None]
 def parse_ids(text: str | None, known) -> tuple[list[str], list[str]]:
     """Split pasted text (ids separated by spaces, commas, semicolons or new lines) into
     ``(ids in the map, ids not in it)``, each in first-seen order without repeats;
-    ``known`` supports ``in`` (a :class:`~ml.artifacts.MapArtifacts` or a set)."""
+    ``known`` supports ``in`` (a :class:`~ml.mapping.artifacts.MapArtifacts` or a set)."""
     found, unknown, seen = [], [], set()
     for token in _ID_SEPARATORS.split(text or ""):
         token = token.strip().strip("\"'")

@@ -1,7 +1,7 @@
 """Pieces of the latent explorer (``/generate``): the result cache, the generated-structure
 table, the properties-along-the-path figure, the funnel and the search options.
 
-A *result* is what :func:`ml.explorer.interpolate` / :func:`ml.explorer.sample_around` return
+A *result* is what :func:`ml.service.explorer.interpolate` / :func:`ml.service.explorer.sample_around` return
 (rows with CIF text: up to a few MB for 1,000 samples). It is kept on the server
 (:func:`save_result`, JSON files under ``<MATMAP_DATA_DIR>/cache/explorer``, since the
 background job runs in another process) and the page's session store holds only its token,
@@ -20,7 +20,7 @@ import plotly.graph_objects as go
 from dash import html
 
 from components.properties import formula_children
-from ml.explorer import ABSOLUTE_GATES
+from ml.service.explorer import ABSOLUTE_GATES
 from ml.settings import get_settings
 
 #: Columns of the generated-structure grid (a row's ``cif`` is never sent to it).
@@ -167,7 +167,7 @@ GATE_LABELS = {
 
 
 def gates_view(summary: dict | None) -> html.Details | None:
-    """The generator's quality gates (:func:`ml.explorer.evaluation_summary`) as a small
+    """The generator's quality gates (:func:`ml.service.explorer.evaluation_summary`) as a small
     table: what is measured, our value, the target, passed or not. ``None`` without an evaluation."""
     if not summary:
         return None

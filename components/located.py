@@ -26,7 +26,7 @@ from components.common import notice
 from components.map_figure import LocatedPoint
 from components.neighbors import NeighborPanel, neighbor_records
 from components.properties import formula_children
-from ml.artifacts import DEFAULT_VIEW
+from ml.service import DEFAULT_VIEW
 
 log = logging.getLogger(__name__)
 
@@ -74,10 +74,10 @@ def locate_upload(atlas, contents: str | None, filename: str, key: str, max_byte
         text = decode_upload(contents, max_bytes)
     except UploadError as error:
         return {"key": key, "filename": filename or "upload", "ok": False, "message": str(error)}
-    return locate_cif(atlas, text, filename, key, k)
+    return place_cif_result(atlas, text, filename, key, k)
 
 
-def locate_cif(atlas, cif_text: str, filename: str, key: str, k: int) -> dict:
+def place_cif_result(atlas, cif_text: str, filename: str, key: str, k: int) -> dict:
     """Place one CIF text with ``atlas.locate`` and return its result dict (the failures as in
     :func:`locate_upload`); the latent explorer places its generated structures with it."""
     base = {"key": key, "filename": filename or "upload"}

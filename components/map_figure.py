@@ -40,7 +40,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from ml.artifacts import column_label
+from ml.service import column_label
 
 if TYPE_CHECKING:  # a type only: at run time this module imports no other component (no import circle)
     from components.map_image import MapImage

@@ -1,11 +1,11 @@
 """Neighbour tables: the AG Grid, its column definitions and the CSV export.
 
-A neighbour table is what :meth:`ml.artifacts.MapArtifacts.neighbors` returns: columns
-:data:`ml.artifacts.NEIGHBOR_COLUMNS` (``rank``, ``material_id``, ``formula``, ``distance``)
+A neighbour table is what :meth:`ml.mapping.artifacts.MapArtifacts.neighbors` returns: columns
+:data:`ml.mapping.format.NEIGHBOR_COLUMNS` (``rank``, ``material_id``, ``formula``, ``distance``)
 then property columns. :class:`NeighborPanel` is an All-in-One component: the grid (each id
 links to its material page), a "Columns" chooser, a "Download CSV" button and the download,
 wired by module-level ``MATCH`` callbacks. The CSV has every column of the table in table
-order, with the units in the headers and rounded values (:func:`ml.artifacts.table_csv`, as
+order, with the units in the headers and rounded values (:func:`ml.mapping.tables.table_csv`, as
 ``python -m ml neighbors``), whichever columns the grid shows.
 
 The grid fits its width (no horizontal scrolling at a 1400-px window): it shows the id, the
@@ -21,9 +21,9 @@ import dash_ag_grid as dag
 import pandas as pd
 from dash import MATCH, Input, Output, State, callback, dcc, html, no_update
 
-from ml.artifacts import NEIGHBOR_COLUMNS, column_label, table_csv
+from ml.service import NEIGHBOR_COLUMNS, column_label, table_csv
 
-#: Decimal places shown in the grid per column (the CSV export: ``ml.artifacts.CSV_DECIMALS``).
+#: Decimal places shown in the grid per column (the CSV export: ``ml.mapping.tables.CSV_DECIMALS``).
 DECIMALS = {
     "distance": 3,
     "formation_energy_per_atom": 3,
@@ -86,7 +86,7 @@ def neighbor_records(table: pd.DataFrame) -> list[dict]:
 
 def neighbors_csv(records: list[dict], columns: list[str], units: dict[str, str] | None = None) -> str:
     """CSV text of neighbour ``records`` with ``columns`` in that order, as ``python -m ml
-    neighbors`` writes it (:func:`ml.artifacts.table_csv`: units in the headers, ``units``
+    neighbors`` writes it (:func:`ml.mapping.tables.table_csv`: units in the headers, ``units``
     overriding the defaults, rounded floats, empty cells for missing values)."""
     return table_csv(pd.DataFrame.from_records(records, columns=columns), units)
 
@@ -150,7 +150,7 @@ class NeighborPanel(html.Div):
         filename: name of the downloaded CSV.
         height: CSS height of the grid.
         units: column → unit for the CSV headers where the defaults of
-            :func:`ml.artifacts.table_csv` do not hold (a descriptor's ``distance``).
+            :func:`ml.mapping.tables.table_csv` do not hold (a descriptor's ``distance``).
         visible: the optional columns shown at first (default: :data:`DEFAULT_VISIBLE`; ``[]``:
             only id, rank, formula and distance, for narrow panels); the chooser shows the rest.
     """

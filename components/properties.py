@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from dash import html
 
-from ml.artifacts import column_label
+from ml.service import column_label
 
 MP_URL = "https://next-gen.materialsproject.org/materials/{material_id}"
 

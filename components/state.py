@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from ml.artifacts import ArtifactError, MapArtifacts
+from ml.service import ArtifactError, LoadedMap
 from ml.settings import get_settings
 
 T = TypeVar("T")
@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 _lock = threading.RLock()  # held while loading
 _start_lock = threading.Lock()  # held while a warm-up is being started
-_loaded: MapArtifacts | None = None
+_loaded: LoadedMap | None = None
 #: Where loading stands. ``state``: ``idle`` (nothing started: the first use loads),
 #: ``loading`` (a warm-up runs), ``ready`` or ``failed`` (the last warm-up failed: the next
 #: use retries); ``started`` (``time.time()``), ``seconds`` the warm-up took, ``error``.
@@ -45,7 +45,7 @@ class MapLoading(ArtifactError):
     """The map is being loaded in the background; pages say so and reload when it is ready."""
 
 
-def get_map() -> MapArtifacts:
+def get_map() -> LoadedMap:
     """The map of ``MATMAP_DATASET`` / ``MATMAP_MODEL`` under ``MATMAP_DATA_DIR``, loaded once.
 
     Raises:
@@ -59,12 +59,12 @@ def get_map() -> MapArtifacts:
                              "this page reloads when it is ready.")
         with _lock:  # two first requests at once load it once
             if _loaded is None:
-                _loaded = MapArtifacts.load()
+                _loaded = LoadedMap.load()
                 _status.update(state="ready", error=None)
     return _loaded
 
 
-def require_map() -> MapArtifacts:
+def require_map() -> LoadedMap:
     """The map, for callbacks: raises ``PreventUpdate`` (nothing changes on the page) when it
     is missing or still loading, since the page already says so."""
     from dash.exceptions import PreventUpdate
@@ -75,7 +75,7 @@ def require_map() -> MapArtifacts:
         raise PreventUpdate from None
 
 
-def map_or_error() -> tuple[MapArtifacts | None, str | None]:
+def map_or_error() -> tuple[LoadedMap | None, str | None]:
     """``(map, None)`` when the map loads, ``(None, message)`` when it does not (or not yet:
     :func:`is_loading` tells which)."""
     try:
@@ -87,10 +87,10 @@ def map_or_error() -> tuple[MapArtifacts | None, str | None]:
 # --------------------------------------------------------------------------- warm-up
 
 
-def warm_up() -> MapArtifacts:
+def warm_up() -> LoadedMap:
     """Load the map and everything the pages derive from it, now: the faiss index, the
     formula search keys, the model and t-SNE states that place an uploaded CIF
-    (:meth:`MapArtifacts.preload`), the hover text and element list of
+    (:meth:`LoadedMap.preload`), the hover text and element list of
     the map page, the structure viewer's imports (crystal-toolkit, pymatgen's XRD) and the
     crystal generator of ``/generate``.
 
@@ -104,7 +104,7 @@ def warm_up() -> MapArtifacts:
     from components.structure_view import preload
 
     with _lock:
-        atlas = _loaded if _loaded is not None else MapArtifacts.load()
+        atlas = _loaded if _loaded is not None else LoadedMap.load()
         atlas.preload()
         try:
             atlas.preload_locator()
@@ -121,7 +121,7 @@ def warm_up() -> MapArtifacts:
 def _preload_generator() -> None:
     """Load the crystal generator of ``/generate`` now (its page says "loading" until then):
     otherwise Dash's first request, which renders every page once, loads it in the way."""
-    from ml import explorer
+    from ml.service import explorer
 
     try:
         explorer.generator()
@@ -224,7 +224,7 @@ _memo: dict[tuple[int, str], object] = {}
 LOCATED_STORE = "located-results"
 
 
-def memo(atlas: MapArtifacts, name: str, compute: Callable[[MapArtifacts], T]) -> T:
+def memo(atlas: LoadedMap, name: str, compute: Callable[[LoadedMap], T]) -> T:
     """``compute(atlas)`` once per loaded map and ``name`` (element lists, hover text …)."""
     key = (id(atlas), name)
     if key not in _memo:
@@ -236,14 +236,14 @@ def memo(atlas: MapArtifacts, name: str, compute: Callable[[MapArtifacts], T]) -
     return _memo[key]  # type: ignore[return-value]
 
 
-def map_elements(atlas: MapArtifacts) -> list[str]:
+def map_elements(atlas: LoadedMap) -> list[str]:
     """The element symbols present in the map, by atomic number (computed once)."""
     from components.map_figure import available_elements
 
     return memo(atlas, "elements", lambda a: available_elements(a.materials["elements"]))
 
 
-def map_hover_text(atlas: MapArtifacts):
+def map_hover_text(atlas: LoadedMap):
     """``"formula · id"`` of every material, ``(n,)`` object array (computed once)."""
     from components.map_figure import hover_text
 

@@ -1,7 +1,7 @@
 """matmap's offline package: datasets, features, models, training, map building.
 
-The app reads what this package writes through :mod:`ml.artifacts` only, which does not
-import torch. Everything else here is for the command line (``python -m ml``).
+The app reaches this package through :mod:`ml.service` only (and :mod:`ml.settings`), which does
+not import torch. Everything else here is for the command line (``python -m ml``).
 """
 
 __all__ = ["__version__"]

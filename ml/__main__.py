@@ -1,6 +1,6 @@
-"""``python -m ml <verb>``: see :mod:`ml.cli`."""
+"""``python -m ml <verb>``: see :mod:`ml.cli.main`."""
 
-from ml.cli import main
+from ml.cli.main import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -4,11 +4,11 @@ Two modes over the VAE's crystals (cubic AB alloys, ABX3 perovskites, Heusler an
 compounds): **interpolate** decodes the straight latent path between two compounds, step by
 step; **generate around** samples latent vectors around one compound under a formation-energy
 decile and runs the targeted funnel. Decoding is a Dash background callback (progress, cancel),
-through the torch-free facade :mod:`ml.explorer`. The result lives on the server
+through the torch-free facade :mod:`ml.service.explorer`. The result lives on the server
 (:func:`components.explorer.save_result`); the session store keeps its token and the key of
 the inputs it was made from, and forgets it as soon as an input changes. Any generated
 structure can be shown in 3D, downloaded as a CIF (all of them as a zip) and placed on the
-materials map (:meth:`ml.artifacts.MapArtifacts.locate`).
+materials map (:meth:`ml.service.LoadedMap.locate`).
 
 URL parameters preset the inputs: ``/generate?around=mp-…`` (generate around that compound),
 ``/generate?a=mp-…&b=mp-…`` (a path).
@@ -40,7 +40,7 @@ from components.explorer import (
     step_summary,
     surviving_rows,
 )
-from components.located import locate_cif, result_card
+from components.located import place_cif_result, result_card
 from components.map_figure import make_neighbors_map_figure
 from components.map_image import map_image
 from components.state import is_loading, map_or_error
@@ -51,7 +51,7 @@ from components.structure_view import (
     legend_chips,
     structure_scene,
 )
-from ml import explorer
+from ml.service import explorer
 
 dash.register_page(__name__, path="/generate", name="Generate", title="matmap · latent explorer", order=4)
 
@@ -482,8 +482,8 @@ def download_zip(n_clicks, entry):
 
 
 def place(atlas, row: dict, stem: str) -> dict:
-    """The located-result dict (:func:`components.located.locate_cif`) of one generated row."""
-    return locate_cif(atlas, row["cif"], f"{stem}_{explorer.cif_name(row)}", f"generated-{row['index']}", PLACE_K)
+    """The located-result dict (:func:`components.located.place_cif_result`) of one generated row."""
+    return place_cif_result(atlas, row["cif"], f"{stem}_{explorer.cif_name(row)}", f"generated-{row['index']}", PLACE_K)
 
 
 @callback(

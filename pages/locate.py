@@ -1,7 +1,7 @@
 """``/locate``: drop CIF files, see where they land on the map and what they are close to.
 
 Each file is decoded, parsed, embedded by the crystal encoder and placed by the fitted t-SNE
-(:meth:`ml.artifacts.MapArtifacts.locate`). Results are kept in the app-wide session store
+(:meth:`ml.service.LoadedMap.locate`). Results are kept in the app-wide session store
 (:data:`components.state.LOCATED_STORE`), so they survive a visit to a neighbour's page.
 """
 
@@ -25,7 +25,7 @@ from components.map_figure import (
     trace_json,
 )
 from components.state import LOCATED_STORE, map_hover_text, map_or_error, require_map
-from ml.artifacts import DEFAULT_VIEW, MAX_NEIGHBORS
+from ml.service import DEFAULT_VIEW, MAX_NEIGHBORS
 from ml.settings import get_settings
 
 dash.register_page(__name__, path="/locate", name="Locate", title="matmap · locate a structure", order=1)

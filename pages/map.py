@@ -59,7 +59,7 @@ from components.properties import format_value, formula_children, property_rows
 from components.state import map_elements, map_or_error, require_map
 from components.structure_preview import PREVIEW_SIZE, preview_figure
 from components.structure_view import StructureViewError, element_colors, legend_chips
-from ml.artifacts import DEFAULT_VIEW, MAP_VIEWS, ArtifactError
+from ml.service import DEFAULT_VIEW, MAP_VIEWS, ArtifactError
 
 dash.register_page(__name__, path="/", name="Map", title="matmap · materials map", order=0)
 

@@ -28,8 +28,8 @@ from components.structure_view import (
     structure_scene,
 )
 from components.xrd import make_xrd_figure
-from ml import explorer
-from ml.artifacts import MAX_NEIGHBORS, ArtifactError, UnknownMaterialError
+from ml.service import explorer
+from ml.service import MAX_NEIGHBORS, ArtifactError, UnknownMaterialError
 
 dash.register_page(
     __name__,

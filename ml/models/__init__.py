@@ -1,2 +1,2 @@
 """Neural networks of matmap. No module here imports pymatgen: featurisers turn structures
-into tensors (:mod:`ml.graph`, :mod:`ml.xrd`), models take tensors."""
+into tensors (:mod:`ml.features.graph`, :mod:`ml.features.xrd`), models take tensors."""

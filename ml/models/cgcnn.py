@@ -26,7 +26,7 @@ class CGCNNConfig:
     """Crystal encoder sizes.
 
     Attributes:
-        atom_features: input atom feature length (92, :mod:`ml.atom_features`).
+        atom_features: input atom feature length (92, :mod:`ml.features.atom_features`).
         hidden: atom embedding width inside the convolutions.
         n_conv: number of :class:`CGCNNConv` layers (3 in Suzuki et al.).
         gaussian_max, gaussian_step: distance expansion centres 0 … ``gaussian_max`` Å every

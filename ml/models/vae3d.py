@@ -2,7 +2,7 @@
 Model. 60, 4518, 2020; ``../shared/docs/method.md`` part B), redesigned for two CPU cores.
 
 Symbols: G voxels per cell edge (16 on the CPU, the paper's 32 on a GPU), M the density grid
-(one Gaussian of height 1 per atom, :mod:`ml.voxels`), S the species grid (class index of the
+(one Gaussian of height 1 per atom, :mod:`ml.generation.voxels`), S the species grid (class index of the
 covering atom's element in the model's vocabulary, −1 for empty voxels), a the cubic cell
 length (Å), y the one-hot formation-energy decile (10), z the latent vector (``latent_dim``).
 
@@ -59,7 +59,7 @@ and no single threshold separates a hedged peak from a true one. With the true s
 same model's grids decoded (the n highest peaks) to the exact composition for 97.0 % of 743
 training crystals instead of 88.0 % (mean |Δ sites| 0.004 instead of 0.389), and a linear probe
 read the count from that model's μ for 94.3 % of held-out training crystals. So the count is
-predicted from z (trained with the rest) and :func:`ml.vae_decode.decode_crystal` keeps that
+predicted from z (trained with the rest) and :func:`ml.generation.decode.decode_crystal` keeps that
 many peaks.
 
 Where this departs from Court et al. and why (the numbers are in ``data/models/vae-cpu/MODEL_CARD.md``):
@@ -242,7 +242,7 @@ def slot_targets(species: Tensor, slots: int, n_species: int) -> tuple[Tensor, T
     the order in which they first occur in the grid's raster order (voxel (0, 0, 0) first).
 
     The order follows the geometry, not the chemistry: the element on the origin site is slot 0
-    in every crystal that has one (the 90° rotations of :func:`ml.voxels.rotate90` turn about
+    in every crystal that has one (the 90° rotations of :func:`ml.generation.rotations.rotate90` turn about
     the origin and keep it there), so the map of slots over the cell is the same for every
     crystal of a prototype and the elements themselves are read from z. Ordering by atomic
     number made that map depend on which element is the heavier one, and the decoder learnt it

@@ -2,7 +2,7 @@
 tests a live server and headless Chromium.
 
 The map is built once per session by :func:`fixture_map.build_fixture_map`: the real
-pipeline (``ml.mapbuild.build_map``) on 300 small mp2024 materials with the committed model,
+pipeline (``ml.mapping.build.build_map``) on 300 small mp2024 materials with the committed model,
 so locating a CIF runs the real encoder and t-SNE ``transform``.
 
 Browser tests use Debian's Chromium (``/usr/bin/chromium``; ``MATMAP_TEST_CHROMIUM`` to
@@ -52,7 +52,7 @@ def app_env(map_data_dir):
 
 @pytest.fixture(scope="session")
 def atlas(app_env):
-    """The loaded test map (:class:`ml.artifacts.MapArtifacts`)."""
+    """The loaded test map (:class:`ml.service.LoadedMap`)."""
     from components.state import get_map
 
     return get_map()
@@ -80,7 +80,7 @@ def explorer_source(app_env):
     (``fixture_generator.py``, in the map's data folder); the dataset of its voxel store."""
     from fixture_generator import build_fixture_generator
 
-    from ml import explorer
+    from ml.service import explorer
 
     dataset = build_fixture_generator(app_env)
     explorer.use_source(None, dataset)

@@ -96,7 +96,7 @@ def scaled_map(atlas, n: int, seed: int = 0):
 
     For measuring payloads at scale only: structures and CIFs of the copies do not exist.
     """
-    from ml.artifacts import MAP_VIEWS, MapArtifacts
+    from ml.service import MAP_VIEWS, LoadedMap
 
     rng = np.random.default_rng(seed)
     base = atlas.materials
@@ -109,7 +109,7 @@ def scaled_map(atlas, n: int, seed: int = 0):
             centres = rng.normal(0, 40, size=(64, 2))
             xy = centres[rng.integers(0, 64, n)] + rng.normal(0, 4, size=(n, 2))
             table[x], table[y] = xy[:, 0].astype(np.float32), xy[:, 1].astype(np.float32)
-    scaled = MapArtifacts(folder=atlas.folder, manifest=dict(atlas.manifest), materials=table,
-                          embeddings=np.asarray(atlas.embeddings)[take])
+    scaled = LoadedMap(folder=atlas.folder, manifest=dict(atlas.manifest), materials=table,
+                       embeddings=np.asarray(atlas.embeddings)[take])
     scaled.__dict__["index"] = atlas.index
     return scaled

@@ -2,11 +2,11 @@
 
 The VAE set of the fixture map's materials (:func:`fixture_map.fixture_dataset`: about 40
 cubic AB compounds among its 300) is selected from the mirror's CIFs
-(:func:`ml.vae_data.select_vae_materials`), voxelised on a 16³ grid
-(:func:`ml.vae_data.build_voxel_arrays`) and a small conditional VAE is trained on it for a few
-epochs (:func:`ml.vae_train.train_vae`): about 15 s of one CPU core. It decodes structures (few
+(:func:`ml.generation.voxel_data.select_vae_materials`), voxelised on a 16³ grid
+(:func:`ml.generation.voxel_arrays.build_voxel_arrays`) and a small conditional VAE is trained on it for a few
+epochs (:func:`ml.training.vae.train_vae`): about 15 s of one CPU core. It decodes structures (few
 valid ones: it is barely trained), which is what the page's tests need; the file is the real
-checkpoint format, loaded by :meth:`ml.generate.Generator.load`.
+checkpoint format, loaded by :meth:`ml.generation.generator.Generator.load`.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def tiny_train_config():
     and samples, a few of them valid.
     """
     from ml.models.vae3d import VAE3DConfig
-    from ml.vae_train import VAETrainConfig
+    from ml.training.vae import VAETrainConfig
 
     vae = VAE3DConfig(n_species=1, species_embedding=8, latent_dim=8, channels=(8, 8, 16, 16), grid=GRID)
     return VAETrainConfig(name="test", vae=vae, lr=1e-2, batch_size=2, epochs=10)
@@ -39,15 +39,15 @@ def build_fixture_generator(data_dir: Path):
     """Select, voxelise and train under ``data_dir`` (caches, ``models/vae-cpu``).
 
     Returns:
-        The dataset the voxel store belongs to (pass it to ``ml.explorer.use_source``).
+        The dataset the voxel store belongs to (pass it to ``ml.service.explorer.use_source``).
     """
     import torch
 
     from ml.settings import get_settings
-    from ml.vae_data import build_voxel_arrays, load_voxel_arrays
-    from ml.generate import fit_latent_prior
-    from ml.vae_train import train_vae
-    from ml.voxels import VoxelConfig
+    from ml.generation.voxel_arrays import build_voxel_arrays, load_voxel_arrays
+    from ml.generation.generator import fit_latent_prior
+    from ml.training.vae import train_vae
+    from ml.generation.voxels import VoxelConfig
 
     previous = os.environ.get("MATMAP_DATA_DIR")
     os.environ["MATMAP_DATA_DIR"] = str(data_dir)

@@ -2,8 +2,8 @@
 
 The first :data:`N_MATERIALS` materials of ``mp2024`` with at most :data:`MAX_SITES` sites
 (real CIFs, properties and SuperCon labels from the shared mirror) go through
-:func:`ml.mapbuild.build_map` with ``data/models/cmml-cpu/model.pt``: crystal graphs, CMML
-embeddings, openTSNE, faiss index. ``MapArtifacts.locate`` is the real one.
+:func:`ml.mapping.build.build_map` with ``data/models/cmml-cpu/model.pt``: crystal graphs, CMML
+embeddings, openTSNE, faiss index. ``LoadedMap.locate`` (:mod:`ml.service`) is the real one.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ def build_fixture_map(data_dir: Path, n: int = N_MATERIALS) -> Path:
     Returns:
         The artifact folder ``<data_dir>/artifacts/mp2024-fixture/cmml-cpu``.
     """
-    from ml.mapbuild import build_map
+    from ml.mapping.build import build_map
     from ml.settings import get_settings
 
     model_dir = Path(data_dir) / "models" / MODEL
@@ -48,8 +48,8 @@ def build_fixture_map(data_dir: Path, n: int = N_MATERIALS) -> Path:
 
 def fixture_dataset(n: int = N_MATERIALS):
     """The ``mp2024-fixture`` dataset: the first ``n`` mp2024 materials with at most
-    :data:`MAX_SITES` sites (an ``ml.datasets.Dataset`` reading the mirror)."""
-    from ml.datasets import get_dataset
+    :data:`MAX_SITES` sites (an ``ml.data.datasets.Dataset`` reading the mirror)."""
+    from ml.data.datasets import get_dataset
 
     mp2024 = get_dataset("mp2024")
     small = mp2024.properties.index[mp2024.properties["nsites"] <= MAX_SITES][:n]

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ml.artifacts import table_csv
+from ml.mapping.tables import table_csv
 
 
 pytestmark = pytest.mark.browser

@@ -20,7 +20,7 @@ GRID_ROWS = ".generate-grid .ag-center-cols-container .ag-row"
 @pytest.fixture(scope="module")
 def vae_set(explorer_source):
     """The fixture's VAE set (material_id, formula …)."""
-    from ml import explorer
+    from ml.service import explorer
 
     return explorer.vae_table()
 

@@ -13,7 +13,7 @@ import pytest
 from dash import no_update
 
 from components import located, neighbors, properties
-from ml.artifacts import table_csv
+from ml.mapping.tables import table_csv
 
 
 def data_url(raw: bytes, mime: str = "application/octet-stream") -> str:

@@ -1,4 +1,4 @@
-"""The latent explorer (``/generate``, ``ml/explorer.py``): callbacks called directly with a tiny
+"""The latent explorer (``/generate``, ``ml/service/explorer.py``): callbacks called directly with a tiny
 generator trained on the fixture map's VAE set (``fixture_generator.py``)."""
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ def generate(dash_app, explorer_source):
 @pytest.fixture(scope="module")
 def vae_ids(explorer_source):
     """Ids of the fixture's VAE set, in dataset order."""
-    from ml import explorer
+    from ml.service import explorer
 
     return list(explorer.vae_table()["material_id"])
 
@@ -41,14 +41,14 @@ def text_of(component) -> str:
 
 
 def test_the_facade_imports_no_torch():
-    check = "import sys, ml.explorer; assert 'torch' not in sys.modules, 'ml.explorer imported torch'"
+    check = "import sys, ml.service.explorer; assert 'torch' not in sys.modules, 'ml.service.explorer imported torch'"
     subprocess.run([sys.executable, "-c", check], cwd=REPO_ROOT, check=True)
 
 
 def test_the_page_and_the_generator_read_the_same_model_folder(monkeypatch, tmp_path):
     """Both take the generator's folder from one setting (``MATMAP_GENERATOR_MODEL``)."""
-    from ml import explorer
-    from ml.generate import model_folder
+    from ml.service import explorer
+    from ml.generation.generator import model_folder
     from ml.settings import get_settings
 
     assert get_settings().generator_model == "vae-cpu"  # the default
@@ -65,7 +65,7 @@ def test_the_page_and_the_generator_read_the_same_model_folder(monkeypatch, tmp_
 
 
 def test_search_by_formula_and_id(explorer_source, vae_ids):
-    from ml import explorer
+    from ml.service import explorer
 
     table = explorer.vae_table()
     first = table.iloc[0]
@@ -151,7 +151,7 @@ def test_targeted_generation_funnel_table_and_zip(generate, vae_ids):
 
 
 def test_errors_are_messages(generate, vae_ids, atlas):
-    from ml import explorer
+    from ml.service import explorer
 
     outside = next(m for m in atlas.materials["material_id"] if m not in set(vae_ids))
     cases = [
@@ -210,7 +210,7 @@ def test_material_page_links_members_of_the_vae_set(dash_app, explorer_source, v
 def test_layout_presets_and_missing_generator(generate, vae_ids, explorer_source, tmp_path):
     from fixture_map import fixture_dataset
 
-    from ml import explorer
+    from ml.service import explorer
 
     page = generate.layout(around=vae_ids[0])
     assert json.dumps(page.to_plotly_json(), default=str).count(vae_ids[0]) >= 2  # the value and its option
@@ -232,8 +232,8 @@ def test_layout_presets_and_missing_generator(generate, vae_ids, explorer_source
 
 
 def test_an_unusable_generator_is_flagged_with_its_numbers(generate, vae_ids, monkeypatch):
-    from ml import explorer
-    from ml.evaluate_vae import GATES, check_gates
+    from ml.service import explorer
+    from ml.evaluation.generator import GATES, check_gates
 
     loaded = explorer.generator()
     assert loaded.report is None  # the fixture's generator was never scored (no metrics.json beside vae.pt)

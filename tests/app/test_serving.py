@@ -56,7 +56,7 @@ def get(client, path: str):
 
 def test_healthz_answers_503_while_the_map_loads_and_200_once_loaded(dash_app, fresh_state, monkeypatch):
     from components.common import loading_finished, missing_page
-    from ml.artifacts import MapArtifacts
+    from ml.mapping.artifacts import MapArtifacts
 
     state = fresh_state
     client = dash_app.server.test_client()
@@ -82,7 +82,7 @@ def test_healthz_answers_503_while_the_map_loads_and_200_once_loaded(dash_app, f
     assert "Loading the map" in text_of(page) and "No map to show yet" not in text_of(page)
     with pytest.raises(PreventUpdate):
         loading_finished(1)
-    from ml import explorer
+    from ml.service import explorer
 
     generate_page = sys.modules["pages.generate"]
 
@@ -100,15 +100,15 @@ def test_healthz_answers_503_while_the_map_loads_and_200_once_loaded(dash_app, f
     assert body["model"] == MODEL and body["load_seconds"] > 0
     assert loading_finished(2) is True  # the page reloads itself
     assert len(state.get_map().index) == 300  # loaded with its index
-    from ml import locate  # and with what places a CIF: the first upload loads nothing
+    from ml.mapping import locate  # and with what places a CIF: the first upload loads nothing
 
     assert locate._model_for.cache_info().currsize >= 1 and locate._tsne_for.cache_info().currsize >= 2
 
 
 def test_a_map_whose_model_is_gone_still_loads_for_browsing(dash_app, fresh_state, monkeypatch):
     from components import state
-    from ml import locate
-    from ml.artifacts import ArtifactError
+    from ml.mapping import locate
+    from ml.mapping.format import ArtifactError
 
     def gone(*args):
         raise ArtifactError("no model file")

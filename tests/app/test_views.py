@@ -33,12 +33,7 @@ def elements(dash_app):
 def tiny_descriptor(atlas):
     """A descriptor exported beside the fixture map in the format ``MapArtifacts`` reads:
     6-d vectors of the first 250 materials (the last 50 are not covered)."""
-    from ml.artifacts import (
-        DESCRIPTOR_IDS,
-        DESCRIPTOR_MANIFEST,
-        DESCRIPTOR_VALUES,
-        DESCRIPTORS_DIR,
-    )
+    from ml.mapping.format import DESCRIPTOR_IDS, DESCRIPTOR_MANIFEST, DESCRIPTOR_VALUES, DESCRIPTORS_DIR
 
     folder = atlas.folder.parent / DESCRIPTORS_DIR / DESCRIPTOR
     folder.mkdir(parents=True)
@@ -204,7 +199,7 @@ def test_material_page_shows_the_compare_view(pages, atlas, tiny_descriptor):
     view = pages["material"].compare_descriptors(1, 7, str(ids[3]))
     text = text_of(view)
     assert "Ewald sum matrix (test)" in text and "CHGNet feature: descriptor not built" in text
-    # the exact command that builds a missing descriptor (ml/cli.py's descriptors verb)
+    # the exact command that builds a missing descriptor (ml/cli/main.py's descriptors verb)
     for name in ("chgnet", "crystalnn", "sine_coulomb"):
         assert f"python -m ml descriptors --dataset mp2024-fixture --name {name}" in text
     assert "--name ewald" not in text  # built: no command

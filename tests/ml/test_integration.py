@@ -20,10 +20,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ml.artifacts import MANIFEST, ArtifactError, MapArtifacts, artifact_dir, write_artifacts
-from ml.cli import main
-from ml.cmml import load_model
-from ml.models_registry import file_sha256
+from ml.mapping.artifacts import MapArtifacts
+from ml.mapping.writer import write_artifacts
+from ml.mapping.format import MANIFEST, ArtifactError, artifact_dir
+from ml.cli.main import main
+from ml.models.cmml import load_model
+from ml.models.registry import file_sha256
+from ml.service import LoadedMap
 from ml.settings import REPO_ROOT, get_settings
 
 pytestmark = pytest.mark.integration
@@ -181,7 +184,7 @@ def test_unknown_model_is_a_user_error(env, capsys):
 
 
 def test_locate_finds_each_cif_itself(env, capsys):
-    artifacts = MapArtifacts.load(str(env.cifs), "tiny")
+    artifacts = LoadedMap.load(str(env.cifs), "tiny")
     ids = [str(artifacts.materials["material_id"].iloc[i]) for i in (3, 40)]
     files = [env.cifs / f"{m}.cif" for m in ids]
     rc, out, err = run_cli(capsys, "locate", *map(str, files), "--dataset", str(env.cifs), "--model", "tiny", "--k", "3")
@@ -207,6 +210,31 @@ def test_locate_finds_each_cif_itself(env, capsys):
     xrd_xy = artifacts.coordinates_of("xrd")
     spread = np.ptp(xrd_xy, axis=0).max()
     assert np.hypot(located.x_xrd - xrd_xy[row, 0], located.y_xrd - xrd_xy[row, 1]) < 0.1 * spread
+
+
+
+def test_placing_one_by_one_equals_placing_as_a_batch(env):
+    """openTSNE's property for ``transform``: new points do not interact, so placing materials
+    together gives each the embedding, map positions (both maps) and neighbours it gets alone."""
+    from ml.data.structures import parse_cif
+    from ml.mapping.locate import locate_structures
+
+    artifacts = LoadedMap.load(str(env.cifs), "tiny")
+    ids = [str(artifacts.materials["material_id"].iloc[i]) for i in (5, 17, 60)]
+    structures = [parse_cif((env.cifs / f"{m}.cif").read_text()) for m in ids]
+    together = locate_structures(structures, artifacts, k=5)
+    alone = [locate_structures([s], artifacts, k=5)[0] for s in structures]
+    assert len(together) == len(alone) == 3
+    spread = np.ptp(artifacts.coordinates, axis=0).max()
+    xrd_spread = np.ptp(artifacts.coordinates_of("xrd"), axis=0).max()
+    for batch, single in zip(together, alone):
+        assert batch.formula == single.formula
+        np.testing.assert_allclose(batch.embedding, single.embedding, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose([batch.x, batch.y], [single.x, single.y], atol=1e-3 * spread)
+        np.testing.assert_allclose([batch.x_xrd, batch.y_xrd], [single.x_xrd, single.y_xrd], atol=1e-3 * xrd_spread)
+        assert batch.neighbors["material_id"].tolist() == single.neighbors["material_id"].tolist()
+        np.testing.assert_allclose(batch.neighbors["distance"], single.neighbors["distance"], rtol=1e-4, atol=1e-5)
+        assert batch.notes == single.notes
 
 
 def test_locate_garbage_file(env, capsys, tmp_path):

@@ -1,5 +1,5 @@
 """Tiny voxel stores for the generator's tests, made from hand-built cubic crystals with the real
-:func:`ml.voxels.voxelize` on a 16³ grid (no mirror file is read).
+:func:`ml.generation.voxels.voxelize` on a 16³ grid (no mirror file is read).
 
 Imported by the test modules (``from voxel_store import ...``) like ``tests/app/fixture_map.py``.
 """
@@ -10,8 +10,9 @@ import numpy as np
 import pandas as pd
 from pymatgen.core import Lattice, Structure
 
-from ml.vae_data import VoxelArrays, family_of
-from ml.voxels import VoxelConfig, voxelize
+from ml.generation.voxel_arrays import VoxelArrays
+from ml.generation.voxel_data import family_of
+from ml.generation.voxels import VoxelConfig, voxelize
 
 G = 16
 VOXELS = VoxelConfig(grid_size=G)
@@ -53,7 +54,7 @@ def decile_of(energy: float) -> int:
 
 def make_store(crystals: dict[str, tuple[Structure, float, str]]) -> tuple[VoxelArrays, pd.DataFrame]:
     """The voxel store and the selection table of ``crystals`` (id → (structure, energy, split)),
-    as :func:`ml.vae_data.load_voxel_arrays` and :func:`ml.vae_data.select_vae_materials` give them."""
+    as :func:`ml.generation.voxel_arrays.load_voxel_arrays` and :func:`ml.generation.voxel_data.select_vae_materials` give them."""
     ids = list(crystals)
     samples = [voxelize(crystals[m][0], VOXELS) for m in ids]
     energies = np.array([crystals[m][1] for m in ids])
@@ -86,7 +87,7 @@ def make_store(crystals: dict[str, tuple[Structure, float, str]]) -> tuple[Voxel
 
 
 class TinyDataset:
-    """The little a :func:`ml.vae_train.train_vae` and :class:`ml.generate.Generator` read of a
+    """The little a :func:`ml.training.vae.train_vae` and :class:`ml.generation.generator.Generator` read of a
     dataset when the voxel store is given: a name and the material ids (``extra_ids`` are known
     to the dataset but outside the VAE's set)."""
 

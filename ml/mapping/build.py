@@ -1,0 +1,266 @@
+"""Building a map: embed every material with the crystal encoder, lay the embeddings out with
+t-SNE (openTSNE: FFT gradients, PCA initialisation, fixed seed), index them for exact
+Euclidean neighbours, and write the artifacts (:mod:`ml.mapping.artifacts`).
+
+The same build embeds every material's simulated powder XRD pattern (:mod:`ml.features.xrd_sim`) with
+the model's XRD encoder and lays those embeddings out with a second t-SNE: the paper's second
+map (Suzuki et al. 2022, XRD-embedding t-SNE), stored as the ``x_xrd`` / ``y_xrd`` columns.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from ml.mapping.writer import write_artifacts
+from ml.mapping.format import MANIFEST, MAP_VIEWS, artifact_dir
+from ml.data.batches import GraphStore, XRDStore, align
+from ml.data.datasets import Dataset, DatasetError, get_dataset, read_supercon_labels
+from ml.mapping.embed import embed_crystals, embed_xrd
+from ml.data.featurize import featurize, load_features
+from ml.models.registry import file_sha256, resolve_model
+from ml.data.splits import assign_splits
+from ml.data.structures import crystal_system
+
+log = logging.getLogger(__name__)
+
+PROPERTY_COLUMNS = [
+    "formation_energy_per_atom",
+    "energy_per_atom",
+    "band_gap",
+    "total_magnetization",
+    "density",
+    "spacegroup_number",
+    "e_above_hull",
+    "icsd_origin",
+]
+
+
+def fit_tsne(embeddings: np.ndarray, perplexity: float = 30.0, seed: int = 0, n_jobs: int = -1,
+             progress: bool = True):
+    """openTSNE map of ``(n, D)`` embeddings; returns the fitted ``TSNEEmbedding`` ``(n, 2)``.
+
+    FFT-accelerated gradients (Barnes–Hut below 10,000 points, openTSNE's own rule: FFT's
+    fixed grid cost made 150 points take 18 s instead of 1 s), PCA initialisation,
+    ``random_state=seed``; ``perplexity`` is
+    lowered to (n − 1) / 3 for tiny sets. Keeps what ``transform`` needs to place new points.
+
+    Raises:
+        ValueError: fewer than 5 points.
+    """
+    from openTSNE import TSNE
+
+    n = len(embeddings)
+    if n < 5:
+        raise ValueError(f"t-SNE needs at least 5 materials, got {n}")
+    perplexity = min(perplexity, (n - 1) / 3)
+    n_iter = {"early": 250, "late": 500}
+    bar = tqdm(total=sum(n_iter.values()), desc="t-SNE", unit="it", disable=not progress)
+
+    def callback(iteration, error, embedding):  # openTSNE calls this every 10 iterations
+        bar.update(10)
+        return False
+
+    tsne = TSNE(
+        perplexity=perplexity,
+        initialization="pca",
+        negative_gradient_method="fft" if n >= 10_000 else "bh",
+        early_exaggeration_iter=n_iter["early"],
+        n_iter=n_iter["late"],
+        n_jobs=n_jobs,
+        random_state=seed,
+        callbacks=callback,
+        callbacks_every_iters=10,
+    )
+    embedding = tsne.fit(np.asarray(embeddings, dtype=np.float64))
+    bar.close()
+    # the progress callback is stored with the embedding; drop it so the embedding pickles
+    for key in ("callbacks", "use_callbacks"):
+        embedding.gradient_descent_params.pop(key, None)
+    return trim_for_transform(embedding)
+
+
+def trim_for_transform(embedding):
+    """Drop what openTSNE's ``TSNEEmbedding.transform`` does not use, in place; return it.
+
+    ``transform`` queries the fitted nearest-neighbour index (``affinities.knn_index``) and
+    the perplexity, then optimises the new points against the fixed coordinates. The
+    training affinities ``P`` (a sparse ``(n, n)`` matrix) and the training neighbour lists
+    are needed only to fit: for 141k materials they are ~400 of the pickle's ~730 MB. So is
+    the copy of the training embeddings the Annoy or exact (scikit-learn) index keeps beside
+    its search structure (``knn_index.data``, float64: 290 MB at 141k × 256), which their
+    ``query`` never reads.
+    """
+    affinities = embedding.affinities
+    affinities.P = None
+    for name in list(vars(affinities)):
+        if name.endswith("__neighbors") or name.endswith("__distances"):
+            setattr(affinities, name, None)
+    index = getattr(affinities, "knn_index", None)
+    if type(index).__name__ in ("Annoy", "Sklearn") and getattr(index, "index", None) is not None:
+        index.data = None
+    return embedding
+
+
+def materials_table(dataset: Dataset, graphs) -> pd.DataFrame:
+    """One row per featurised material: ids, formula, elements, split, properties, SuperCon label.
+
+    Density and space group come from the properties table where it has them, else from the
+    structure (pymatgen density, spglib with symprec 0.1 Å); crystal system from the space group.
+    """
+    a = graphs.arrays
+    table = pd.DataFrame(
+        {
+            "material_id": graphs.material_ids,
+            "formula": a["formula"],
+            "elements": a["elements"],
+            "nelements": [len(e.split()) for e in a["elements"]],
+            "nsites": a["n_atoms"],
+            "split": assign_splits(graphs.material_ids),
+        }
+    )
+    known = dataset.properties.reindex(table["material_id"])
+    for column in PROPERTY_COLUMNS:
+        values = known[column].to_numpy() if column in known else np.full(len(table), np.nan)
+        table[column] = values
+    table["density"] = table["density"].astype(float).fillna(pd.Series(a["density"].astype(float)))
+    computed_sg = pd.Series(np.where(a["spacegroup_number"] > 0, a["spacegroup_number"], np.nan))
+    table["spacegroup_number"] = table["spacegroup_number"].astype(float).fillna(computed_sg).astype("Int16")
+    table["crystal_system"] = [crystal_system(v) if pd.notna(v) else None for v in table["spacegroup_number"]]
+    try:
+        labels = read_supercon_labels() if dataset.name.startswith("mp2024") else None
+    except DatasetError:
+        labels = None
+    if labels is not None and len(labels):
+        joined = labels.reindex(table["material_id"])
+        table["supercon_label"] = joined["supercon_label"].fillna("no SuperCon entry").to_numpy()
+        table["tc_kelvin"] = joined["tc_kelvin"].to_numpy()
+    else:
+        table["supercon_label"] = "no SuperCon entry"
+        table["tc_kelvin"] = np.nan
+    return table
+
+
+@dataclass
+class XRDMap:
+    """The XRD-embedding map of a dataset's materials.
+
+    Attributes:
+        rows: ``(m,)`` rows of the materials table that have an XRD pattern.
+        embeddings: ``(n, D)`` float32 XRD-encoder embeddings, NaN rows where no pattern.
+        coordinates: ``(n, 2)`` float32 t-SNE coordinates, NaN where no pattern.
+        tsne: the fitted openTSNE embedding of the ``m`` materials (for ``transform``).
+        failures: ``[{"material_id", "reason"}]`` of the materials without a pattern.
+    """
+
+    rows: np.ndarray
+    embeddings: np.ndarray
+    coordinates: np.ndarray
+    tsne: object
+    failures: list
+
+
+def xrd_map(dataset: Dataset, net, material_ids: np.ndarray, perplexity: float = 30.0, seed: int = 0,
+            processes: int | None = None, progress: bool = True) -> XRDMap:
+    """XRD patterns (cached), XRD-encoder embeddings and their t-SNE for ``material_ids``.
+
+    Rows follow ``material_ids`` (the crystal map's table), so both maps share one materials
+    table and every colour mode.
+
+    Raises:
+        RuntimeError: no material has an XRD pattern.
+    """
+    featurize(dataset, "xrd", processes=processes, progress=progress)
+    patterns = load_features(dataset, "xrd")
+    ids = np.asarray(material_ids)
+    _, rows, pattern_rows = align(ids, patterns.material_ids)
+    if rows.size == 0:
+        raise RuntimeError(f"no material of {dataset.name} has an XRD pattern")
+    order = np.argsort(rows)
+    rows, pattern_rows = rows[order], pattern_rows[order]
+    found = embed_xrd(net, XRDStore(patterns), pattern_rows, progress=progress)
+    tsne = fit_tsne(found, perplexity=perplexity, seed=seed, progress=progress)
+    embeddings = np.full((len(ids), found.shape[1]), np.nan, np.float32)
+    embeddings[rows] = found
+    coordinates = np.full((len(ids), 2), np.nan, np.float32)
+    coordinates[rows] = np.asarray(tsne, dtype=np.float32)
+    missing = set(ids) - set(ids[rows])
+    failures = [f for f in patterns.failures if f["material_id"] in missing]
+    failures += [{"material_id": m, "reason": "no XRD pattern"} for m in sorted(missing - {f["material_id"] for f in failures})]
+    return XRDMap(rows=rows, embeddings=embeddings, coordinates=coordinates, tsne=tsne, failures=failures)
+
+
+def build_map(
+    dataset: str | Dataset,
+    model: str | None = None,
+    perplexity: float = 30.0,
+    seed: int = 0,
+    processes: int | None = None,
+    force: bool = False,
+    progress: bool = True,
+) -> Path:
+    """Everything a map needs that is not built yet; returns the artifact folder.
+
+    ``dataset`` is a registry name, a CIF path, or a :class:`Dataset` (e.g. a ``subset``).
+
+    Steps: crystal graphs (cached, parallel), embeddings with the model, t-SNE, neighbour
+    index; XRD patterns (cached, parallel), XRD-encoder embeddings and their own t-SNE
+    (:func:`xrd_map`); structure store, manifest. An up-to-date map (same model file, same materials,
+    same t-SNE settings) is left as it is unless ``force``.
+
+    Raises:
+        DatasetError: unknown dataset / missing mirror. FileNotFoundError: unknown model.
+        RuntimeError: no material of the dataset could be featurised.
+    """
+    import torch
+
+    from ml.models.cmml import load_model
+
+    began = time.time()
+    if isinstance(dataset, str):
+        dataset = get_dataset(dataset)
+    model_name, model_path = resolve_model(model)
+    folder = artifact_dir(dataset.name, model_name)
+    settings = {"perplexity": perplexity, "seed": seed, "model_sha256": file_sha256(model_path),
+                "n_dataset_materials": len(dataset), "maps": list(MAP_VIEWS)}
+    if not force and (folder / MANIFEST).is_file():
+        manifest = json.loads((folder / MANIFEST).read_text())
+        if all(manifest.get(k) == v for k, v in settings.items()):
+            log.info("the map in %s is up to date", folder)
+            return folder
+    featurize(dataset, "graph", processes=processes, progress=progress)
+    graphs = load_features(dataset, "graph")
+    if len(graphs) == 0:
+        raise RuntimeError(f"none of the {len(dataset)} materials of {dataset.name} could be featurised")
+    if graphs.failures:
+        log.warning("%d of %d materials could not be featurised (first: %s)", len(graphs.failures),
+                    len(dataset), graphs.failures[0])
+    net, _payload = load_model(model_path)
+    torch.set_num_threads(max(torch.get_num_threads(), 1))
+    embeddings = embed_crystals(net, GraphStore(graphs), progress=progress)
+    tsne = fit_tsne(embeddings, perplexity=perplexity, seed=seed, progress=progress)
+    table = materials_table(dataset, graphs)
+    table["x"] = np.asarray(tsne)[:, 0].astype(np.float32)
+    table["y"] = np.asarray(tsne)[:, 1].astype(np.float32)
+    xrd = xrd_map(dataset, net, graphs.material_ids, perplexity=perplexity, seed=seed,
+                  processes=processes, progress=progress)
+    table["x_xrd"] = xrd.coordinates[:, 0]
+    table["y_xrd"] = xrd.coordinates[:, 1]
+    wanted = set(table["material_id"])
+    cifs = dict(tqdm(dataset.records(wanted), total=len(wanted), desc="structure store", unit="mat", disable=not progress))
+    manifest = {"dataset": dataset.name, "model": model_name, **settings,
+                "n_failed": len(graphs.failures), "failures": graphs.failures[:1000],
+                "xrd_map": {"n_materials": int(xrd.rows.size), "n_failed": len(xrd.failures),
+                            "failures": xrd.failures[:1000]},
+                "build_seconds_before_writing": round(time.time() - began, 1)}
+    write_artifacts(folder, manifest, table, embeddings, tsne, cifs,
+                    xrd_embeddings=xrd.embeddings, xrd_tsne=xrd.tsne)
+    log.info("map of %d materials written to %s in %.0f s", len(table), folder, time.time() - began)
+    return folder

@@ -1,0 +1,1 @@
+"""Model training: the CMML contrastive trainer, losses, campaigns across sessions, property and VAE trainers, model cards."""
