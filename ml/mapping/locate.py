@@ -149,9 +149,9 @@ def load_tsne(path: Path):
     state (the optimiser's parameters, the affinities, their nearest-neighbour index); a
     ``transform`` of one point would then spread its 250 gradient steps over every core.
     Coordinates are the same either way. What ``transform`` does not read is dropped
-    (:func:`ml.mapbuild.trim_for_transform`: maps built before it kept 290 MB more per state).
+    (:func:`ml.mapping.build.trim_for_transform`: maps built before it kept 290 MB more per state).
     """
-    from ml.mapbuild import trim_for_transform
+    from ml.mapping.build import trim_for_transform
 
     with open(path, "rb") as handle:
         embedding = trim_for_transform(pickle.load(handle))
