@@ -3,9 +3,10 @@ a running server and the latency of each interaction is measured.
 
 Each user loops over what a visitor does, with an exponential think time between actions
 (mean ``--think`` seconds): open the map page (Dash's page router, then the map figure),
-hover three points (one callback each), search a formula, recolour the map, open a material
-page (router, then its structure, XRD, neighbours and generator-link callbacks in parallel,
-as the browser sends them). The latency of an action is its wall time, from the first request
+hover three points (the hover card and the 3D preview, two callbacks each, in parallel),
+search a formula, recolour the map, open a material page (router, whose answer holds the
+neighbour table, then its structure, XRD and generator-link callbacks in parallel, as the
+browser sends them). The latency of an action is its wall time, from the first request
 to the last answer. Static files (JavaScript, CSS) are left out: a browser caches them.
 
 For each number of users (``--users``) the run lasts ``--seconds`` and prints actions per
@@ -14,7 +15,8 @@ second and the median / 95th percentile / worst latency of each action in second
 
     serve load users=<most users whose p95 of every action stayed under --target s> target=<s> load=<…>
 
-Usage (a server already running, e.g. ``./run.sh``)::
+The materials it visits are read from the built map on this machine (``ml.service``), so run
+it beside the server. Usage (a server already running, e.g. ``./run.sh``)::
 
     .venv/bin/python bench/serve_load.py --url http://127.0.0.1:8050 --users 1 5 10 20 --seconds 60
 """
@@ -82,32 +84,35 @@ class App:
                                        [("_pages_location", "pathname", path), ("_pages_location", "search", "")]))
 
     def draw_map(self, color: str = "nelements", first: bool = True) -> dict:
-        """The whole figure (``first``: the page's first call), else a ``Patch`` recolouring it."""
+        """The whole figure (``first``: the page's first call), else the update recolouring it."""
         return post(self.url, callback(
-            multi("map-graph.figure", "map-element-row.style", "map-view-caption.children"),
-            [("map-graph", "figure"), ("map-element-row", "style"), ("map-view-caption", "children")],
+            multi("map-graph.figure", "map-update.data", "map-element-row.style", "map-view-caption.children"),
+            [("map-graph", "figure"), ("map-update", "data"), ("map-element-row", "style"),
+             ("map-view-caption", "children")],
             [("map-color", "value", color), ("map-element", "value", "O"), ("map-view", "value", "crystal")],
             [("map-highlight", "data", "")], changed=[] if first else ["map-color.value"]))
 
-    def hover(self, row: int) -> dict:
-        return post(self.url, callback("map-hover.children", [("map-hover", "children")],
-                                       [("map-graph", "hoverData", {"points": [{"curveNumber": 0, "pointIndex": row}]})],
-                                       [("map-color", "value", "nelements"), ("map-element", "value", "O")]))
+    def hover(self, row: int) -> None:
+        hover = [("map-graph", "hoverData", {"points": [{"curveNumber": 0, "pointIndex": row}]})]
+        jobs = [callback("map-hover.children", [("map-hover", "children")], hover,
+                         [("map-color", "value", "nelements"), ("map-element", "value", "O")]),
+                callback(multi("map-preview.figure", "map-preview-legend.children", "map-preview-box.style"),
+                         [("map-preview", "figure"), ("map-preview-legend", "children"), ("map-preview-box", "style")],
+                         hover)]
+        with ThreadPoolExecutor(len(jobs)) as pool:
+            list(pool.map(lambda job: post(self.url, job), jobs))
 
     def search(self, query: str) -> dict:
-        output = self.output("..map-graph.figure@")
-        figure_output = output.strip(".").split("...")[0]
+        output = self.output("..map-update.data@")
+        update_output = output.strip(".").split("...")[0]
         return post(self.url, callback(
-            output, [(figure_output.rsplit(".", 1)[0], "figure"), ("map-search-result", "children"),
+            output, [(update_output.rsplit(".", 1)[0], "data"), ("map-search-result", "children"),
                      ("map-highlight", "data")],
             [("map-search", "value", query), ("map-search-button", "n_clicks", 1)], [("map-view", "value", "crystal")]))
 
     def material(self, material_id: str) -> None:
         self.route(f"/material/{material_id}")
         structure = self.output('..{"aio_id":"material","component":"StructureView"')
-        grid = self.output('..{"aio_id":"material","component":"NeighborPanel","subcomponent":"grid"}')
-        ids = [json.loads(part.rsplit(".", 1)[0]) if part.startswith("{") else part.rsplit(".", 1)[0]
-               for part in grid.strip(".").split("...")]
         structure_ids = [json.loads(part.rsplit(".", 1)[0]) for part in structure.strip(".").split("...")[:2]]
         mid = [("material-id", "data", material_id)]
         jobs = [
@@ -115,8 +120,6 @@ class App:
                                  ("material-structure-message", "children")], mid),
             callback(multi("material-xrd.figure", "material-xrd-message.children"),
                      [("material-xrd", "figure"), ("material-xrd-message", "children")], mid),
-            callback(grid, [(ids[0], "rowData"), (ids[1], "data"), ("material-neighbor-map", "figure"),
-                            ("material-k-message", "children")], mid + [("material-k", "value", 25)]),
             callback("material-generate-link.children", [("material-generate-link", "children")], mid),
         ]
         with ThreadPoolExecutor(len(jobs)) as pool:
@@ -177,11 +180,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--target", type=float, default=1.0, help="the p95 every action must stay under, s")
     args = parser.parse_args(argv)
 
+    from ml.service import LoadedMap
+
     app = App(args.url)
-    figure = app.draw_map()["response"]["map-graph"]["figure"]
-    text = figure["data"][0]["hovertext"]
-    ids = [t.split(" · ")[1] for t in text]
-    formulas = sorted({t.split(" · ")[0] for t in text})
+    materials = LoadedMap.load().materials
+    ids = materials["material_id"].astype(str).tolist()
+    formulas = sorted(set(materials["formula"].astype(str)))
     print(f"{args.url}: {len(ids):,} materials; {args.seconds:.0f} s per user count, think time {args.think} s")
     held = 0
     for users in args.users:
