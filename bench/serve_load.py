@@ -2,7 +2,7 @@
 a running server and the latency of each interaction is measured.
 
 Each user loops over what a visitor does, with an exponential think time between actions
-(mean ``--think`` seconds): open the map page (Dash's page router, whose answer holds the figure),
+(mean ``--think`` seconds): open the map page (Dash's page router, then the map figure),
 hover three points (the hover card and the 3D preview, two callbacks each, in parallel),
 search a formula, recolour the map, open a material page (router, whose answer holds the
 neighbour table, then its structure, XRD and generator-link callbacks in parallel, as the
@@ -83,13 +83,14 @@ class App:
         return post(self.url, callback(ROUTER, [("_pages_content", "children"), ("_pages_store", "data")],
                                        [("_pages_location", "pathname", path), ("_pages_location", "search", "")]))
 
-    def recolour(self, color: str) -> dict:
-        """The update recolouring the map (the page's layout brings the first figure)."""
+    def draw_map(self, color: str = "nelements", first: bool = True) -> dict:
+        """The whole figure (``first``: the page's first call), else the update recolouring it."""
         return post(self.url, callback(
-            multi("map-update.data", "map-element-row.style", "map-view-caption.children"),
-            [("map-update", "data"), ("map-element-row", "style"), ("map-view-caption", "children")],
+            multi("map-graph.figure", "map-update.data", "map-element-row.style", "map-view-caption.children"),
+            [("map-graph", "figure"), ("map-update", "data"), ("map-element-row", "style"),
+             ("map-view-caption", "children")],
             [("map-color", "value", color), ("map-element", "value", "O"), ("map-view", "value", "crystal")],
-            [("map-highlight", "data", "")], changed=["map-color.value"]))
+            [("map-highlight", "data", "")], changed=[] if first else ["map-color.value"]))
 
     def hover(self, row: int) -> None:
         hover = [("map-graph", "hoverData", {"points": [{"curveNumber": 0, "pointIndex": row}]})]
@@ -148,10 +149,10 @@ def run_users(app: App, ids: list[str], formulas: list[str], users: int, seconds
         time.sleep(rng.uniform(0, think))  # staggered arrivals
         while time.monotonic() < stop:
             steps = [
-                ("open map", lambda: app.route("/")),
+                ("open map", lambda: (app.route("/"), app.draw_map())),
                 *[("hover", lambda r=rng.randrange(len(ids)): app.hover(r)) for _ in range(3)],
                 ("search", lambda: app.search(rng.choice(formulas))),
-                ("recolour", lambda: app.recolour(rng.choice(COLOR_MODES))),
+                ("recolour", lambda: app.draw_map(rng.choice(COLOR_MODES), first=False)),
                 ("open material", lambda: app.material(rng.choice(ids))),
             ]
             for name, action in steps:

@@ -121,11 +121,10 @@ def page_link(material_id: str, text: str | None = None, reload: bool = False) -
     return dcc.Link(text or material_id, href=f"/material/{material_id}", className="material-link")
 
 
-def map_view_selector(component_id: str, views: list[str], value: str, caption_id: str | None = None,
-                      caption: str | None = None) -> html.Div:
+def map_view_selector(component_id: str, views: list[str], value: str, caption_id: str | None = None) -> html.Div:
     """The "Map" radio that switches between a build's maps (:data:`ml.mapping.format.MAP_VIEWS`:
     crystal-graph and XRD embeddings); hidden when the build has only one. ``caption_id``
-    adds a hint paragraph under it (text ``caption``) for a callback to update."""
+    adds an empty hint paragraph under it for a callback to fill."""
     return html.Div(
         id=f"{component_id}-row",
         style={} if len(views) > 1 else {"display": "none"},
@@ -138,6 +137,6 @@ def map_view_selector(component_id: str, views: list[str], value: str, caption_i
                 className="radio-list",
                 inputClassName="radio-list__input",
             ),
-            *([html.P(caption, id=caption_id, className="hint")] if caption_id else []),
+            *([html.P(id=caption_id, className="hint")] if caption_id else []),
         ],
     )

@@ -600,7 +600,6 @@ def make_map_figure(
     highlight_name: str = "search",
     highlight_text: np.ndarray | None = None,
     rings_as_shapes: bool = False,
-    anchored_aspect: bool = True,
     located: list[LocatedPoint] | None = None,
     zoom_to_highlight: bool = True,
     style: dict | None = None,
@@ -618,10 +617,6 @@ def make_map_figure(
             rows are sent).
         rings_as_shapes: draw the rings as layout shapes (:func:`ring_shapes`; the highlight
             trace stays, empty), so that a later search only relayouts.
-        anchored_aspect: keep one t-SNE unit as long on both axes with plotly's ``scaleanchor``.
-            It costs 0.6 s of every zoom or pan step at 141k points (0.04 s without), so the
-            map page passes ``False`` and keeps the aspect itself (``matmap.fitAspect`` in
-            ``assets/matmap.js`` widens the ranges to the plot's shape).
         located: uploaded structures to mark with stars (see :func:`located_traces`); their
             two traces are always present, empty when ``located`` is empty.
         style: overrides of :data:`MAP_STYLE` (not modified).
@@ -640,10 +635,7 @@ def make_map_figure(
                         text if highlight_text is None else highlight_text, highlight_name),
         *located_traces(coordinates, located or []),
     ]
-    layout = copy.deepcopy(s["layout"])
-    if not anchored_aspect:
-        layout["xaxis"] = {k: v for k, v in layout["xaxis"].items() if k not in ("scaleanchor", "scaleratio")}
-    figure = go.Figure(data=traces, layout=layout)
+    figure = go.Figure(data=traces, layout=copy.deepcopy(s["layout"]))
     if rings_as_shapes:
         figure.update_layout(shapes=ring_shapes(coordinates, highlight_rows, highlight_name))
     if zoom_to_highlight:

@@ -13,8 +13,8 @@ trace's marker and the small foreground trace; the ring shapes and axis ranges; 
 traces) to the ``map-update`` store, and
 ``matmap.applyMapUpdate`` (``assets/matmap.js``) hands it to ``Plotly.react`` in the browser:
 the figure prop is not touched, so Dash does not copy and redraw the whole 140k-point figure
-(a ``Patch`` of it cost 2 s in Chromium beside plotly's own 0.05–0.75 s). The figure comes
-with the page's layout and no callback sets it again.
+(a ``Patch`` of it cost 2 s in Chromium beside plotly's own 0.05–0.75 s). The figure prop is
+set once, at the first paint.
 """
 
 from __future__ import annotations
@@ -80,8 +80,7 @@ def layout(color: str | None = None, element: str | None = None, highlight: str 
     """The map page; query parameters ``view``, ``color``, ``element`` and ``highlight`` set the view."""
     atlas, error = map_or_error()
     if atlas is None:  # the message, and the components hidden (for Dash's callback checks)
-        return missing_page(error, _page(DEFAULT_MODE, [], None, "", [], None, None, [DEFAULT_VIEW], DEFAULT_VIEW,
-                                         None, None))
+        return missing_page(error, _page(DEFAULT_MODE, [], None, "", [], None, None, [DEFAULT_VIEW], DEFAULT_VIEW))
     notes = []
     views = atlas.views
     if view and view not in views:
@@ -99,10 +98,7 @@ def layout(color: str | None = None, element: str | None = None, highlight: str 
         notes.append(notice(f"No material of this map contains {element!r}; showing {symbol}.", "warning"))
     query = (highlight or "").strip()
     summary = f"{len(atlas):,} crystals · dataset {atlas.dataset} · model {atlas.model}"
-    # the figure comes with the page: no callback round trip before the first paint, and no
-    # callback ever sets the figure again (updates are drawn in the browser, matmap.js)
-    return _page(mode, elements, symbol, query, notes, summary, search_summary(atlas, query, view), views, view,
-                 initial_figure(atlas, mode, symbol, query, view), view_caption(atlas, view))
+    return _page(mode, elements, symbol, query, notes, summary, search_summary(atlas, query, view), views, view)
 
 
 def view_caption(atlas, view: str) -> str:
@@ -114,7 +110,7 @@ def view_caption(atlas, view: str) -> str:
 
 
 def _page(mode: str, elements: list[str], symbol: str | None, query: str, notes: list, summary: str | None, found,
-          views: list[str], view: str, figure, caption: str | None):
+          views: list[str], view: str):
     return html.Div(
         className="map-page",
         children=[
@@ -124,7 +120,7 @@ def _page(mode: str, elements: list[str], symbol: str | None, query: str, notes:
                     html.H1("Materials map", className="sidebar__title"),
                     html.P(summary, className="muted", id="map-summary"),
                     *notes,
-                    map_view_selector("map-view", views, view, caption_id="map-view-caption", caption=caption),
+                    map_view_selector("map-view", views, view, caption_id="map-view-caption"),
                     html.Label("Colour by", htmlFor="map-color", className="field-label"),
                     dcc.Dropdown(
                         id="map-color",
@@ -174,8 +170,11 @@ def _page(mode: str, elements: list[str], symbol: str | None, query: str, notes:
             ),
             html.Div(
                 className="map-main",
-                children=dcc.Graph(id="map-graph", figure=figure, config=GRAPH_CONFIG, className="map-graph",
-                                   clear_on_unhover=True),
+                children=dcc.Loading(
+                    dcc.Graph(id="map-graph", config=GRAPH_CONFIG, className="map-graph", clear_on_unhover=True),
+                    type="circle",
+                    parent_className="map-loading",
+                ),
             ),
             dcc.Store(id="map-nav"),  # the clicked material's page, loaded afresh (see page_link)
             dcc.Store(id="map-url-sync"),
@@ -236,7 +235,7 @@ def initial_figure(atlas, mode: str, element: str | None, query: str, view: str 
     # no hover text: 141k labels were 4.2 of the figure's 6.6 MB and slowed every redraw; the
     # hover card and the 3D preview beside the map say what is under the pointer
     return make_map_figure(atlas.coordinates_of(view), layers, None, highlight_rows=rows,
-                           highlight_name=f"search: {query}", rings_as_shapes=True, anchored_aspect=False)
+                           highlight_name=f"search: {query}", rings_as_shapes=True)
 
 
 def recolor_update(atlas, mode: str, element: str | None, view: str = DEFAULT_VIEW) -> dict:
@@ -268,15 +267,8 @@ def view_update(atlas, mode: str, element: str | None, query: str, view: str) ->
     every trace of :func:`initial_figure` replaced, its rings and zoom (or autorange). Applied by
     plotly in the browser as a new figure would be, without Dash's handling of a 3 MB figure prop."""
     figure = initial_figure(atlas, mode, element, query, view).to_plotly_json()
-    # explicit ranges even without rings (the whole map, as plotly's autorange would frame it):
-    # the browser widens them to an equal aspect before drawing, not with a second relayout
-    xy = atlas.coordinates_of(view)
-    xy = xy[np.isfinite(xy).all(axis=1)]
-    low, high = (xy.min(axis=0), xy.max(axis=0)) if len(xy) else (np.zeros(2), np.ones(2))
-    pad = 0.04 * np.maximum(high - low, 1e-6)
-    whole = {"xaxis": [float(low[0] - pad[0]), float(high[0] + pad[0])], "yaxis": [float(low[1] - pad[1]), float(high[1] + pad[1])]}
-    axes = {axis: {"range": figure["layout"][axis].get("range", whole[axis]), "autorange": False}
-            for axis in ("xaxis", "yaxis")}
+    axes = {axis: {"range": figure["layout"][axis]["range"], "autorange": False} if "range" in figure["layout"][axis]
+            else {"autorange": True} for axis in ("xaxis", "yaxis")}
     return map_update(replace=dict(enumerate(figure["data"])),
                       layout={"shapes": figure["layout"].get("shapes", []), **axes})
 
@@ -300,6 +292,7 @@ def map_update(traces: dict[int, dict] | None = None, replace: dict[int, dict] |
 
 
 @callback(
+    Output("map-graph", "figure"),
     Output("map-update", "data"),
     Output("map-element-row", "style"),
     Output("map-view-caption", "children"),
@@ -307,17 +300,18 @@ def map_update(traces: dict[int, dict] | None = None, replace: dict[int, dict] |
     Input("map-element", "value"),
     Input("map-view", "value"),
     State("map-highlight", "data"),
-    prevent_initial_call=True,
 )
 def draw_map(mode, element, view, query):
-    """Update the drawn figure (the page brings the first): another map (:func:`view_update`),
-    a new colour or element (:func:`recolor_update`)."""
+    """First call: the whole figure; later calls update the drawn figure: another map
+    (:func:`view_update`), a new colour or element (:func:`recolor_update`)."""
     atlas = require_map()
     view = view if view in atlas.views else DEFAULT_VIEW
     caption = view_caption(atlas, view)
+    if ctx.triggered_id is None:
+        return initial_figure(atlas, mode, element, query, view), no_update, _element_row_style(mode), caption
     if ctx.triggered_id == "map-view":
-        return view_update(atlas, mode, element, query, view), _element_row_style(mode), caption
-    return recolor_update(atlas, mode, element, view), _element_row_style(mode), caption
+        return no_update, view_update(atlas, mode, element, query, view), _element_row_style(mode), caption
+    return no_update, recolor_update(atlas, mode, element, view), _element_row_style(mode), caption
 
 
 @callback(
@@ -411,13 +405,6 @@ def hover_details(material, mode: str, element: str | None):
         ]
     )
 
-
-clientside_callback(
-    ClientsideFunction(namespace="matmap", function_name="keepMapAspect"),
-    Output("map-graph", "className"),
-    Input("map-graph", "figure"),
-    State("map-graph", "className"),
-)
 
 clientside_callback(
     ClientsideFunction(namespace="matmap", function_name="openPage"),

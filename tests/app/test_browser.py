@@ -160,32 +160,6 @@ def test_recolour_and_search_change_the_drawn_map_in_place_and_keep_each_other(p
     assert wait_until_drawn(page, "#map-graph")
 
 
-ASPECT = """() => { const l = document.querySelector('#map-graph .js-plotly-plot')._fullLayout;
-  return [(l.xaxis.range[1] - l.xaxis.range[0]) / l.xaxis._length, (l.yaxis.range[1] - l.yaxis.range[0]) / l.yaxis._length,
-          Boolean(l.xaxis.scaleanchor)]; }"""
-
-
-def test_the_map_keeps_one_unit_as_long_on_both_axes_without_scaleanchor(page, live_server, atlas):
-    """Issue 12: plotly's scaleanchor made every zoom step cost 0.6 s at 141k points; the page
-    fits the ranges to the plot's shape itself, at first paint, after a search's zoom and after
-    a double-click's autorange."""
-    open_map(page, live_server)
-
-    def equal():
-        x_per_px, y_per_px, anchored = page.evaluate(ASPECT)
-        return not anchored and abs(x_per_px / y_per_px - 1) < 0.01
-
-    assert poll(equal, page=page)
-    page.fill("#map-search", "mp-172")
-    page.press("#map-search", "Enter")
-    page.locator("#map-search-result").get_by_role("link", name="mp-172").wait_for()
-    assert poll(lambda: page.evaluate("() => window.matmapMapUpdates || 0") >= 1, page=page)
-    assert equal()
-    box = page.locator("#map-graph .nsewdrag").first.bounding_box()
-    page.mouse.dblclick(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
-    assert poll(equal, page=page)
-
-
 def test_click_a_point_opens_its_page_with_neighbours_and_structure(page, live_server, atlas):
     row = isolated_row(atlas)
     material_id = atlas.materials["material_id"].iat[row]
