@@ -21,18 +21,8 @@ window.dash_clientside = Object.assign({}, window.dash_clientside, {
     },
 
     /**
-     * Load a page afresh (one navigation; leaving the 141k-point map in-app cost more than a
-     * fresh load of the material page).
-     */
-    openPage: function (href) {
-      if (href) { window.location.assign(href); }
-      return window.dash_clientside.no_update;
-    },
-
-    /**
      * Apply a partial map update (pages/map.py map_update: {traces, replace, layout}) to the
-     * drawn map with Plotly.react (Plotly.relayout when only the layout changes), without
-     * touching the Graph's figure prop: Dash would copy
+     * drawn map with Plotly.react, without touching the Graph's figure prop: Dash would copy
      * and redraw the whole 140k-point figure for a Patch. Waits (up to 30 s) for the map to be
      * drawn; resolves to the number of updates applied so far.
      */
@@ -47,27 +37,6 @@ window.dash_clientside = Object.assign({}, window.dash_clientside, {
             if (tries++ < 600) { setTimeout(attempt, 50); } else { resolve(window.dash_clientside.no_update); }
             return;
           }
-          var began = performance.now();
-          var done = function () {
-            // read by bench/app.py: how many updates were drawn, and how long plotly took for the last
-            window.matmapMapUpdates = (window.matmapMapUpdates || 0) + 1;
-            window.matmapLastUpdateSeconds = (performance.now() - began) / 1000;
-            resolve(count);
-          };
-          var layoutOnly = !Object.keys(update.traces || {}).length && !Object.keys(update.replace || {}).length;
-          if (layoutOnly) {  // rings and zoom: a relayout redraws, where react would diff every trace
-            var flat = {};
-            Object.keys(update.layout || {}).forEach(function (key) {
-              var value = update.layout[key];
-              if (value && typeof value === "object" && !Array.isArray(value)) {
-                Object.keys(value).forEach(function (attr) { flat[key + "." + attr] = value[attr]; });
-              } else {
-                flat[key] = value;
-              }
-            });
-            window.Plotly.relayout(gd, flat).then(done, done);
-            return;
-          }
           var data = gd.data.slice();
           Object.keys(update.traces || {}).forEach(function (key) {
             data[Number(key)] = Object.assign({}, data[Number(key)], update.traces[key]);
@@ -79,6 +48,13 @@ window.dash_clientside = Object.assign({}, window.dash_clientside, {
             layout[key] = (value && typeof value === "object" && !Array.isArray(value))
               ? Object.assign({}, layout[key], value) : value;
           });
+          var began = performance.now();
+          var done = function () {
+            // read by bench/app.py: how many updates were drawn, and how long plotly took for the last
+            window.matmapMapUpdates = (window.matmapMapUpdates || 0) + 1;
+            window.matmapLastUpdateSeconds = (performance.now() - began) / 1000;
+            resolve(count);
+          };
           window.Plotly.react(gd, data, layout).then(done, done);
         })();
       });

@@ -112,12 +112,8 @@ def notice(children, kind: str = "info", **kwargs) -> html.Div:
     return html.Div(children, className=f"notice notice--{kind}", role="alert" if kind == "error" else None, **kwargs)
 
 
-def page_link(material_id: str, text: str | None = None, reload: bool = False) -> dcc.Link | html.A:
-    """A link to a material's page: an in-app navigation, or with ``reload`` a plain link that
-    loads the page afresh (from the 141k-point map, whose teardown took 1.5 s in Chromium, a
-    fresh load of the material page is faster: 1.0 s against 2.5 s to its neighbour table)."""
-    if reload:
-        return html.A(text or material_id, href=f"/material/{material_id}", className="material-link")
+def page_link(material_id: str, text: str | None = None) -> dcc.Link:
+    """A link to a material's page."""
     return dcc.Link(text or material_id, href=f"/material/{material_id}", className="material-link")
 
 

@@ -176,7 +176,7 @@ def _page(mode: str, elements: list[str], symbol: str | None, query: str, notes:
                     parent_className="map-loading",
                 ),
             ),
-            dcc.Store(id="map-nav"),  # the clicked material's page, loaded afresh (see page_link)
+            dcc.Location(id="map-nav", refresh="callback-nav"),
             dcc.Store(id="map-url-sync"),
             dcc.Store(id="map-update"),  # a partial update, applied by plotly in the browser
             dcc.Store(id="map-update-applied"),  # how many were applied (tests wait on it)
@@ -212,7 +212,7 @@ def search_summary(atlas, query: str, view: str = DEFAULT_VIEW):
     for row in rows:
         mid = str(table["material_id"].iat[row])
         mark = [html.Span("◎ ", className="match-list__framed", title="in the zoomed view")] if partial and row in framed else []
-        links.append(html.Li([*mark, page_link(mid, reload=True), " ",
+        links.append(html.Li([*mark, page_link(mid), " ",
                               html.Span(formula_children(str(table["formula"].iat[row])), className="formula")]))
     more = f" (the first {MAX_MATCHES})" if len(rows) == MAX_MATCHES else ""
     head = "1 material" if len(rows) == 1 else f"{len(rows)} materials"
@@ -331,9 +331,9 @@ def search(query, _clicks, view):
     return search_update(atlas, query, view), search_summary(atlas, query, view), query
 
 
-@callback(Output("map-nav", "data"), Input("map-graph", "clickData"), prevent_initial_call=True)
+@callback(Output("map-nav", "href"), Input("map-graph", "clickData"), prevent_initial_call=True)
 def open_material(click_data):
-    """A click on a point opens that material's page (``matmap.openPage`` loads it)."""
+    """A click on a point opens that material's page."""
     href = clicked_material_href(require_map().materials["material_id"], click_data)
     if href is None:
         return no_update
@@ -401,17 +401,10 @@ def hover_details(material, mode: str, element: str | None):
             html.Div([html.Span(shown[0] + ": ", className="muted"), shown[1]], className="hover-card__shown"),
             html.Table(html.Tbody([html.Tr([html.Th(label), html.Td(value)]) for label, value in rows]),
                        className="property-table property-table--compact"),
-            html.A("Open its page →", href=f"/material/{mid}", className="hover-card__link"),
+            dcc.Link("Open its page →", href=f"/material/{mid}", className="hover-card__link"),
         ]
     )
 
-
-clientside_callback(
-    ClientsideFunction(namespace="matmap", function_name="openPage"),
-    Output("map-nav", "clear_data"),
-    Input("map-nav", "data"),
-    prevent_initial_call=True,
-)
 
 clientside_callback(
     ClientsideFunction(namespace="matmap", function_name="applyMapUpdate"),
