@@ -150,6 +150,12 @@ def load_tsne(path: Path):
     ``transform`` of one point would then spread its 250 gradient steps over every core.
     Coordinates are the same either way. What ``transform`` does not read is dropped
     (:func:`ml.mapping.build.trim_for_transform`: maps built before it kept 290 MB more per state).
+
+    The interpolation grid that the first ``transform`` would compute (2.7 s of FFTs on mp2024)
+    is prepared here. openTSNE then moves the reference map, in place, so that its bounding box
+    is centred on 0; :func:`place` adds that shift back, so that placed points are in the
+    coordinates of the map as built (before, every placed point was off by it: 0.8 t-SNE units
+    on mp2024).
     """
     from ml.mapping.build import trim_for_transform
 
@@ -160,7 +166,17 @@ def load_tsne(path: Path):
     affinities.n_jobs = 1
     if getattr(affinities, "knn_index", None) is not None:
         affinities.knn_index.n_jobs = 1
+    reference = np.asarray(embedding)
+    shift = (reference.max(axis=0) + reference.min(axis=0)) / 2
+    embedding.prepare_interpolation_grid()  # recentres the reference map in place (openTSNE)
+    embedding.map_shift = shift
     return embedding
+
+
+def place(state, embeddings: np.ndarray) -> np.ndarray:
+    """Map coordinates ``(n, 2)`` of new points ``(n, D)`` on the t-SNE map of ``state``
+    (:func:`load_tsne`), in the frame of the map as built (Poličar et al. 2019's ``transform``)."""
+    return np.asarray(state.transform(np.asarray(embeddings, dtype=np.float64))) + state.map_shift
 
 
 @lru_cache(maxsize=4)
@@ -211,10 +227,13 @@ def preload(artifacts: MapArtifacts) -> None:
     Raises:
         ArtifactError: the map's model is missing or changed since the build.
     """
+    from ml.features.xrd_sim import scattering_table
+
     _model_for(artifacts.model, artifacts.manifest.get("model_sha256"))
     _tsne_for(artifacts.folder)
     if _has_xrd_map(artifacts):
         _tsne_for(artifacts.folder, XRD_TSNE)
+    scattering_table()  # pymatgen's diffraction module: 1 s of imports on the first pattern
 
 
 def _has_xrd_map(artifacts: MapArtifacts) -> bool:
@@ -232,11 +251,11 @@ def locate_prepared(prepared: list[PreparedStructure], artifacts: MapArtifacts, 
         return []
     with _lock:
         embeddings, xrd_embeddings = _embed(prepared, artifacts)
-        coordinates = np.asarray(_tsne_for(artifacts.folder).transform(embeddings.astype(np.float64)))
+        coordinates = place(_tsne_for(artifacts.folder), embeddings)
         xrd_xy: dict[int, tuple[float, float]] = {}
         if xrd_embeddings:
             rows = sorted(xrd_embeddings)
-            placed = _tsne_for(artifacts.folder, XRD_TSNE).transform(np.stack([xrd_embeddings[i] for i in rows]).astype(np.float64))
+            placed = place(_tsne_for(artifacts.folder, XRD_TSNE), np.stack([xrd_embeddings[i] for i in rows]))
             xrd_xy = {i: (float(x), float(y)) for i, (x, y) in zip(rows, np.asarray(placed))}
     located = []
     for i, (p, e, xy) in enumerate(zip(prepared, embeddings, coordinates)):

@@ -237,6 +237,24 @@ def test_placing_one_by_one_equals_placing_as_a_batch(env):
         assert batch.notes == single.notes
 
 
+def test_a_material_of_the_map_is_placed_on_its_own_position(env):
+    """Placing a map material's own CIF puts it where the build put it, on both maps: openTSNE
+    recentres the reference map in place before its first transform, and the placement must
+    come back to the map's frame (it was off by that shift)."""
+    from ml.data.structures import parse_cif
+    from ml.mapping.locate import locate_structures
+
+    artifacts = LoadedMap.load(str(env.cifs), "tiny")
+    rows = (5, 17, 60)
+    ids = [str(artifacts.materials["material_id"].iloc[i]) for i in rows]
+    located = locate_structures([parse_cif((env.cifs / f"{m}.cif").read_text()) for m in ids], artifacts, k=5)
+    spread = np.ptp(artifacts.coordinates, axis=0).max()
+    xrd_spread = np.ptp(artifacts.coordinates_of("xrd"), axis=0).max()
+    for row, placed in zip(rows, located):
+        assert np.hypot(*(np.array([placed.x, placed.y]) - artifacts.coordinates[row])) < 0.02 * spread
+        assert np.hypot(*(np.array([placed.x_xrd, placed.y_xrd]) - artifacts.coordinates_of("xrd")[row])) < 0.02 * xrd_spread
+
+
 def test_locate_garbage_file(env, capsys, tmp_path):
     garbage = tmp_path / "garbage.cif"
     garbage.write_bytes(b"\x00\x01 not a crystal at all \xff")
