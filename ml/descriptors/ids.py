@@ -8,10 +8,12 @@ from collections.abc import Iterable
 import numpy as np
 
 from ml.data.datasets import get_dataset
+from ml.evaluation.neighbors import QUERIES
 from ml.mapping.artifacts import MapArtifacts
 
-#: The benchmark queries of issue 5: Hg-1223 cuprate Ba2Ca2Cu3HgO8, LiCoO2, CrGeTe3, Sm2Co17.
-BENCHMARK_QUERIES = ("mp-22601", "mp-22526", "mp-541449", "mp-1200096")
+#: The benchmark queries (Hg-1223 cuprate, LiCoO2, Cr2Ge2Te6, Sm2Co17): those of the
+#: evaluation's neighbour step (:data:`ml.evaluation.neighbors.QUERIES`), defined there once.
+BENCHMARK_QUERIES = tuple(QUERIES)
 
 
 # --------------------------------------------------------------------------- id sets
