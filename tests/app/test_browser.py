@@ -246,4 +246,8 @@ def test_locate_with_the_trained_model(page, live_server, atlas):
     # the map's own structure is its own nearest neighbour
     first = " ".join(card.locator(".ag-row[row-index='0']").all_inner_texts())  # pinned id + other columns
     assert material_id in first
-    assert "0.000" in first
+    # at (almost) no distance: the build embeds the stored structure in batches on every thread, the
+    # upload is parsed back from its CIF and embedded alone on one thread (0.000 or 0.001 seen, where
+    # the nearest other material of a map lies at 1-8 embedding units)
+    distance = float(re.search(r"\b(\d+\.\d{3})\b", first.split(material_id, 1)[1]).group(1))
+    assert distance <= 0.005
