@@ -55,7 +55,11 @@ window.dash_clientside = Object.assign({}, window.dash_clientside, {
             window.matmapLastUpdateSeconds = (performance.now() - began) / 1000;
             resolve(count);
           };
-          window.Plotly.react(gd, data, layout).then(done, done);
+          var failed = function (error) {  // the drawn map stays as it was; say why in the console
+            console.error("matmap: the map update failed", error);
+            done();
+          };
+          window.Plotly.react(gd, data, layout).then(done, failed);
         })();
       });
     },

@@ -402,9 +402,10 @@ def ring_shapes(coordinates: np.ndarray, rows, name: str = "search") -> list[dic
     """Black rings around ``rows`` as layout shapes: circles of :data:`RING_RADIUS_PX` screen
     pixels anchored at the materials' map coordinates, the first with a legend entry ``name``.
 
-    A change of shapes is a relayout, which only redraws the map, where a change of a trace
-    (even a small one) makes plotly recompute every trace of the 141k-point figure (~1 s in
-    Chromium on 2 cores). Shapes do not catch the pointer: hover and clicks reach the points.
+    A search then changes only the layout (rings and ranges), no trace. (Measured in Chromium on
+    2 cores, plotly still takes about 1 s to redraw the 141k-point map either way: the equal
+    aspect, ``scaleanchor``, costs 0.6 s of any redraw.) Shapes do not catch the pointer: hover
+    and clicks reach the points.
 
     Args:
         coordinates: ``(n, 2)`` map coordinates. rows: the ringed rows (may be empty).

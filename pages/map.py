@@ -179,7 +179,7 @@ def _page(mode: str, elements: list[str], symbol: str | None, query: str, notes:
             dcc.Location(id="map-nav", refresh="callback-nav"),
             dcc.Store(id="map-url-sync"),
             dcc.Store(id="map-update"),  # a partial update, applied by plotly in the browser
-            dcc.Store(id="map-update-applied"),  # how many were applied (tests wait on it)
+            dcc.Store(id="map-update-applied"),  # the applying callback's output: how many were drawn
         ],
     )
 
@@ -252,8 +252,8 @@ def recolor_update(atlas, mode: str, element: str | None, view: str = DEFAULT_VI
 
 def search_update(atlas, query: str, view: str = DEFAULT_VIEW) -> dict:
     """The map update (:func:`map_update`) ringing ``query``'s matches (layout shapes,
-    :func:`components.map_figure.ring_shapes`: a relayout, no trace recomputed) and zooming onto
-    them (the view is kept when nothing matches)."""
+    :func:`components.map_figure.ring_shapes`: only the layout changes) and zooming onto them
+    (the view is kept when nothing matches)."""
     rows = _highlight_rows(atlas, query)
     coordinates = atlas.coordinates_of(view)
     ranges = zoom_ranges(coordinates, rows)

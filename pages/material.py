@@ -28,8 +28,7 @@ from components.structure_view import (
     structure_scene,
 )
 from components.xrd import make_xrd_figure
-from ml.service import explorer
-from ml.service import MAX_NEIGHBORS, ArtifactError, UnknownMaterialError
+from ml.service import MAX_NEIGHBORS, ArtifactError, UnknownMaterialError, explorer
 
 dash.register_page(
     __name__,

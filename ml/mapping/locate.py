@@ -222,7 +222,8 @@ def preload(artifacts: MapArtifacts) -> None:
     """Load now what placing the first CIF would load: the map's model (checked against the
     build's) and its t-SNE states (crystal map, and the XRD map's when it has one). A server
     does it at start, in the process its workers are forked from, so that the first upload is
-    placed as fast as the next and every worker shares one copy (2 × 364 MB on mp2024).
+    placed as fast as the next and every worker shares one copy (about 80 MB for both states on
+    mp2024, :func:`load_tsne`), and imports pymatgen's diffraction module for the patterns.
 
     Raises:
         ArtifactError: the map's model is missing or changed since the build.
