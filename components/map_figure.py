@@ -90,6 +90,31 @@ ELEMENT_COLOR = "#d62728"
 HIGHLIGHT_COLOR = "#111111"
 LOCATED_COLORS = ("#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#9a6324")
 
+#: Where every map's colour bar goes: inside the plot area, in its bottom-right corner (a t-SNE
+#: map is round: the corners are mostly empty). A colour bar outside would widen the right
+#: margin, and the plot area would no longer be square.
+COLORBAR_INSIDE = {"thickness": 14, "len": 0.4, "x": 0.995, "xanchor": "right", "y": 0.01, "yanchor": "bottom",
+                   "bgcolor": "rgba(255,255,255,0.85)", "outlinewidth": 0, "xpad": 6, "ypad": 6}
+
+#: How the maps keep an equal aspect (one map unit as long across as up). Plotly's
+#: ``yaxis.scaleanchor`` does it, but it made every redraw of the 141,659-point map 0.6 s slower
+#: in Chromium on 2 cores (``Plotly.relayout`` of the axis ranges: 0.04 s without, 0.6 s with;
+#: a colour change 0.65 s without, 1.26 s with). Instead, the map's container is square (CSS
+#: ``aspect-ratio: 1`` in ``assets/matmap.css``), the margins are equal, colour bars sit inside
+#: (:data:`COLORBAR_INSIDE`), every figure is given square axis ranges (:func:`home_ranges`,
+#: :func:`zoom_ranges`), and the pointer only pans and zooms both axes alike (scroll, the
+#: zoom buttons; no box zoom: :data:`GRAPH_CONFIG`).
+MAP_ASPECT_NOTE = "square plot area + square ranges"
+
+#: The plotly config of every map: scroll zoom, no box zoom or selection (a drawn box would
+#: stretch one axis: see :data:`MAP_ASPECT_NOTE`), PNG export at twice the size.
+GRAPH_CONFIG = {
+    "scrollZoom": True,
+    "displaylogo": False,
+    "modeBarButtonsToRemove": ["zoom2d", "select2d", "lasso2d", "autoScale2d"],
+    "toImageButtonOptions": {"filename": "matmap", "scale": 2},
+}
+
 #: Style defaults; copied with :func:`copy.deepcopy` by every builder.
 MAP_STYLE: dict = {
     "point_size": None,  # None: auto_point_size(n)
@@ -101,7 +126,9 @@ MAP_STYLE: dict = {
         "margin": {"l": 10, "r": 10, "t": 10, "b": 10},
         "paper_bgcolor": "#ffffff",
         "plot_bgcolor": "#ffffff",
-        "xaxis": {"visible": False, "scaleanchor": "y", "scaleratio": 1},
+        # equal aspect without plotly's scaleanchor (which adds ~0.6 s to every redraw of a 141k-point
+        # map in Chromium): the plot area is square (MAP_ASPECT_NOTE) and every figure gets square ranges
+        "xaxis": {"visible": False},
         "yaxis": {"visible": False},
         "dragmode": "pan",
         "hovermode": "closest",
@@ -214,8 +241,7 @@ def _categorical_marker(codes: np.ndarray, names: list[str], colors: list[str], 
             "title": {"text": title},
             "tickvals": list(range(n)),
             "ticktext": names,
-            "thickness": 14,
-            "len": 0.9,
+            **COLORBAR_INSIDE,
         },
         "size": size,
         "opacity": opacity,
@@ -329,7 +355,7 @@ def color_layers(materials: pd.DataFrame, mode: str, element: str | None = None,
         "cmin": lo,
         "cmax": hi,
         "showscale": True,
-        "colorbar": {"title": {"text": title}, "thickness": 14, "len": 0.9},
+        "colorbar": {"title": {"text": title}, **COLORBAR_INSIDE},
         "size": s["point_size"],
         "opacity": s["opacity"],
     }
@@ -402,10 +428,9 @@ def ring_shapes(coordinates: np.ndarray, rows, name: str = "search") -> list[dic
     """Black rings around ``rows`` as layout shapes: circles of :data:`RING_RADIUS_PX` screen
     pixels anchored at the materials' map coordinates, the first with a legend entry ``name``.
 
-    A search then changes only the layout (rings and ranges), no trace. (Measured in Chromium on
-    2 cores, plotly still takes about 1 s to redraw the 141k-point map either way: the equal
-    aspect, ``scaleanchor``, costs 0.6 s of any redraw.) Shapes do not catch the pointer: hover
-    and clicks reach the points.
+    A search then changes only the layout (rings and ranges), no trace: plotly relayouts the
+    141k-point map in about 0.05 s (Chromium, 2 cores; :data:`MAP_ASPECT_NOTE`). Shapes do not
+    catch the pointer: hover and clicks reach the points.
 
     Args:
         coordinates: ``(n, 2)`` map coordinates. rows: the ringed rows (may be empty).
@@ -593,6 +618,24 @@ def zoom_ranges(coordinates: np.ndarray, rows, pad: float = 0.15, min_span: floa
     return [float(centre[0] - half), float(centre[0] + half)], [float(centre[1] - half), float(centre[1] + half)]
 
 
+def home_ranges(coordinates: np.ndarray, pad: float = 0.03) -> tuple[list[float], list[float]]:
+    """The square axis ranges ``([x0, x1], [y0, y1])`` (map units) that frame every placed point
+    of ``coordinates`` ``(n, 2)`` (NaN rows, unplaced on the XRD map, ignored) with a margin of
+    ``pad`` of the larger side: the map's whole view, as plotly's autorange would show it but
+    with one map unit as long across as up (:data:`MAP_ASPECT_NOTE`). ``([-1, 1], [-1, 1])``
+    when no point is placed."""
+    xy = np.asarray(coordinates, dtype=np.float64).reshape(-1, 2)
+    ranges = zoom_ranges(xy, np.arange(len(xy)), pad=pad, min_span=1e-9, group=False)
+    return ranges if ranges is not None else ([-1.0, 1.0], [-1.0, 1.0])
+
+
+def set_ranges(figure: go.Figure, ranges: tuple[list[float], list[float]]) -> go.Figure:
+    """Fix ``figure``'s axes to ``ranges`` (no autorange); returns the figure."""
+    figure.update_xaxes(range=ranges[0], autorange=False)
+    figure.update_yaxes(range=ranges[1], autorange=False)
+    return figure
+
+
 def make_map_figure(
     coordinates: np.ndarray,
     layers: ColorLayers,
@@ -639,12 +682,8 @@ def make_map_figure(
     figure = go.Figure(data=traces, layout=copy.deepcopy(s["layout"]))
     if rings_as_shapes:
         figure.update_layout(shapes=ring_shapes(coordinates, highlight_rows, highlight_name))
-    if zoom_to_highlight:
-        ranges = zoom_ranges(coordinates, highlight_rows)
-        if ranges is not None:
-            figure.update_xaxes(range=ranges[0], autorange=False)
-            figure.update_yaxes(range=ranges[1], autorange=False)
-    return figure
+    ranges = zoom_ranges(coordinates, highlight_rows) if zoom_to_highlight else None
+    return set_ranges(figure, ranges if ranges is not None else home_ranges(coordinates))
 
 
 def make_neighbors_map_figure(
@@ -696,7 +735,7 @@ def make_neighbors_map_figure(
                 "size": 7,
                 "line": {"width": 0.5, "color": "#333333"},
                 "showscale": len(neighbor_xy) > 0,
-                "colorbar": {"title": {"text": "embedding distance"}, "thickness": 10, "len": 0.8},
+                "colorbar": {"title": {"text": "embedding distance"}, **COLORBAR_INSIDE, "thickness": 10},
             },
         ),
     ]
@@ -716,10 +755,32 @@ def make_neighbors_map_figure(
         min_span=0.1 * span,
         group=False,
     )
-    if ranges is not None:
-        figure.update_xaxes(range=ranges[0], autorange=False)
-        figure.update_yaxes(range=ranges[1], autorange=False)
-    return figure
+    if ranges is None and image is not None:
+        ranges = home_ranges(np.array([[image.x0, image.y0], [image.x1, image.y1]]), pad=0.0)
+    return set_ranges(figure, ranges if ranges is not None else home_ranges(background_xy))
+
+
+def map_update(traces: dict[int, dict] | None = None, replace: dict[int, dict] | None = None,
+               layout: dict[str, dict] | None = None, graph: str = "map-graph") -> dict:
+    """A partial update of a drawn map, for ``matmap.applyMapUpdate`` (``assets/matmap.js``),
+    which hands it to ``Plotly.react`` in the browser. The Graph's ``figure`` prop is not
+    touched: for a ``Patch`` of it, Dash copied and redrew the whole 141k-point figure (2 s in
+    Chromium beside plotly's own work).
+
+    Args:
+        traces: trace index → attributes to set on that trace (the others kept).
+        replace: trace index → a whole new trace (JSON of :func:`trace_json`).
+        layout: layout key → attributes to set on it (``xaxis``: a dict, merged), or its new
+            value (``shapes``: a list, replaced).
+        graph: the ``id`` of the ``dcc.Graph`` to update.
+
+    Returns:
+        ``{"graph": …, "traces": {"0": …}, "replace": {"1": …}, "layout": {…}}`` (JSON keys are strings).
+    """
+    return {"graph": graph,
+            "traces": {str(i): t for i, t in (traces or {}).items()},
+            "replace": {str(i): t for i, t in (replace or {}).items()},
+            "layout": layout or {}}
 
 
 def trace_json(trace: go.Scattergl | go.Scatter) -> dict:

@@ -39,6 +39,7 @@ from components.concept import (
 from components.map_figure import (
     BASE,
     FOREGROUND,
+    GRAPH_CONFIG as MAP_GRAPH_CONFIG,
     HIGHLIGHT,
     base_trace,
     clicked_row,
@@ -57,7 +58,9 @@ NEGATIVES = 5
 CANDIDATES_ID = "concept-candidates"
 N_CANDIDATES = 200
 MAX_LISTED = 12
-GRAPH_CONFIG = {"scrollZoom": True, "displaylogo": False, "modeBarButtonsToRemove": ["autoScale2d"],
+#: The map's config (:data:`components.map_figure.GRAPH_CONFIG`, no box zoom) with the lasso and
+#: box selection back: here they mark materials.
+GRAPH_CONFIG = {**MAP_GRAPH_CONFIG, "modeBarButtonsToRemove": ["zoom2d", "autoScale2d"],
                 "toImageButtonOptions": {"filename": "matmap-concept", "scale": 2}}
 CONFIG = ConceptConfig()
 

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import dash
 import numpy as np
-from dash import Input, Output, Patch, State, callback, ctx, dcc, html, no_update
+from dash import ClientsideFunction, Input, Output, State, callback, clientside_callback, ctx, dcc, html, no_update
 from dash.exceptions import PreventUpdate
 
 from components.common import map_view_selector, missing_page
 from components.located import locate_upload, located_points, result_card
 from components.map_figure import (
+    GRAPH_CONFIG,
     LOCATED,
     MISSING_COLOR,
     ColorLayers,
@@ -22,9 +23,10 @@ from components.map_figure import (
     located_color,
     located_traces,
     make_map_figure,
+    map_update,
     trace_json,
 )
-from components.state import LOCATED_STORE, map_hover_text, map_or_error, require_map
+from components.state import LOCATED_STORE, map_or_error, require_map
 from ml.service import DEFAULT_VIEW, MAX_NEIGHBORS
 from ml.settings import get_settings
 
@@ -93,13 +95,15 @@ def _page(model: str, views: list[str]):
                         children=[
                             map_view_selector("locate-view", views, DEFAULT_VIEW),
                             dcc.Graph(id="locate-map", className="locate-map",
-                                      config={"displaylogo": False, "scrollZoom": True}),
+                                      config={**GRAPH_CONFIG, "toImageButtonOptions": {"filename": "matmap-located", "scale": 2}}),
                         ],
                     ),
                 ],
             ),
             dcc.Location(id="locate-nav", refresh="callback-nav"),
             dcc.Store(id="locate-map-drawn", data=False),  # has this page's map got its points?
+            dcc.Store(id="locate-map-update"),  # a partial update, applied by plotly in the browser
+            dcc.Store(id="locate-map-update-applied"),  # the applying callback's output: how many were drawn
         ],
     )
 
@@ -182,6 +186,7 @@ def locate_files(contents, _clear, filenames, k, results):
 @callback(
     Output("locate-results", "children"),
     Output("locate-map", "figure"),
+    Output("locate-map-update", "data"),
     Output("locate-map-drawn", "data"),
     Input(LOCATED_STORE, "data"),
     Input("locate-view", "value"),
@@ -189,25 +194,34 @@ def locate_files(contents, _clear, filenames, k, results):
 )
 def show_results(results, view, drawn):
     """Cards of the results and the map: the whole figure the first time this page shows it
-    or when the user switches maps (crystal-graph / XRD embedding), afterwards a ``Patch`` of
-    the two located traces only."""
+    or when the user switches maps (crystal-graph / XRD embedding), afterwards an update of the
+    two located traces only (:func:`located_update`)."""
     atlas = require_map()
     view = view if view in atlas.views else DEFAULT_VIEW
     results = results or []
     points = located_points(results, atlas.row_of, view)
     if not drawn or ctx.triggered_id == "locate-view":
-        figure = make_map_figure(atlas.coordinates_of(view), _neutral_layers(), map_hover_text(atlas), located=points)
-        return result_cards(results), figure, True
-    return result_cards(results), located_patch(atlas, points, view), no_update
+        # no hover text on the 141k base points (4.2 MB; every redraw slower): the rings and
+        # stars carry theirs, and the result cards list the neighbours
+        figure = make_map_figure(atlas.coordinates_of(view), _neutral_layers(), None, located=points)
+        return result_cards(results), figure, no_update, True
+    return result_cards(results), no_update, located_update(atlas, points, view), no_update
 
 
-def located_patch(atlas, points, view: str = DEFAULT_VIEW) -> Patch:
-    """A ``Patch`` replacing the two located traces of the ``view`` map (the rest is not resent)."""
-    patch = Patch()
+def located_update(atlas, points, view: str = DEFAULT_VIEW) -> dict:
+    """The map update (:func:`components.map_figure.map_update`) replacing the two located
+    traces of the ``view`` map on ``locate-map``; the 141k base points are not resent."""
     rings, stars = located_traces(atlas.coordinates_of(view), points)
-    patch["data"][LOCATED] = trace_json(rings)
-    patch["data"][LOCATED + 1] = trace_json(stars)
-    return patch
+    return map_update(replace={LOCATED: trace_json(rings), LOCATED + 1: trace_json(stars)}, graph="locate-map")
+
+
+clientside_callback(
+    ClientsideFunction(namespace="matmap", function_name="applyMapUpdate"),
+    Output("locate-map-update-applied", "data"),
+    Input("locate-map-update", "data"),
+    State("locate-map-update-applied", "data"),
+    prevent_initial_call=True,
+)
 
 
 @callback(Output("locate-nav", "href"), Input("locate-map", "clickData"), prevent_initial_call=True)

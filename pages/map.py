@@ -42,6 +42,7 @@ from components.map_figure import (
     DEFAULT_ELEMENT,
     DEFAULT_MODE,
     FOREGROUND,
+    GRAPH_CONFIG,
     HIGHLIGHT,
     base_trace,
     clicked_material_href,
@@ -50,6 +51,7 @@ from components.map_figure import (
     foreground_trace,
     ring_shapes,
     make_map_figure,
+    map_update,
     parse_mode,
     trace_json,
     zoom_group,
@@ -63,12 +65,6 @@ from ml.service import DEFAULT_VIEW, MAP_VIEWS, ArtifactError
 
 dash.register_page(__name__, path="/", name="Map", title="matmap · materials map", order=0)
 
-GRAPH_CONFIG = {
-    "scrollZoom": True,
-    "displaylogo": False,
-    "modeBarButtonsToRemove": ["select2d", "lasso2d", "autoScale2d"],
-    "toImageButtonOptions": {"filename": "matmap", "scale": 2},
-}
 #: Matches a search rings and lists (the list scrolls, with a visible scroll bar).
 MAX_MATCHES = 50
 #: The properties the hover card lists (beside the value the colour shows).
@@ -264,31 +260,12 @@ def search_update(atlas, query: str, view: str = DEFAULT_VIEW) -> dict:
 
 def view_update(atlas, mode: str, element: str | None, query: str, view: str) -> dict:
     """The map update (:func:`map_update`) that draws map ``view`` in place of the drawn one:
-    every trace of :func:`initial_figure` replaced, its rings and zoom (or autorange). Applied by
+    every trace of :func:`initial_figure` replaced, its rings and its zoom (or its whole view). Applied by
     plotly in the browser as a new figure would be, without Dash's handling of a 3 MB figure prop."""
     figure = initial_figure(atlas, mode, element, query, view).to_plotly_json()
-    axes = {axis: {"range": figure["layout"][axis]["range"], "autorange": False} if "range" in figure["layout"][axis]
-            else {"autorange": True} for axis in ("xaxis", "yaxis")}
+    axes = {axis: {"range": figure["layout"][axis]["range"], "autorange": False} for axis in ("xaxis", "yaxis")}
     return map_update(replace=dict(enumerate(figure["data"])),
                       layout={"shapes": figure["layout"].get("shapes", []), **axes})
-
-
-def map_update(traces: dict[int, dict] | None = None, replace: dict[int, dict] | None = None,
-               layout: dict[str, dict] | None = None) -> dict:
-    """What ``matmap.applyMapUpdate`` (``assets/matmap.js``) does to the drawn map.
-
-    Args:
-        traces: trace index → attributes to set on that trace (the others kept).
-        replace: trace index → a whole new trace (JSON of :func:`components.map_figure.trace_json`).
-        layout: layout key → attributes to set on it (``xaxis``: a dict, merged), or its new
-            value (``shapes``: a list, replaced).
-
-    Returns:
-        ``{"traces": {"0": …}, "replace": {"1": …}, "layout": {…}}`` (JSON keys are strings).
-    """
-    return {"traces": {str(i): t for i, t in (traces or {}).items()},
-            "replace": {str(i): t for i, t in (replace or {}).items()},
-            "layout": layout or {}}
 
 
 @callback(

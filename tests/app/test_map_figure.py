@@ -180,10 +180,25 @@ def test_zoom_leaves_out_rows_without_a_position():
     assert np.isfinite([x0, x1]).all() and x0 < xy[8, 0] < x1
 
 
-def test_no_highlight_leaves_autorange(table):
-    figure = mf.make_map_figure(coords(table), mf.color_layers(table, "nelements"))
+def test_without_a_highlight_the_map_shows_every_point_in_square_ranges(table):
+    xy = coords(table)
+    figure = mf.make_map_figure(xy, mf.color_layers(table, "nelements"))
     assert len(figure.data[mf.HIGHLIGHT].x) == 0
-    assert figure.layout.xaxis.range is None
+    (x0, x1), (y0, y1) = figure.layout.xaxis.range, figure.layout.yaxis.range
+    assert figure.layout.xaxis.autorange is False and figure.layout.yaxis.autorange is False
+    assert x1 - x0 == pytest.approx(y1 - y0)  # equal aspect without scaleanchor: square ranges
+    assert (x0 < xy[:, 0]).all() and (xy[:, 0] < x1).all() and (y0 < xy[:, 1]).all() and (xy[:, 1] < y1).all()
+    assert "scaleanchor" not in figure.layout.to_plotly_json()["xaxis"]
+    # NaN rows (unplaced on the XRD map) are ignored; nothing placed gives a unit window
+    with_nan = np.vstack([xy, [[np.nan, np.nan]]])
+    assert mf.home_ranges(with_nan) == mf.home_ranges(xy)
+    assert mf.home_ranges(np.full((2, 2), np.nan)) == ([-1.0, 1.0], [-1.0, 1.0])
+
+
+def test_every_colour_bar_sits_inside_the_square_plot_area(table):
+    for mode in ("nelements", "band_gap", "supercon_label"):
+        bar = mf.color_layers(table, mode).scale_marker["colorbar"]
+        assert bar["xanchor"] == "right" and bar["x"] <= 1.0  # outside, it would widen the right margin
 
 
 def test_zoom_onto_one_point_keeps_a_minimum_window(table):

@@ -88,7 +88,7 @@ def test_a_click_on_the_full_size_map_sends_the_neighbours_not_the_map(dash_app,
 
 
 def _update_of(response) -> dict:
-    """The map update (``pages/map.py`` ``map_update``) a callback response writes to
+    """The map update (``components/map_figure.py`` ``map_update``) a callback response writes to
     ``map-update``, after checking that it leaves the figure prop alone."""
     outputs = response.json["response"]
     assert "figure" not in outputs.get("map-graph", {}), "a figure was sent, not an update"

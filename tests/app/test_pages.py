@@ -8,9 +8,10 @@ import json
 import numpy as np
 import pytest
 from callback_context import in_callback
+from dash import no_update
 from dash.exceptions import PreventUpdate
 
-from components.map_figure import BASE, FOREGROUND, HIGHLIGHT, LOCATED
+from components.map_figure import BASE, FOREGROUND, HIGHLIGHT, LOCATED, home_ranges
 from components.neighbors import NeighborPanel
 
 
@@ -42,9 +43,9 @@ def patch_ops(patch) -> dict:
 
 
 def update_ops(update: dict) -> dict:
-    """A map update (``pages/map.py`` ``map_update``) as ``{("data", i, attribute) | ("data", i) |
+    """A map update (``components/map_figure.py`` ``map_update``) as ``{("data", i, attribute) | ("data", i) |
     ("layout", axis, attribute): value}``, the way ``assets/matmap.js`` applies it."""
-    assert set(update) == {"traces", "replace", "layout"}
+    assert set(update) == {"graph", "traces", "replace", "layout"}
     ops = {("data", int(i), k): v for i, attrs in update["traces"].items() for k, v in attrs.items()}
     ops |= {("data", int(i)): trace for i, trace in update["replace"].items()}
     ops |= {("layout", key, k): v for key, attrs in update["layout"].items() if isinstance(attrs, dict)
@@ -132,7 +133,10 @@ def test_map_page_offers_the_xrd_map(pages, atlas):
     np.testing.assert_array_equal(np.frombuffer(base64.b64decode(base_x["bdata"]), np.float32), xrd_xy[:, 0])
     (ring,) = update["layout"]["shapes"]
     assert update["layout"]["xaxis"]["range"][0] < ring["xanchor"] < update["layout"]["xaxis"]["range"][1]
-    assert page.view_update(atlas, "band_gap", None, "", "crystal")["layout"]["xaxis"] == {"autorange": True}
+    # without a search: the other map's whole view, in square ranges (equal aspect, no scaleanchor)
+    whole = page.view_update(atlas, "band_gap", None, "", "crystal")["layout"]
+    assert whole["xaxis"] == {"range": home_ranges(atlas.coordinates)[0], "autorange": False}
+    assert np.ptp(whole["xaxis"]["range"]) == pytest.approx(np.ptp(whole["yaxis"]["range"]))
 
 
 def _walk(node):
@@ -256,20 +260,25 @@ def test_add_uploads_keeps_every_result_newest_first(pages, atlas):
     assert "junk.txt" in cards and "not a CIF" in cards and "Nd" in cards
 
 
-def test_located_patch_only_touches_located_traces(pages, atlas):
+def test_a_located_upload_updates_only_the_located_traces(pages, atlas):
     from components.located import located_points
 
     page = pages["locate"]
     good = "data:chemical/x-cif;base64," + base64.b64encode(atlas.cif("mp-172").encode()).decode()
     results, _ = page.add_uploads(atlas, [good], ["a.cif"], 3, [], 10**6)
-    ops = patch_ops(page.located_patch(atlas, located_points(results, atlas.row_of)))
+    update = page.located_update(atlas, located_points(results, atlas.row_of))
+    assert update["graph"] == "locate-map"
+    ops = update_ops(update)
     assert set(ops) == {("data", LOCATED), ("data", LOCATED + 1)}
     assert ops[("data", LOCATED + 1)]["hovertext"] == ["a.cif (Nd5Ge4)"]
+    # once the map is drawn, a new result sends that update, not the figure
+    cards, figure, update, drawn = in_callback(page.show_results, results, "crystal", True, trigger="located-results.data")
+    assert figure is no_update and drawn is no_update and set(update_ops(update)) == set(ops)
     # the XRD map: its coordinates for the base trace, the upload at its XRD-map position
     layout = page.layout()
     assert [o["value"] for o in [c for c in _walk(layout) if getattr(c, "id", None) == "locate-view"][0].options] == \
         ["crystal", "xrd"]
-    _, figure, drawn = in_callback(page.show_results, results, "xrd", True, trigger="locate-view.value")
+    _, figure, _, drawn = in_callback(page.show_results, results, "xrd", True, trigger="locate-view.value")
     assert drawn is True
     np.testing.assert_array_equal(np.asarray(figure.data[BASE].x, dtype=np.float32), atlas.coordinates_of("xrd")[:, 0])
     assert list(figure.data[LOCATED + 1].x) == [results[0]["x_xrd"]]
