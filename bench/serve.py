@@ -18,7 +18,7 @@ second and the median / 95th percentile / worst latency of each action in second
 The materials it visits are read from the built map on this machine (``ml.service``), so run
 it beside the server. Usage (a server already running, e.g. ``./run.sh``)::
 
-    .venv/bin/python bench/serve_load.py --url http://127.0.0.1:8050 --users 1 5 10 20 --seconds 60
+    .venv/bin/python bench/serve.py --url http://127.0.0.1:8050 --users 1 5 10 20 --seconds 60
 """
 
 from __future__ import annotations
