@@ -28,7 +28,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from components.map_figure import MISSING_COLOR, ColorLayers, auto_point_size
+from components.map_colors import ColorLayers
+
+from components.map_style import MISSING_COLOR, auto_point_size
 from ml.service import NEIGHBOR_PROPERTY_COLUMNS
 
 #: Fewest positives (and, when the user gives negatives, fewest negatives) a forest is fitted on.

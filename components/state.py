@@ -238,7 +238,7 @@ def memo(atlas: LoadedMap, name: str, compute: Callable[[LoadedMap], T]) -> T:
 
 def map_elements(atlas: LoadedMap) -> list[str]:
     """The element symbols present in the map, by atomic number (computed once)."""
-    from components.map_figure import available_elements
+    from components.map_colors import available_elements
 
     return memo(atlas, "elements", lambda a: available_elements(a.materials["elements"]))
 

@@ -39,7 +39,6 @@ from components.concept import (
 from components.map_figure import (
     BASE,
     FOREGROUND,
-    GRAPH_CONFIG as MAP_GRAPH_CONFIG,
     HIGHLIGHT,
     base_trace,
     clicked_row,
@@ -48,6 +47,7 @@ from components.map_figure import (
     make_map_figure,
     trace_json,
 )
+from components.map_style import GRAPH_CONFIG as MAP_GRAPH_CONFIG
 from components.neighbors import NeighborPanel, neighbor_records
 from components.state import get_map, map_hover_text, map_or_error, require_map
 
@@ -58,7 +58,7 @@ NEGATIVES = 5
 CANDIDATES_ID = "concept-candidates"
 N_CANDIDATES = 200
 MAX_LISTED = 12
-#: The map's config (:data:`components.map_figure.GRAPH_CONFIG`, no box zoom) with the lasso and
+#: The map's config (:data:`components.map_style.GRAPH_CONFIG`, no box zoom) with the lasso and
 #: box selection back: here they mark materials.
 GRAPH_CONFIG = {**MAP_GRAPH_CONFIG, "modeBarButtonsToRemove": ["zoom2d", "autoScale2d"],
                 "toImageButtonOptions": {"filename": "matmap-concept", "scale": 2}}

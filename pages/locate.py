@@ -14,11 +14,9 @@ from dash.exceptions import PreventUpdate
 
 from components.common import map_view_selector, missing_page
 from components.located import locate_upload, located_points, result_card
+from components.map_colors import ColorLayers
 from components.map_figure import (
-    GRAPH_CONFIG,
     LOCATED,
-    MISSING_COLOR,
-    ColorLayers,
     clicked_material_href,
     located_color,
     located_traces,
@@ -26,6 +24,7 @@ from components.map_figure import (
     map_update,
     trace_json,
 )
+from components.map_style import GRAPH_CONFIG, MISSING_COLOR
 from components.state import LOCATED_STORE, map_or_error, require_map
 from ml.service import DEFAULT_VIEW, MAX_NEIGHBORS
 from ml.settings import get_settings

@@ -36,27 +36,21 @@ from dash import (
 from dash.exceptions import PreventUpdate
 
 from components.common import map_view_selector, missing_page, notice, page_link
+from components.map_colors import COLOR_MODES, DEFAULT_ELEMENT, DEFAULT_MODE, color_layers, parse_mode
 from components.map_figure import (
     BASE,
-    COLOR_MODES,
-    DEFAULT_ELEMENT,
-    DEFAULT_MODE,
     FOREGROUND,
-    GRAPH_CONFIG,
-    HIGHLIGHT,
     base_trace,
     clicked_material_href,
     clicked_row,
-    color_layers,
     foreground_trace,
-    ring_shapes,
     make_map_figure,
     map_update,
-    parse_mode,
+    ring_shapes,
     trace_json,
-    zoom_group,
-    zoom_ranges,
 )
+from components.map_style import GRAPH_CONFIG
+from components.map_view import zoom_group, zoom_ranges
 from components.properties import format_value, formula_children, property_rows
 from components.state import map_elements, map_or_error, require_map
 from components.structure_preview import PREVIEW_SIZE, preview_figure
@@ -191,7 +185,7 @@ def _hover_placeholder():
 def search_summary(atlas, query: str, view: str = DEFAULT_VIEW):
     """What the sidebar says about a search: nothing, no match, or every match as a link
     (at most :data:`MAX_MATCHES`), and which of them the map zoomed onto when they lie
-    far apart (:func:`components.map_figure.zoom_group`)."""
+    far apart (:func:`components.map_view.zoom_group`)."""
     if not query:
         return None
     rows = _highlight_rows(atlas, query)

@@ -9,7 +9,10 @@ import pandas as pd
 import plotly.graph_objects as go
 import pytest
 
+from components import map_colors as mc
 from components import map_figure as mf
+from components import map_style as ms
+from components import map_view as mv
 
 
 @pytest.fixture
@@ -40,9 +43,9 @@ def coords(table):
     return table[["x", "y"]].to_numpy(np.float32)
 
 
-@pytest.mark.parametrize("mode", list(mf.COLOR_MODES))
+@pytest.mark.parametrize("mode", list(mc.COLOR_MODES))
 def test_every_mode_builds_one_base_trace_of_all_points(table, mode):
-    layers = mf.color_layers(table, mode, element="Cu")
+    layers = mc.color_layers(table, mode, element="Cu")
     figure = mf.make_map_figure(coords(table), layers, mf.hover_text(table))
     assert [t.type for t in figure.data] == ["scattergl"] * 5
     base = figure.data[mf.BASE]
@@ -62,7 +65,7 @@ def test_every_mode_builds_one_base_trace_of_all_points(table, mode):
     ],
 )
 def test_property_colour_bar_title_carries_the_unit(table, mode, title):
-    layers = mf.color_layers(table, mode)
+    layers = mc.color_layers(table, mode)
     assert layers.scale_marker["colorbar"]["title"]["text"] == title
     figure = mf.make_map_figure(coords(table), layers)
     assert figure.data[mf.BASE].marker.colorbar.title.text == title  # most materials have a value
@@ -71,9 +74,9 @@ def test_property_colour_bar_title_carries_the_unit(table, mode, title):
 def test_property_mode_colours_the_base_and_greys_the_missing_values_on_top(table):
     """5 of 6 materials have a band gap: the colours go on the base trace (a recolour then
     sends no coordinates) and the one without a value is drawn grey on top of its own point."""
-    layers = mf.color_layers(table, "band_gap")
+    layers = mc.color_layers(table, "band_gap")
     assert list(layers.foreground_rows) == [4]  # SiO2 has no band gap
-    assert layers.foreground_marker["color"] == mf.MISSING_COLOR
+    assert layers.foreground_marker["color"] == ms.MISSING_COLOR
     assert layers.foreground_marker["size"] == layers.base_marker["size"]  # covers the coloured point below
     assert layers.foreground_name == "no data (1)" and layers.base_name is None
     np.testing.assert_allclose(layers.base_marker["color"], [2.1, 5.0, 0.0, 1.2, 0.0, 0.0])
@@ -84,38 +87,38 @@ def test_property_mode_colours_the_base_and_greys_the_missing_values_on_top(tabl
 
 def test_a_property_most_materials_lack_colours_only_the_known_values(table):
     sparse = table.assign(band_gap=[np.nan, 5.0, np.nan, np.nan, 1.0, np.nan])
-    layers = mf.color_layers(sparse, "band_gap")
+    layers = mc.color_layers(sparse, "band_gap")
     assert list(layers.foreground_rows) == [1, 4]
     np.testing.assert_allclose(layers.foreground_marker["color"], [5.0, 1.0])
-    assert layers.base_marker["color"] == mf.MISSING_COLOR and layers.base_name == "no data (4)"
+    assert layers.base_marker["color"] == ms.MISSING_COLOR and layers.base_name == "no data (4)"
     assert layers.scale_marker is layers.foreground_marker
 
 
 def test_spacegroup_scale_spans_1_to_230(table):
-    marker = mf.color_layers(table, "spacegroup_number").scale_marker
+    marker = mc.color_layers(table, "spacegroup_number").scale_marker
     assert (marker["cmin"], marker["cmax"]) == (1.0, 230.0)
 
 
 def test_element_mode_colours_exactly_the_materials_with_the_element(table):
-    layers = mf.color_layers(table, "element", element="Cu")
+    layers = mc.color_layers(table, "element", element="Cu")
     assert list(layers.foreground_rows) == [2, 3, 5]  # Cu, CuO, YBa2Cu3O7 — not "Co"
     assert layers.foreground_name == "contains Cu (3)"
     assert layers.base_name == "no Cu"
-    assert list(mf.color_layers(table, "element", element="O").foreground_rows) == [0, 3, 4, 5]
+    assert list(mc.color_layers(table, "element", element="O").foreground_rows) == [0, 3, 4, 5]
 
 
 def test_categorical_modes_name_their_categories(table):
-    marker = mf.color_layers(table, "crystal_system").base_marker
+    marker = mc.color_layers(table, "crystal_system").base_marker
     ticks = marker["colorbar"]["ticktext"]
-    assert ticks == [*mf.CRYSTAL_SYSTEMS, "unknown"]
+    assert ticks == [*mc.CRYSTAL_SYSTEMS, "unknown"]
     assert [ticks[int(c)] for c in marker["color"]] == ["trigonal", "cubic", "cubic", "monoclinic", "trigonal", "unknown"]
-    nel = mf.color_layers(table, "nelements").base_marker
+    nel = mc.color_layers(table, "nelements").base_marker
     assert nel["colorbar"]["ticktext"] == ["1", "2", "3", "4"]
     assert [nel["colorbar"]["ticktext"][int(c)] for c in nel["color"]] == ["3", "2", "1", "2", "2", "4"]
 
 
 def test_supercon_mode_colours_the_labelled_materials(table):
-    layers = mf.color_layers(table, "supercon_label")
+    layers = mc.color_layers(table, "supercon_label")
     assert list(layers.foreground_rows) == [1, 3, 5]
     names = layers.foreground_marker["colorbar"]["ticktext"]
     assert [names[int(c)] for c in layers.foreground_marker["color"]] == [
@@ -125,12 +128,12 @@ def test_supercon_mode_colours_the_labelled_materials(table):
 
 def test_unknown_mode_is_an_error_not_a_default(table):
     with pytest.raises(ValueError, match="unknown colour mode 'bandgap'"):
-        mf.color_layers(table, "bandgap")
-    assert mf.parse_mode(None) == mf.DEFAULT_MODE
+        mc.color_layers(table, "bandgap")
+    assert mc.parse_mode(None) == mc.DEFAULT_MODE
 
 
 def test_highlight_rings_the_rows_and_zooms_onto_them(table):
-    layers = mf.color_layers(table, "nelements")
+    layers = mc.color_layers(table, "nelements")
     figure = mf.make_map_figure(coords(table), layers, mf.hover_text(table), highlight_rows=[1, 2], highlight_name="search: x")
     ring = figure.data[mf.HIGHLIGHT]
     assert list(ring.x) == [1, 2] and list(ring.customdata) == [1, 2]
@@ -151,9 +154,9 @@ def spread_map(n: int = 2000, seed: int = 0) -> np.ndarray:
 
 def test_zoom_ignores_far_flung_points():
     xy = spread_map()
-    assert mf.map_extent(xy) == pytest.approx(98, abs=2)  # 1st to 99th percentile, not the 1800 of the outliers
-    (x0, x1), (y0, y1) = mf.zoom_ranges(xy, [5])
-    assert x1 - x0 == pytest.approx(mf.ZOOM_MIN_SPAN * mf.map_extent(xy))
+    assert mv.map_extent(xy) == pytest.approx(98, abs=2)  # 1st to 99th percentile, not the 1800 of the outliers
+    (x0, x1), (y0, y1) = mv.zoom_ranges(xy, [5])
+    assert x1 - x0 == pytest.approx(mv.ZOOM_MIN_SPAN * mv.map_extent(xy))
     assert x1 - x0 <= 5.0  # one match: a window of 1/20 of the map's bulk, about 400× less area
 
 
@@ -162,27 +165,27 @@ def test_zoom_goes_to_the_largest_group_of_spread_matches():
     xy[[10, 11, 12]] = [[20, 20], [22, 21], [21, 24]]  # three polymorphs together …
     xy[13] = [90, 90]  # … and one far from them
     rows = [13, 10, 11, 12]
-    assert list(mf.zoom_group(xy, rows)) == [10, 11, 12]
-    (x0, x1), (y0, y1) = mf.zoom_ranges(xy, rows)
+    assert list(mv.zoom_group(xy, rows)) == [10, 11, 12]
+    (x0, x1), (y0, y1) = mv.zoom_ranges(xy, rows)
     assert x0 < 20 and 22 < x1 < 40 and y0 < 20 and 24 < y1 < 40  # framed the group, not the outlier
     assert x1 - x0 < 0.2 * 100
     # matches close enough are framed together; a neighbour map frames every row it is given
-    assert list(mf.zoom_group(xy, [10, 11])) == [10, 11]
-    (x0, x1), _ = mf.zoom_ranges(xy, rows, group=False)
+    assert list(mv.zoom_group(xy, [10, 11])) == [10, 11]
+    (x0, x1), _ = mv.zoom_ranges(xy, rows, group=False)
     assert x0 < 20 and x1 > 90
 
 
 def test_zoom_leaves_out_rows_without_a_position():
     xy = spread_map()
     xy[7] = np.nan  # a material the XRD map does not place
-    assert mf.zoom_ranges(xy, [7]) is None
-    (x0, x1), _ = mf.zoom_ranges(xy, [7, 8])
+    assert mv.zoom_ranges(xy, [7]) is None
+    (x0, x1), _ = mv.zoom_ranges(xy, [7, 8])
     assert np.isfinite([x0, x1]).all() and x0 < xy[8, 0] < x1
 
 
 def test_without_a_highlight_the_map_shows_every_point_in_square_ranges(table):
     xy = coords(table)
-    figure = mf.make_map_figure(xy, mf.color_layers(table, "nelements"))
+    figure = mf.make_map_figure(xy, mc.color_layers(table, "nelements"))
     assert len(figure.data[mf.HIGHLIGHT].x) == 0
     (x0, x1), (y0, y1) = figure.layout.xaxis.range, figure.layout.yaxis.range
     assert figure.layout.xaxis.autorange is False and figure.layout.yaxis.autorange is False
@@ -191,20 +194,20 @@ def test_without_a_highlight_the_map_shows_every_point_in_square_ranges(table):
     assert "scaleanchor" not in figure.layout.to_plotly_json()["xaxis"]
     # NaN rows (unplaced on the XRD map) are ignored; nothing placed gives a unit window
     with_nan = np.vstack([xy, [[np.nan, np.nan]]])
-    assert mf.home_ranges(with_nan) == mf.home_ranges(xy)
-    assert mf.home_ranges(np.full((2, 2), np.nan)) == ([-1.0, 1.0], [-1.0, 1.0])
+    assert mv.home_ranges(with_nan) == mv.home_ranges(xy)
+    assert mv.home_ranges(np.full((2, 2), np.nan)) == ([-1.0, 1.0], [-1.0, 1.0])
 
 
 def test_every_colour_bar_sits_inside_the_square_plot_area(table):
     for mode in ("nelements", "band_gap", "supercon_label"):
-        bar = mf.color_layers(table, mode).scale_marker["colorbar"]
+        bar = mc.color_layers(table, mode).scale_marker["colorbar"]
         assert bar["xanchor"] == "right" and bar["x"] <= 1.0  # outside, it would widen the right margin
 
 
 def test_zoom_onto_one_point_keeps_a_minimum_window(table):
-    (x0, x1), (y0, y1) = mf.zoom_ranges(coords(table), [2])
-    assert x1 - x0 == pytest.approx(mf.ZOOM_MIN_SPAN * 5) and (x0 + x1) / 2 == pytest.approx(2.0)
-    assert mf.zoom_ranges(coords(table), []) is None
+    (x0, x1), (y0, y1) = mv.zoom_ranges(coords(table), [2])
+    assert x1 - x0 == pytest.approx(mv.ZOOM_MIN_SPAN * 5) and (x0 + x1) / 2 == pytest.approx(2.0)
+    assert mv.zoom_ranges(coords(table), []) is None
 
 
 def test_located_structures_get_stars_and_neighbour_rings(table):
@@ -217,7 +220,7 @@ def test_located_structures_get_stars_and_neighbour_rings(table):
     assert list(stars.marker.color) == [mf.located_color(0), mf.located_color(1)]
     assert list(rings.customdata) == [1, 2, 5]
     assert list(rings.marker.color) == [mf.located_color(0)] * 2 + [mf.located_color(1)]
-    figure = mf.make_map_figure(coords(table), mf.color_layers(table, "nelements"), located=points)
+    figure = mf.make_map_figure(coords(table), mc.color_layers(table, "nelements"), located=points)
     assert len(figure.data) == mf.LOCATED + 2
 
 
@@ -229,23 +232,23 @@ def test_clicked_row_resolves_base_and_overlay_points():
 
 
 def test_style_defaults_are_never_mutated(table):
-    before = copy.deepcopy(mf.MAP_STYLE)
-    figure = mf.make_map_figure(coords(table), mf.color_layers(table, "band_gap"), style={"point_size": 9.0})
+    before = copy.deepcopy(ms.MAP_STYLE)
+    figure = mf.make_map_figure(coords(table), mc.color_layers(table, "band_gap"), style={"point_size": 9.0})
     figure.layout.legend.x = 0.5
     figure.data[mf.BASE].marker.size = 20
     mf.make_neighbors_map_figure(coords(table), (0, 0), coords(table)[:2], np.array([0.1, 0.2]))
-    assert mf.MAP_STYLE == before
+    assert ms.MAP_STYLE == before
 
 
 def test_point_size_follows_the_number_of_points():
-    assert mf.auto_point_size(300) == pytest.approx(6.03, abs=0.01)
-    assert 2.5 <= mf.auto_point_size(140_000) < 3.0
+    assert ms.auto_point_size(300) == pytest.approx(6.03, abs=0.01)
+    assert 2.5 <= ms.auto_point_size(140_000) < 3.0
 
 
 def test_trace_json_base64_encodes_arrays_for_patches(table):
-    colours = mf.trace_json(mf.base_trace(coords(table)[:0], None, mf.color_layers(table, "density")))
+    colours = mf.trace_json(mf.base_trace(coords(table)[:0], None, mc.color_layers(table, "density")))
     assert set(colours["marker"]["color"]) == {"dtype", "bdata"} and colours["marker"]["color"]["dtype"] == "f4"
-    subset = mf.trace_json(mf.foreground_trace(coords(table), mf.color_layers(table, "element", element="O")))
+    subset = mf.trace_json(mf.foreground_trace(coords(table), mc.color_layers(table, "element", element="O")))
     assert set(subset["x"]) == {"dtype", "bdata"} and set(subset["customdata"]) == {"dtype", "bdata"}
 
 
@@ -261,7 +264,7 @@ def test_neighbours_map_colours_by_distance_and_marks_the_query(table):
 
 
 def test_available_elements_are_sorted_by_atomic_number(table):
-    assert mf.available_elements(table["elements"]) == ["Li", "O", "Na", "Si", "Cl", "Co", "Cu", "Y", "Ba"]
+    assert mc.available_elements(table["elements"]) == ["Li", "O", "Na", "Si", "Cl", "Co", "Cu", "Y", "Ba"]
 
 
 def test_ring_shapes_circle_each_row_at_a_fixed_pixel_size(table):
@@ -272,5 +275,5 @@ def test_ring_shapes_circle_each_row_at_a_fixed_pixel_size(table):
     assert [s["showlegend"] for s in shapes] == [True, False] and shapes[0]["name"] == "search: X"
     assert mf.ring_shapes(coordinates, None) == []
     xy = np.zeros((len(table), 2), np.float32)
-    figure = mf.make_map_figure(xy, mf.color_layers(table, "nelements"), highlight_rows=[1], rings_as_shapes=True)
+    figure = mf.make_map_figure(xy, mc.color_layers(table, "nelements"), highlight_rows=[1], rings_as_shapes=True)
     assert len(figure.layout.shapes) == 1 and len(figure.data[mf.HIGHLIGHT].x) == 0

@@ -11,7 +11,9 @@ from callback_context import in_callback
 from dash import no_update
 from dash.exceptions import PreventUpdate
 
-from components.map_figure import BASE, FOREGROUND, HIGHLIGHT, LOCATED, home_ranges
+from components.map_figure import BASE, FOREGROUND, HIGHLIGHT, LOCATED
+
+from components.map_view import home_ranges
 from components.neighbors import NeighborPanel
 
 

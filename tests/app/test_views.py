@@ -14,7 +14,8 @@ from test_pages import ids_of, patch_ops, text_of
 
 from components.compare import DESCRIPTOR_LABELS, OURS, neighbor_lists
 from components.concept import SCORE_FLOOR, decode_scores, labels_key
-from components.map_figure import BASE, FOREGROUND, HIGHLIGHT, contains_element
+from components.map_colors import contains_element
+from components.map_figure import BASE, FOREGROUND, HIGHLIGHT
 
 DESCRIPTOR = "ewald"
 
