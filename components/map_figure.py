@@ -294,28 +294,10 @@ def make_neighbors_map_figure(
             showlegend=False, hoverinfo="skip",
             marker={"color": MISSING_COLOR, "size": 2.5, "opacity": 0.7},
         ),
-        go.Scattergl(
-            x=neighbor_xy[:, 0], y=neighbor_xy[:, 1], mode="markers", name=f"{len(neighbor_xy)} nearest",
-            hovertext=neighbor_text, hovertemplate="%{hovertext}<extra></extra>" if neighbor_text is not None else None,
-            customdata=neighbor_ids,
-            marker={
-                "color": np.asarray(distances, dtype=np.float32),
-                "colorscale": "Viridis_r",
-                "size": 7,
-                "line": {"width": 0.5, "color": "#333333"},
-                "showscale": len(neighbor_xy) > 0,
-                "colorbar": {"title": {"text": "embedding distance"}, **COLORBAR_INSIDE, "thickness": 10},
-            },
-        ),
+        _neighbors_trace(neighbor_xy, distances, neighbor_text, neighbor_ids),
     ]
     if query_xy is not None:
-        traces.append(
-            go.Scattergl(
-                x=[float(query_xy[0])], y=[float(query_xy[1])], mode="markers", name=query_label,
-                hovertemplate=f"{query_label}<extra></extra>",
-                marker={"symbol": "star", "size": 18, "color": "#e6194b", "line": {"width": 1.5, "color": "#000000"}},
-            )
-        )
+        traces.append(_query_star(query_xy, query_label))
     figure = go.Figure(data=traces, layout=layout)
     ranges = zoom_ranges(
         np.vstack([neighbor_xy, np.asarray([query_xy], dtype=np.float32)]) if query_xy is not None else neighbor_xy,
@@ -327,6 +309,32 @@ def make_neighbors_map_figure(
     if ranges is None and image is not None:
         ranges = home_ranges(np.array([[image.x0, image.y0], [image.x1, image.y1]]), pad=0.0)
     return set_ranges(figure, ranges if ranges is not None else home_ranges(background_xy))
+
+
+def _neighbors_trace(neighbor_xy: np.ndarray, distances, neighbor_text, neighbor_ids) -> go.Scattergl:
+    """The ``(k, 2)`` neighbours coloured by embedding distance, the nearest in yellow (reversed Viridis)."""
+    return go.Scattergl(
+        x=neighbor_xy[:, 0], y=neighbor_xy[:, 1], mode="markers", name=f"{len(neighbor_xy)} nearest",
+        hovertext=neighbor_text, hovertemplate="%{hovertext}<extra></extra>" if neighbor_text is not None else None,
+        customdata=neighbor_ids,
+        marker={
+            "color": np.asarray(distances, dtype=np.float32),
+            "colorscale": "Viridis_r",
+            "size": 7,
+            "line": {"width": 0.5, "color": "#333333"},
+            "showscale": len(neighbor_xy) > 0,
+            "colorbar": {"title": {"text": "embedding distance"}, **COLORBAR_INSIDE, "thickness": 10},
+        },
+    )
+
+
+def _query_star(query_xy: tuple[float, float], label: str) -> go.Scattergl:
+    """The query's map position as a red star."""
+    return go.Scattergl(
+        x=[float(query_xy[0])], y=[float(query_xy[1])], mode="markers", name=label,
+        hovertemplate=f"{label}<extra></extra>",
+        marker={"symbol": "star", "size": 18, "color": "#e6194b", "line": {"width": 1.5, "color": "#000000"}},
+    )
 
 
 def map_update(traces: dict[int, dict] | None = None, replace: dict[int, dict] | None = None,

@@ -59,30 +59,7 @@ def _page(model: str, views: list[str]):
                 ],
                 className="lead",
             ),
-            html.Div(
-                className="locate-controls",
-                children=[
-                    dcc.Upload(
-                        id="locate-upload",
-                        multiple=True,
-                        className="upload-zone",
-                        className_active="upload-zone upload-zone--active",
-                        children=html.Div(
-                            [html.Strong("Drag and drop CIF files here"), html.Span(" or "),
-                             html.Span("choose files", className="upload-zone__link")]
-                        ),
-                    ),
-                    html.Div(
-                        className="locate-options",
-                        children=[
-                            html.Label("neighbours per structure", htmlFor="locate-k", className="field-label"),
-                            dcc.Input(id="locate-k", type="number", min=1, max=MAX_NEIGHBORS, step=1, value=DEFAULT_K,
-                                      className="number-input"),
-                            html.Button("Clear results", id="locate-clear", className="button button--secondary", n_clicks=0),
-                        ],
-                    ),
-                ],
-            ),
+            _upload_controls(),
             html.Div(id="locate-progress", className="locate-progress", role="status"),
             html.Div(id="locate-status", className="locate-status", role="status"),
             html.Div(
@@ -103,6 +80,34 @@ def _page(model: str, views: list[str]):
             dcc.Store(id="locate-map-drawn", data=False),  # has this page's map got its points?
             dcc.Store(id="locate-map-update"),  # a partial update, applied by plotly in the browser
             dcc.Store(id="locate-map-update-applied"),  # the applying callback's output: how many were drawn
+        ],
+    )
+
+
+def _upload_controls() -> html.Div:
+    """The drop zone, the number of neighbours per structure and "Clear results"."""
+    return html.Div(
+        className="locate-controls",
+        children=[
+            dcc.Upload(
+                id="locate-upload",
+                multiple=True,
+                className="upload-zone",
+                className_active="upload-zone upload-zone--active",
+                children=html.Div(
+                    [html.Strong("Drag and drop CIF files here"), html.Span(" or "),
+                     html.Span("choose files", className="upload-zone__link")]
+                ),
+            ),
+            html.Div(
+                className="locate-options",
+                children=[
+                    html.Label("neighbours per structure", htmlFor="locate-k", className="field-label"),
+                    dcc.Input(id="locate-k", type="number", min=1, max=MAX_NEIGHBORS, step=1, value=DEFAULT_K,
+                              className="number-input"),
+                    html.Button("Clear results", id="locate-clear", className="button button--secondary", n_clicks=0),
+                ],
+            ),
         ],
     )
 

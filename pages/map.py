@@ -101,63 +101,20 @@ def view_caption(atlas, view: str) -> str:
 
 def _page(mode: str, elements: list[str], symbol: str | None, query: str, notes: list, summary: str | None, found,
           views: list[str], view: str):
+    """The sidebar (what the map shows, colour, search, the hovered material) beside the map."""
+    sidebar = [
+        html.H1("Materials map", className="sidebar__title"),
+        html.P(summary, className="muted", id="map-summary"),
+        *notes,
+        map_view_selector("map-view", views, view, caption_id="map-view-caption"),
+        *_colour_controls(mode, elements, symbol),
+        *_search_controls(query, found),
+        *_hover_panel(),
+    ]
     return html.Div(
         className="map-page",
         children=[
-            html.Aside(
-                className="sidebar",
-                children=[
-                    html.H1("Materials map", className="sidebar__title"),
-                    html.P(summary, className="muted", id="map-summary"),
-                    *notes,
-                    map_view_selector("map-view", views, view, caption_id="map-view-caption"),
-                    html.Label("Colour by", htmlFor="map-color", className="field-label"),
-                    dcc.Dropdown(
-                        id="map-color",
-                        options=[{"label": label, "value": key} for key, label in COLOR_MODES.items()],
-                        value=mode,
-                        clearable=False,
-                        searchable=False,
-                    ),
-                    html.Div(
-                        id="map-element-row",
-                        style=_element_row_style(mode),
-                        children=[
-                            html.Label("Element", htmlFor="map-element", className="field-label"),
-                            dcc.Dropdown(id="map-element", options=elements, value=symbol, clearable=False),
-                        ],
-                    ),
-                    html.Label("Find a material", htmlFor="map-search", className="field-label"),
-                    html.Div(
-                        className="search-row",
-                        children=[
-                            dcc.Input(
-                                id="map-search",
-                                type="search",
-                                value=query,
-                                placeholder="mp-22526 or LiCoO2",
-                                debounce=True,
-                                className="text-input",
-                                autoComplete="off",
-                            ),
-                            html.Button("Find", id="map-search-button", className="button", n_clicks=0),
-                        ],
-                    ),
-                    html.Div(found, id="map-search-result", className="search-result"),
-                    dcc.Store(id="map-highlight", data=query),
-                    html.Div(id="map-hover", className="hover-card", children=_hover_placeholder()),
-                    html.Div(  # the hovered material's cell in 3D, shown from the first hover on
-                        [dcc.Graph(id="map-preview", config={"displayModeBar": False},
-                                   style={"height": f"{PREVIEW_SIZE}px"}),
-                         html.Div(id="map-preview-legend", className="map-preview__legend")],
-                        id="map-preview-box", className="map-preview", style={"display": "none"},
-                    ),
-                    html.P(
-                        "Hover a point to preview its unit cell and key properties; click it to open its page. Scroll to zoom, drag to pan, double-click to reset.",
-                        className="hint",
-                    ),
-                ],
-            ),
+            html.Aside(className="sidebar", children=sidebar),
             html.Div(
                 className="map-main",
                 children=dcc.Loading(
@@ -172,6 +129,62 @@ def _page(mode: str, elements: list[str], symbol: str | None, query: str, notes:
             dcc.Store(id="map-update-applied"),  # the applying callback's output: how many were drawn
         ],
     )
+
+
+def _colour_controls(mode: str, elements: list[str], symbol: str | None) -> list:
+    """The colour menu, and the element menu of the ``element`` mode (hidden otherwise)."""
+    return [
+        html.Label("Colour by", htmlFor="map-color", className="field-label"),
+        dcc.Dropdown(
+            id="map-color",
+            options=[{"label": label, "value": key} for key, label in COLOR_MODES.items()],
+            value=mode,
+            clearable=False,
+            searchable=False,
+        ),
+        html.Div(
+            id="map-element-row",
+            style=_element_row_style(mode),
+            children=[
+                html.Label("Element", htmlFor="map-element", className="field-label"),
+                dcc.Dropdown(id="map-element", options=elements, value=symbol, clearable=False),
+            ],
+        ),
+    ]
+
+
+def _search_controls(query: str, found) -> list:
+    """The search box, its result (``found``: :func:`search_summary`) and the searched query."""
+    return [
+        html.Label("Find a material", htmlFor="map-search", className="field-label"),
+        html.Div(
+            className="search-row",
+            children=[
+                dcc.Input(id="map-search", type="search", value=query, placeholder="mp-22526 or LiCoO2",
+                          debounce=True, className="text-input", autoComplete="off"),
+                html.Button("Find", id="map-search-button", className="button", n_clicks=0),
+            ],
+        ),
+        html.Div(found, id="map-search-result", className="search-result"),
+        dcc.Store(id="map-highlight", data=query),
+    ]
+
+
+def _hover_panel() -> list:
+    """The hovered material's card and its cell in 3D (shown from the first hover on)."""
+    return [
+        html.Div(id="map-hover", className="hover-card", children=_hover_placeholder()),
+        html.Div(
+            [dcc.Graph(id="map-preview", config={"displayModeBar": False}, style={"height": f"{PREVIEW_SIZE}px"}),
+             html.Div(id="map-preview-legend", className="map-preview__legend")],
+            id="map-preview-box", className="map-preview", style={"display": "none"},
+        ),
+        html.P(
+            "Hover a point to preview its unit cell and key properties; click it to open its page. "
+            "Scroll to zoom, drag to pan, double-click to see the whole map.",
+            className="hint",
+        ),
+    ]
 
 
 def _element_row_style(mode: str) -> dict:
