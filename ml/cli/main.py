@@ -19,10 +19,20 @@ log = logging.getLogger(__name__)
 
 
 def _parser() -> argparse.ArgumentParser:
+    """Every verb's arguments, one function per group of verbs."""
     parser = argparse.ArgumentParser(prog="python -m ml", description="matmap: maps of materials space")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     verbs = parser.add_subparsers(dest="verb", required=True)
+    from ml.cli.vae import add_vae_verbs  # train-vae, evaluate-vae, generate
 
+    for add_verbs in (_add_map_verbs, _add_query_verbs, _add_training_verbs, _add_evaluation_verbs, _add_vae_data_verb,
+                      add_vae_verbs):
+        add_verbs(verbs)
+    return parser
+
+
+def _add_map_verbs(verbs) -> None:
+    """``build`` and ``featurize``: the map and the features it is built from."""
     p = verbs.add_parser("build", help="build (or update) the map of a dataset")
     p.add_argument("--dataset", default="mp2024", help="mp2024 (default), mp2024-icsd, or a CIF folder / zip / file")
     p.add_argument("--model", default=None, help=f"model name in data/models/ or a .pt path (default: {DEFAULT_MODEL})")
@@ -39,6 +49,27 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--xrd-engine", choices=["fast", "pymatgen"], default="fast",
                    help="XRD simulator: ours (default) or pymatgen's XRDCalculator (same patterns, ~30x slower)")
 
+
+def _add_query_verbs(verbs) -> None:
+    """``neighbors`` and ``locate``: questions to a built map."""
+    p = verbs.add_parser("neighbors", help="nearest materials of a material as CSV")
+    p.add_argument("--dataset", default="mp2024")
+    p.add_argument("--model", default=None)
+    p.add_argument("--material-id", required=True)
+    p.add_argument("--k", type=int, default=50, help="number of neighbours, 1 to 1000")
+    p.add_argument("--out", default="-", help="CSV file, or - for standard output (default); headers carry the "
+                                              "units, values are rounded to 4 decimals")
+
+    p = verbs.add_parser("locate", help="place CIF files on a built map (disordered ones by their majority "
+                                        "occupants); one error line per file that cannot be placed")
+    p.add_argument("files", nargs="+", type=Path, metavar="FILE.cif")
+    p.add_argument("--dataset", default="mp2024")
+    p.add_argument("--model", default=None)
+    p.add_argument("--k", type=int, default=10, help="neighbours listed per file")
+
+
+def _add_training_verbs(verbs) -> None:
+    """``train`` (the CMML encoders) and ``train-property`` (a CGCNN property predictor)."""
     p = verbs.add_parser("train", help="train the CMML encoders")
     p.add_argument("--config", choices=["cpu", "full", "paper"], default="cpu",
                    help="cpu: 36k materials, ~45 min; full: all of mp2024, a campaign across sessions; paper: GPUs")
@@ -64,6 +95,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=None, help="override the recipe's batch size")
     p.add_argument("--train-shards", type=int, default=None, help="override: train on the first N graph shards")
 
+
+def _add_evaluation_verbs(verbs) -> None:
+    """``evaluate`` (the report) and ``descriptors`` (the baselines it compares against)."""
     p = verbs.add_parser("evaluate", help="evaluation report of a map against baseline descriptors")
     p.add_argument("--dataset", default="mp2024")
     p.add_argument("--model", default=None, help=f"the map's model (default: {DEFAULT_MODEL})")
@@ -71,14 +105,6 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", default=None,
                    help="comma-separated subset of: retrieval,neighbors,concepts,probes (default: all)")
     p.add_argument("--force", action="store_true", help="recompute the steps even when their results are cached")
-
-    p = verbs.add_parser("neighbors", help="nearest materials of a material as CSV")
-    p.add_argument("--dataset", default="mp2024")
-    p.add_argument("--model", default=None)
-    p.add_argument("--material-id", required=True)
-    p.add_argument("--k", type=int, default=50, help="number of neighbours, 1 to 1000")
-    p.add_argument("--out", default="-", help="CSV file, or - for standard output (default); headers carry the "
-                                              "units, values are rounded to 4 decimals")
 
     p = verbs.add_parser("descriptors", help="compute baseline descriptors (Ewald, sine Coulomb, CrystalNN, CHGNet)")
     p.add_argument("--dataset", default="mp2024")
@@ -95,13 +121,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--export", action="store_true",
                    help="write the app's copy (data/artifacts/<dataset>/descriptors/<name>/); alone: export only")
 
-    p = verbs.add_parser("locate", help="place CIF files on a built map (disordered ones by their majority "
-                                        "occupants); one error line per file that cannot be placed")
-    p.add_argument("files", nargs="+", type=Path, metavar="FILE.cif")
-    p.add_argument("--dataset", default="mp2024")
-    p.add_argument("--model", default=None)
-    p.add_argument("--k", type=int, default=10, help="neighbours listed per file")
 
+def _add_vae_data_verb(verbs) -> None:
+    """``vae-data``: the generator's crystals and their voxel store."""
     p = verbs.add_parser("vae-data", help="select the VAE's cubic crystals, voxelise them, and report the voxel round trip")
     p.add_argument("--dataset", default="mp2024")
     p.add_argument("--roundtrip", action="store_true",
@@ -109,11 +131,6 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=None, help="round trip of N crystals drawn at random (seed 0) only")
     p.add_argument("--no-density", action="store_true", help="decode from the species grid alone (no density)")
     p.add_argument("--out", type=Path, default=None, help="per-crystal round-trip CSV")
-
-    from ml.cli.vae import add_vae_verbs  # train-vae, evaluate-vae, generate
-
-    add_vae_verbs(verbs)
-    return parser
 
 
 def _model_name(model: str | None) -> str | None:
