@@ -21,6 +21,7 @@ from ml.mapping.format import (
     XRD_TSNE,
 )
 from ml.mapping.knn import ExactL2Index
+from ml.mapping.xrd_patterns import MANIFEST_KEY as XRD_PATTERNS_KEY
 from ml.models.registry import file_sha256
 
 
@@ -34,6 +35,7 @@ def write_artifacts(
     cifs: dict[str, str],
     xrd_embeddings: np.ndarray | None = None,
     xrd_tsne=None,
+    xrd_patterns=None,
 ) -> Path:
     """Write a complete map into ``folder`` atomically.
 
@@ -50,6 +52,8 @@ def write_artifacts(
         xrd_embeddings: ``(n_materials, embedding_dim)`` XRD-encoder embeddings (NaN rows
             without a pattern), optional.
         xrd_tsne: the fitted t-SNE of the XRD embeddings, optional.
+        xrd_patterns: every material's binned XRD pattern
+            (:class:`ml.mapping.xrd_patterns.SparsePatterns`, row-aligned with ``materials``), optional.
 
     Raises:
         ValueError: rows of ``materials`` and ``embeddings`` differ, or columns are missing.
@@ -63,6 +67,8 @@ def write_artifacts(
         raise ValueError(f"materials table lacks {sorted(missing)}")
     if len(materials) != len(embeddings):
         raise ValueError(f"{len(materials)} materials but {len(embeddings)} embeddings")
+    if xrd_patterns is not None and len(xrd_patterns) != len(materials):
+        raise ValueError(f"{len(materials)} materials but {len(xrd_patterns)} XRD patterns")
     partial = folder.with_name(folder.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
@@ -80,6 +86,8 @@ def write_artifacts(
             raise ValueError(f"{len(materials)} materials but {len(xrd_embeddings)} XRD embeddings")
         np.save(partial / XRD_EMBEDDINGS, np.asarray(xrd_embeddings, dtype=np.float32))
         optional.append(XRD_EMBEDDINGS)
+    if xrd_patterns is not None:
+        optional += xrd_patterns.write(partial)
     with sqlite3.connect(partial / STRUCTURES) as connection:
         connection.execute("CREATE TABLE structures (material_id TEXT PRIMARY KEY, cif TEXT NOT NULL)")
         connection.executemany("INSERT INTO structures VALUES (?, ?)", cifs.items())
@@ -91,6 +99,8 @@ def write_artifacts(
         versions=_library_versions(),
         files={name: file_sha256(partial / name) for name in (*REQUIRED_FILES[1:], STRUCTURES, *optional)},
     )
+    if xrd_patterns is not None:
+        manifest[XRD_PATTERNS_KEY] = xrd_patterns.manifest_entry()
     (partial / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str))
     if folder.exists():
         old = folder.with_name(folder.name + ".old")
