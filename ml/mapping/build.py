@@ -204,6 +204,23 @@ def xrd_map(dataset: Dataset, net, material_ids: np.ndarray, perplexity: float =
                   patterns=stored)
 
 
+def _up_to_date(folder: Path, settings: dict) -> bool:
+    """``folder`` holds a map built with ``settings`` (model checksum, t-SNE settings, dataset size, views)."""
+    if not (folder / MANIFEST).is_file():
+        return False
+    manifest = json.loads((folder / MANIFEST).read_text())
+    return all(manifest.get(k) == v for k, v in settings.items())
+
+
+def _complete(folder: Path, dataset: Dataset, processes: int | None, progress: bool) -> None:
+    """Add to an up-to-date map what later versions of the format store and it lacks: the XRD
+    patterns (from the cached features, :func:`ml.mapping.xrd_patterns.add_xrd_patterns`)."""
+    manifest = json.loads((folder / MANIFEST).read_text())
+    if SparsePatterns.read(folder, manifest) is None:
+        log.info("the map in %s has no stored XRD patterns: adding them from the cached features", folder)
+        add_xrd_patterns(folder, dataset, processes=processes, progress=progress)
+
+
 def build_map(
     dataset: str | Dataset,
     model: str | None = None,
@@ -239,14 +256,10 @@ def build_map(
     folder = artifact_dir(dataset.name, model_name)
     settings = {"perplexity": perplexity, "seed": seed, "model_sha256": file_sha256(model_path),
                 "n_dataset_materials": len(dataset), "maps": list(MAP_VIEWS)}
-    if not force and (folder / MANIFEST).is_file():
-        manifest = json.loads((folder / MANIFEST).read_text())
-        if all(manifest.get(k) == v for k, v in settings.items()):
-            if SparsePatterns.read(folder, manifest) is None:
-                log.info("the map in %s has no stored XRD patterns: adding them from the cached features", folder)
-                add_xrd_patterns(folder, dataset, processes=processes, progress=progress)
-            log.info("the map in %s is up to date", folder)
-            return folder
+    if not force and _up_to_date(folder, settings):
+        _complete(folder, dataset, processes, progress)
+        log.info("the map in %s is up to date", folder)
+        return folder
     featurize(dataset, "graph", processes=processes, progress=progress)
     graphs = load_features(dataset, "graph")
     if len(graphs) == 0:
