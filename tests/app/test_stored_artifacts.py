@@ -59,7 +59,7 @@ def map_without_patterns(atlas, tmp_path):
     """A copy of the fixture map as built before the patterns were stored."""
     import json
 
-    folder = tmp_path / atlas.dataset / atlas.model
+    folder = tmp_path / "artifacts" / atlas.dataset / atlas.model
     shutil.copytree(atlas.folder, folder)
     for name in XRD_PATTERN_FILES:
         (folder / name).unlink()
@@ -86,16 +86,24 @@ def test_an_old_map_simulates_and_says_once_how_to_store_them(map_without_patter
 
 
 def test_the_migration_writes_the_patterns_from_the_cache(map_without_patterns, atlas, app_env, monkeypatch):
-    """``python -m ml build`` on an up-to-date map without patterns: read from the cached features,
-    nothing simulated, the same arrays as a fresh build."""
+    """``python -m ml build`` on an up-to-date map without patterns adds them from the cached
+    features: nothing simulated, nothing else rebuilt, the same arrays as a fresh build."""
     import ml.data.featurize
-    from fixture_map import fixture_dataset
+    import ml.mapping.build
+    from fixture_map import MODEL, fixture_dataset
 
-    from ml.mapping.xrd_patterns import SparsePatterns, add_xrd_patterns
+    from ml.mapping.build import build_map
+    from ml.mapping.xrd_patterns import SparsePatterns
     from ml.service import LoadedMap
+    from ml.settings import get_settings
 
+    data_dir = map_without_patterns.parents[2]
+    for name in ("cache", "models"):  # the fixture's feature cache and model, the map copy without patterns
+        (data_dir / name).symlink_to(app_env / name)
+    monkeypatch.setattr(get_settings(), "data_dir", data_dir)
     monkeypatch.setattr(ml.data.featurize, "_featurize_chunk", _no_simulation)
-    add_xrd_patterns(map_without_patterns, fixture_dataset(), processes=1, progress=False)
+    monkeypatch.setattr(ml.mapping.build, "fit_tsne", _no_simulation)
+    assert build_map(fixture_dataset(), model=MODEL, processes=1, progress=False) == map_without_patterns
     migrated = LoadedMap.load(atlas.dataset, atlas.model, root=map_without_patterns.parents[1])
     stored = migrated.stored_xrd_patterns
     assert isinstance(stored, SparsePatterns)
