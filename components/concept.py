@@ -12,18 +12,16 @@ Training materials are scored by their *out-of-bag* probability (only the trees 
 see them vote), so a random negative is not pushed to 0 because it was trained as one, and
 the out-of-bag ROC AUC says how well the forest separates the labels.
 
-Pure functions only (no Dash): :func:`parse_ids`, :func:`fit_concept`, :func:`score_layers`,
-:func:`candidate_table`, and the compact score encoding kept in the page's session store.
+The forest itself (scikit-learn) is fitted behind the service (:mod:`ml.service.concepts`); this
+module only draws and keeps the page's state. Pure functions only (no Dash): :func:`parse_ids`,
+:func:`score_layers`, :func:`candidate_table`, and the compact score encoding kept in the page's
+session store.
 """
 
 from __future__ import annotations
 
 import base64
-import itertools
 import re
-import warnings
-from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -33,8 +31,6 @@ from components.map_colors import ColorLayers
 from components.map_style import MISSING_COLOR, auto_point_size
 from ml.service import NEIGHBOR_PROPERTY_COLUMNS
 
-#: Fewest positives (and, when the user gives negatives, fewest negatives) a forest is fitted on.
-MIN_LABELS = 3
 #: Columns of the candidate table before the property columns.
 CANDIDATE_COLUMNS = ["rank", "material_id", "formula", "score"]
 
@@ -49,68 +45,6 @@ LABEL_SETS: dict[str, tuple[str, str, str, str]] = {
 }
 
 _ID_SEPARATORS = re.compile(r"[\s,;]+")
-
-
-class ConceptError(ValueError):
-    """Labels a concept cannot be learnt from (no positives, too few, contradictory); the
-    message is meant for the user."""
-
-
-@dataclass(frozen=True)
-class ConceptConfig:
-    """Settings of the concept forest.
-
-    Attributes:
-        n_estimators: trees of the forest (fitted in ``chunks`` steps, for progress).
-        min_samples_leaf: smallest leaf of a tree.
-        negatives_per_positive: random negatives drawn per positive when the user gives none.
-        min_random_negatives, max_random_negatives: bounds on that number (and never more
-            than the unlabelled materials).
-        seed: seed of the random negatives and of the forest (same labels, same scores).
-        chunks: the forest is grown in this many steps, the scoring done in as many.
-    """
-
-    n_estimators: int = 150
-    min_samples_leaf: int = 1
-    negatives_per_positive: float = 5.0
-    min_random_negatives: int = 500
-    max_random_negatives: int = 20_000
-    seed: int = 0
-    chunks: int = 10
-
-    def __post_init__(self) -> None:
-        if self.n_estimators < 10:
-            raise ValueError(f"n_estimators must be at least 10, got {self.n_estimators}")
-        if self.min_samples_leaf < 1:
-            raise ValueError(f"min_samples_leaf must be at least 1, got {self.min_samples_leaf}")
-        if self.negatives_per_positive <= 0:
-            raise ValueError(f"negatives_per_positive must be positive, got {self.negatives_per_positive}")
-        if not 1 <= self.min_random_negatives <= self.max_random_negatives:
-            raise ValueError("need 1 <= min_random_negatives <= max_random_negatives")
-        if not 1 <= self.chunks <= self.n_estimators:
-            raise ValueError(f"chunks must be between 1 and n_estimators, got {self.chunks}")
-
-
-@dataclass
-class ConceptScores:
-    """What :func:`fit_concept` returns.
-
-    Attributes:
-        scores: ``(n_materials,)`` float32 probability of the positive class, in [0, 1]
-            (out-of-bag for the training materials).
-        positive_rows, negative_rows: ``(p,)``, ``(q,)`` int64 rows the forest was trained on.
-        random_negatives: the negatives were drawn at random from the unlabelled materials.
-        oob_auc: out-of-bag ROC AUC on the training rows (``nan`` when undefined).
-    """
-
-    scores: np.ndarray
-    positive_rows: np.ndarray
-    negative_rows: np.ndarray
-    random_negatives: bool
-    oob_auc: float
-
-
-Progress = Callable[[int, int, str], None]
 
 
 def parse_ids(text: str | None, known) -> tuple[list[str], list[str]]:
@@ -141,108 +75,6 @@ def label_set_ids(materials: pd.DataFrame, key: str) -> tuple[list[str], str]:
         return [], role
     chosen = materials["material_id"][materials[column].astype(object).to_numpy() == value]
     return [str(m) for m in chosen], role
-
-
-def _unique_rows(rows, n: int, name: str) -> np.ndarray:
-    rows = np.unique(np.asarray(rows if rows is not None else [], dtype=np.int64).ravel())
-    if rows.size and (rows[0] < 0 or rows[-1] >= n):
-        raise ValueError(f"{name} rows must lie in 0 … {n - 1}")
-    return rows
-
-
-def fit_concept(
-    embeddings: np.ndarray,
-    positive_rows,
-    negative_rows=None,
-    config: ConceptConfig | None = None,
-    progress: Progress | None = None,
-) -> ConceptScores:
-    """Fit a random forest to the labelled rows of ``embeddings`` and score every row.
-
-    Args:
-        embeddings: ``(n_materials, embedding_dim)`` crystal embeddings (a memory map is fine).
-        positive_rows: rows of the positives (at least :data:`MIN_LABELS`).
-        negative_rows: rows of the negatives; empty or ``None``: random unlabelled rows,
-            ``negatives_per_positive`` per positive within the config's bounds.
-        config: forest settings (default :class:`ConceptConfig`).
-        progress: called as ``progress(done, total, what)`` while fitting and scoring.
-
-    Returns:
-        :class:`ConceptScores`.
-
-    Raises:
-        ConceptError: no positives, fewer than :data:`MIN_LABELS` positives (or given
-            negatives), a row both positive and negative, or no unlabelled material left to
-            serve as a negative.
-        ValueError: a row outside the table.
-    """
-    from sklearn.ensemble import RandomForestClassifier
-    from sklearn.metrics import roc_auc_score
-    from sklearn.utils.class_weight import compute_class_weight
-
-    config = config or ConceptConfig()
-    n = len(embeddings)
-    positives = _unique_rows(positive_rows, n, "positive")
-    negatives = _unique_rows(negative_rows, n, "negative")
-    if positives.size == 0:
-        raise ConceptError("No positives: mark at least a few materials as examples of the concept.")
-    if positives.size < MIN_LABELS:
-        raise ConceptError(f"Too few positives: {positives.size}; mark at least {MIN_LABELS}.")
-    both = np.intersect1d(positives, negatives)
-    if both.size:
-        raise ConceptError(f"{both.size} material(s) are marked both positive and negative; unmark them in one list.")
-    random_negatives = negatives.size == 0
-    if random_negatives:
-        unlabelled = np.setdiff1d(np.arange(n), positives)
-        wanted = int(np.clip(round(config.negatives_per_positive * positives.size),
-                             config.min_random_negatives, config.max_random_negatives))
-        wanted = min(wanted, unlabelled.size)
-        if wanted < MIN_LABELS:
-            raise ConceptError("Too few unlabelled materials left to serve as negatives; mark some negatives.")
-        negatives = np.sort(np.random.default_rng(config.seed).choice(unlabelled, size=wanted, replace=False))
-    elif negatives.size < MIN_LABELS:
-        raise ConceptError(f"Too few negatives: {negatives.size}; mark at least {MIN_LABELS}, "
-                           "or none to use random unlabelled materials.")
-
-    rows = np.concatenate([positives, negatives])
-    order = np.argsort(rows)  # read the (possibly memory-mapped) embeddings in row order
-    x = np.asarray(embeddings[rows[order]], dtype=np.float32)
-    y = np.concatenate([np.ones(positives.size, dtype=np.int8), np.zeros(negatives.size, dtype=np.int8)])[order]
-    train_rows = rows[order]
-
-    total = 2 * config.chunks
-    # "balanced" weights, computed once (the preset warns under warm_start; same data here)
-    weights = compute_class_weight("balanced", classes=np.array([0, 1]), y=y)
-    forest = RandomForestClassifier(
-        n_estimators=0, warm_start=True, class_weight={0: weights[0], 1: weights[1]}, min_samples_leaf=config.min_samples_leaf,
-        max_features="sqrt", n_jobs=1, random_state=config.seed,
-    )
-    steps = np.linspace(0, config.n_estimators, config.chunks + 1).round().astype(int)[1:]
-    for i, n_trees in enumerate(steps):
-        forest.set_params(n_estimators=int(n_trees), oob_score=bool(i == len(steps) - 1))
-        with warnings.catch_warnings():  # rows without out-of-bag votes are handled below
-            warnings.filterwarnings("ignore", message="Some inputs do not have OOB scores")
-            forest.fit(x, y)
-        if progress:
-            progress(i + 1, total, f"growing trees: {n_trees} of {config.n_estimators}")
-
-    scores = np.empty(n, dtype=np.float32)
-    bounds = np.linspace(0, n, config.chunks + 1).round().astype(int)
-    for i, (lo, hi) in enumerate(itertools.pairwise(bounds)):
-        if hi > lo:
-            scores[lo:hi] = forest.predict_proba(np.asarray(embeddings[lo:hi], dtype=np.float32))[:, 1]
-        if progress:
-            progress(config.chunks + i + 1, total, f"scoring materials: {hi:,} of {n:,}")
-
-    oob = forest.oob_decision_function_[:, 1]
-    seen_oob = np.isfinite(oob)  # a row every tree trained on has no out-of-bag vote
-    scores[train_rows[seen_oob]] = oob[seen_oob]
-    try:
-        auc = float(roc_auc_score(y[seen_oob], oob[seen_oob]))
-    except ValueError:  # one class only among the out-of-bag rows
-        auc = float("nan")
-    return ConceptScores(scores=scores, positive_rows=positives, negative_rows=negatives,
-                         random_negatives=random_negatives, oob_auc=auc)
 
 
 #: Materials scoring below this stay grey on the map (most of them, for a narrow concept), so

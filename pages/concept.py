@@ -2,7 +2,7 @@
 
 The user marks positives (click a point, lasso or box selection on the map, pasted ids, or a
 ready label set such as the SuperCon superconductors) and optionally negatives; a random
-forest on the embeddings (:func:`components.concept.fit_concept`) runs as a Dash background
+forest on the embeddings (:func:`ml.service.concepts.concept_scores`) runs as a Dash background
 callback with progress and a cancel button, the map is coloured by the score and the best
 unlabelled candidates are listed. Labels and the result live in session stores; a result is
 dropped as soon as the labels it was trained on change.
@@ -22,14 +22,11 @@ from components.common import missing_page, notice, page_link
 from components.concept import (
     CANDIDATE_COLUMNS,
     LABEL_SETS,
-    ConceptConfig,
-    ConceptError,
     apply_labels,
     candidate_table,
     decode_scores,
     empty_labels,
     encode_scores,
-    fit_concept,
     label_ring_marker,
     label_set_ids,
     labels_key,
@@ -50,6 +47,7 @@ from components.map_figure import (
 from components.map_style import GRAPH_CONFIG as MAP_GRAPH_CONFIG
 from components.neighbors import NeighborPanel, neighbor_records
 from components.state import get_map, map_hover_text, map_or_error, require_map
+from ml.service.concepts import ConceptConfig, ConceptError, concept_scores, label_rows, random_negative_count
 
 dash.register_page(__name__, path="/concept", name="Concept", title="matmap · concept search", order=2)
 
@@ -159,18 +157,11 @@ def labels_view(labels: dict, n_materials: int | None = None):
         ]))
     if not labels.get("negatives"):
         n_pos = len(labels.get("positives") or [])
-        n_neg = random_negative_count(n_pos, n_materials) if n_pos else None
+        n_neg = random_negative_count(n_pos, n_materials, CONFIG) if n_pos and n_materials else None
         text = ("No negatives: random unlabelled materials will serve as negatives"
                 + (f" ({n_neg:,} of them)." if n_neg else "."))
         blocks.append(html.Div(notice(text, "info"), className="concept-random-note"))
     return blocks
-
-
-def random_negative_count(n_positives: int, n_materials: int | None) -> int:
-    """How many random negatives :func:`fit_concept` draws for ``n_positives`` positives."""
-    wanted = int(np.clip(round(CONFIG.negatives_per_positive * n_positives),
-                         CONFIG.min_random_negatives, CONFIG.max_random_negatives))
-    return min(wanted, (n_materials or wanted) - n_positives)
 
 
 def selected_ids(atlas, data: dict | None) -> list[str]:
@@ -185,7 +176,7 @@ def selected_ids(atlas, data: dict | None) -> list[str]:
 
 
 def _label_rows(atlas, labels: dict, role: str) -> np.ndarray:
-    return np.array([atlas.row_of(m) for m in (labels or {}).get(role) or [] if m in atlas], dtype=np.int64)
+    return label_rows(atlas, (labels or {}).get(role))
 
 
 @callback(
@@ -360,10 +351,9 @@ def train_result(atlas, labels, progress=None) -> tuple:
     """``(result store, message)`` of training on ``labels``; a message only when the labels
     cannot make a concept (no positives, too few)."""
     started = time.perf_counter()
-    positives = _label_rows(atlas, labels, "positives")
-    negatives = _label_rows(atlas, labels, "negatives")
+    labels = labels or {}
     try:
-        fitted = fit_concept(atlas.embeddings, positives, negatives, CONFIG, progress=progress)
+        fitted = concept_scores(atlas, labels.get("positives"), labels.get("negatives"), CONFIG, progress=progress)
     except ConceptError as error:
         return no_update, notice(str(error), "error")
     result = {

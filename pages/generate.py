@@ -5,7 +5,7 @@ compounds): **interpolate** decodes the straight latent path between two compoun
 step; **generate around** samples latent vectors around one compound under a formation-energy
 decile and runs the targeted funnel. Decoding is a Dash background callback (progress, cancel),
 through the torch-free facade :mod:`ml.service.explorer`. The result lives on the server
-(:func:`components.explorer.save_result`); the session store keeps its token and the key of
+(:func:`ml.service.explorer.save_result`); the session store keeps its token and the key of
 the inputs it was made from, and forgets it as soon as an input changes. Any generated
 structure can be shown in 3D, downloaded as a CIF (all of them as a zip) and placed on the
 materials map (:meth:`ml.service.LoadedMap.locate`).
@@ -26,16 +26,14 @@ from dash.exceptions import PreventUpdate
 
 from components.background import progress_job_options
 from components.common import missing_page, notice
-from components.explorer import (
+from components.latent_explorer import (
     compound_label,
     decile_options,
     funnel_view,
     gates_view,
     grid_column_defs,
     grid_records,
-    load_result,
     make_path_figure,
-    save_result,
     session_entry,
     step_summary,
     surviving_rows,
@@ -52,6 +50,7 @@ from components.structure_view import (
     structure_scene,
 )
 from ml.service import explorer
+from ml.service.explorer import load_result, save_result
 
 dash.register_page(__name__, path="/generate", name="Generate", title="matmap · latent explorer", order=4)
 
@@ -434,10 +433,8 @@ def draw_structure(selected):
     if not row.get("cif"):
         return empty_scene(), [], step_summary(row), notice("Nothing decoded at this point: " + (row.get("reason") or ""),
                                                             "warning"), True, True
-    from pymatgen.core import Structure
-
     try:
-        scene, colors = structure_scene(Structure.from_str(row["cif"], fmt="cif"))
+        scene, colors = structure_scene(explorer.structure_of(row["cif"]))
     except (StructureViewError, ValueError) as error:
         return empty_scene(), [], step_summary(row), notice(f"The structure cannot be drawn: {error}", "error"), False, False
     return scene, legend_chips(colors), step_summary(row), None, False, False

@@ -107,8 +107,25 @@ def neighbor_view(atlas, material_id: str, k, note: str | None = None) -> Neighb
 
 
 def _body(material_id: str | None, material, first: NeighborView | None = None) -> html.Div:
+    """The page's sections: header, structure and properties, XRD, neighbours, descriptor comparison."""
+    return html.Div(
+        className="page material-page",
+        children=[
+            dcc.Store(id="material-id", data=material_id),
+            dcc.Location(id="material-nav", refresh="callback-nav"),
+            _header(material_id, material),
+            html.Div(className="grid-2", children=[_structure_card(), _properties_card(material)]),
+            _xrd_card(),
+            _neighbors_card(material_id, first),
+            _compare_card(),
+        ],
+    )
+
+
+def _header(material_id: str | None, material) -> html.Div:
+    """Formula and id, and the actions: show on the map, download the CIF, external page, generate around."""
     formula = str(material["formula"]) if material is not None else ""
-    header = html.Div(
+    return html.Div(
         className="material-header",
         children=[
             html.H1([html.Span(formula_children(formula), className="formula"), " ",
@@ -125,94 +142,97 @@ def _body(material_id: str | None, material, first: NeighborView | None = None) 
             ),
         ],
     )
-    return html.Div(
-        className="page material-page",
+
+
+def _structure_card() -> html.Section:
+    """The 3D structure (filled by :func:`draw_structure`)."""
+    return html.Section(
+        className="card",
         children=[
-            dcc.Store(id="material-id", data=material_id),
-            dcc.Location(id="material-nav", refresh="callback-nav"),
-            header,
+            html.H2("Structure"),
+            dcc.Loading(StructureView(VIEW_ID), type="circle", delay_show=200),
+            html.Div(id="material-structure-message"),
+        ],
+    )
+
+
+def _properties_card(material) -> html.Section:
+    """The material's properties table."""
+    return html.Section(
+        className="card",
+        children=[html.H2("Properties"), property_table(material) if material is not None else None,
+                  html.P("DFT values from the Materials Project; — where unknown.", className="hint")],
+    )
+
+
+def _xrd_card() -> html.Section:
+    """The simulated powder pattern (filled by :func:`draw_xrd`)."""
+    return html.Section(
+        className="card",
+        children=[
+            html.H2("Simulated powder XRD"),
+            dcc.Loading(dcc.Graph(id="material-xrd", config={"displaylogo": False}, className="xrd-graph"),
+                        type="circle", delay_show=200),
+            html.Div(id="material-xrd-message"),
+        ],
+    )
+
+
+def _neighbors_card(material_id: str | None, first: NeighborView | None) -> html.Section:
+    """The nearest materials: the ``k`` control, the grid and the small map (``first``: the
+    :data:`DEFAULT_K` neighbours that come with the page)."""
+    k_control = html.Div(
+        className="k-control",
+        children=[
+            html.Label("neighbours", htmlFor="material-k", className="field-label field-label--inline"),
+            dcc.Input(id="material-k", type="number", min=1, max=MAX_NEIGHBORS, step=1,
+                      value=DEFAULT_K, debounce=True, className="number-input"),
+            html.Span(f"(1–{MAX_NEIGHBORS})", className="muted"),
+        ],
+    )
+    return html.Section(
+        className="card",
+        children=[
+            html.Div(className="section-head", children=[html.H2("Nearest materials in the embedding"), k_control]),
+            html.P("Euclidean distance between crystal-encoder embeddings; smaller is more similar. "
+                   "Click an id to open its page.", className="hint"),
+            html.Div(id="material-k-message"),
             html.Div(
-                className="grid-2",
+                className="grid-neighbors",
                 children=[
-                    html.Section(
-                        className="card",
-                        children=[
-                            html.H2("Structure"),
-                            dcc.Loading(StructureView(VIEW_ID), type="circle", delay_show=200),
-                            html.Div(id="material-structure-message"),
-                        ],
+                    dcc.Loading(
+                        NeighborPanel(VIEW_ID, rows=first.rows if first else None,
+                                      columns=first.columns if first else None,
+                                      filename=f"{material_id}_neighbors.csv"),
+                        type="circle", delay_show=200,
                     ),
-                    html.Section(
-                        className="card",
-                        children=[html.H2("Properties"), property_table(material) if material is not None else None,
-                                  html.P("DFT values from the Materials Project; — where unknown.", className="hint")],
+                    dcc.Loading(
+                        dcc.Graph(id="material-neighbor-map", config={"displaylogo": False, "scrollZoom": True},
+                                  className="neighbor-map", figure=first.figure if first else None),
+                        type="circle", delay_show=200,
                     ),
                 ],
             ),
-            html.Section(
-                className="card",
+        ],
+    )
+
+
+def _compare_card() -> html.Section:
+    """The neighbour lists of every descriptor side by side, once asked for (:func:`compare_descriptors`)."""
+    return html.Section(
+        className="card",
+        children=[
+            html.Div(
+                className="section-head",
                 children=[
-                    html.H2("Simulated powder XRD"),
-                    dcc.Loading(dcc.Graph(id="material-xrd", config={"displaylogo": False}, className="xrd-graph"),
-                                type="circle", delay_show=200),
-                    html.Div(id="material-xrd-message"),
+                    html.H2("Compare descriptors"),
+                    html.Button("Compare the neighbour lists", id="material-compare-button",
+                                className="button button--secondary", n_clicks=0),
                 ],
             ),
-            html.Section(
-                className="card",
-                children=[
-                    html.Div(
-                        className="section-head",
-                        children=[
-                            html.H2("Nearest materials in the embedding"),
-                            html.Div(
-                                className="k-control",
-                                children=[
-                                    html.Label("neighbours", htmlFor="material-k", className="field-label field-label--inline"),
-                                    dcc.Input(id="material-k", type="number", min=1, max=MAX_NEIGHBORS, step=1,
-                                              value=DEFAULT_K, debounce=True, className="number-input"),
-                                    html.Span(f"(1–{MAX_NEIGHBORS})", className="muted"),
-                                ],
-                            ),
-                        ],
-                    ),
-                    html.P("Euclidean distance between crystal-encoder embeddings; smaller is more similar. "
-                           "Click an id to open its page.", className="hint"),
-                    html.Div(id="material-k-message"),
-                    html.Div(
-                        className="grid-neighbors",
-                        children=[
-                            dcc.Loading(
-                                NeighborPanel(VIEW_ID, rows=first.rows if first else None,
-                                              columns=first.columns if first else None,
-                                              filename=f"{material_id}_neighbors.csv"),
-                                type="circle", delay_show=200,
-                            ),
-                            dcc.Loading(
-                                dcc.Graph(id="material-neighbor-map", config={"displaylogo": False, "scrollZoom": True},
-                                          className="neighbor-map", figure=first.figure if first else None),
-                                type="circle", delay_show=200,
-                            ),
-                        ],
-                    ),
-                ],
-            ),
-            html.Section(
-                className="card",
-                children=[
-                    html.Div(
-                        className="section-head",
-                        children=[
-                            html.H2("Compare descriptors"),
-                            html.Button("Compare the neighbour lists", id="material-compare-button",
-                                        className="button button--secondary", n_clicks=0),
-                        ],
-                    ),
-                    html.P("The same number of nearest materials under each descriptor, side by side: ours (the CMML "
-                           "embedding) and the hand-made or learned baselines built for this map.", className="hint"),
-                    dcc.Loading(html.Div(id="material-compare"), type="circle", delay_show=200),
-                ],
-            ),
+            html.P("The same number of nearest materials under each descriptor, side by side: ours (the CMML "
+                   "embedding) and the hand-made or learned baselines built for this map.", className="hint"),
+            dcc.Loading(html.Div(id="material-compare"), type="circle", delay_show=200),
         ],
     )
 
@@ -246,7 +266,7 @@ def generate_link(material_id):
 
 @callback(Output("material-xrd", "figure"), Output("material-xrd-message", "children"), Input("material-id", "data"))
 def draw_xrd(material_id):
-    """The simulated XRD pattern (Cu Kα, 2θ 10–110°)."""
+    """The simulated XRD pattern (Cu Kα, 2θ 10–110°), as the build stored it (:meth:`ml.service.LoadedMap.xrd_pattern`)."""
     if not material_id:
         raise PreventUpdate
     atlas = require_map()

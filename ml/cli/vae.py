@@ -78,8 +78,9 @@ def run_vae_verb(args: argparse.Namespace) -> int:
         from ml.data.datasets import get_dataset
         from ml.settings import get_settings
         from ml.training.cmml import pick_device
-        from ml.generation.voxel_arrays import build_voxel_arrays
         from ml.generation.generator import fit_latent_prior
+        from ml.generation.vae_set import write_vae_set_of
+        from ml.generation.voxel_arrays import build_voxel_arrays
         from ml.training.campaign import TRAIN_STATE_FILE
         from ml.training.vae import VAE_TRAIN_CONFIGS, train_vae
 
@@ -91,6 +92,7 @@ def run_vae_verb(args: argparse.Namespace) -> int:
         out = args.out or settings.models_dir / f"vae-{args.config}"
         dataset, device = get_dataset(args.dataset), pick_device()
         build_voxel_arrays(dataset, voxel_config=config.voxel_config)
+        write_vae_set_of(dataset)  # what the app reads to know the set (ml.service.explorer)
         resume = args.resume and ((run_dir / "last.pt").is_file() or (out / TRAIN_STATE_FILE).is_file())
         result = train_vae(dataset, config, run_dir, out, resume=resume, device=device, command=command)
         fit_latent_prior(out, dataset)

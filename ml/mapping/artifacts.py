@@ -6,6 +6,7 @@ The format is :mod:`ml.mapping.format`; the app reaches the reader through :mod:
 from __future__ import annotations
 
 import json
+import logging
 import re
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -37,7 +38,10 @@ from ml.mapping.format import (
     descriptor_command,
 )
 from ml.mapping.knn import ExactL2Index
+from ml.mapping.xrd_patterns import SparsePatterns, migration_command
 from ml.settings import get_settings
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -347,15 +351,46 @@ class MapArtifacts:
         return parse_cif(self.cif(material_id))
 
 
+    @cached_property
+    def stored_xrd_patterns(self) -> SparsePatterns | None:
+        """The patterns the build stored (:mod:`ml.mapping.xrd_patterns`, memory-mapped), ``None``
+        for a map built before they were stored."""
+        return SparsePatterns.read(self.folder, self.manifest)
+
     def xrd_pattern(self, material_id: str) -> tuple[np.ndarray, np.ndarray]:
-        """``(two_theta, intensity)`` of a material's simulated XRD pattern: bin edges in
-        degrees and max-normalised intensities, both ``(5000,)`` (see :mod:`ml.features.xrd`; computed
-        by :mod:`ml.features.xrd_sim`, which gives pymatgen's pattern ~30× faster)."""
+        """``(two_theta, intensity)`` of a material's simulated powder XRD pattern (Cu Kα,
+        λ = 1.54184 Å): the bins' left edges in degrees and the max-normalised intensities, both
+        ``(5000,)`` (see :mod:`ml.features.xrd`).
+
+        Read from the patterns the build stored. A map folder without them (built before they were
+        stored) simulates the pattern from the structure (:mod:`ml.features.xrd_sim`, imports
+        torch and pymatgen) and says once which command adds them.
+
+        Raises:
+            UnknownMaterialError: unknown id. ValueError: the build could not simulate this
+            material's pattern. ArtifactError: no stored pattern and no structure store.
+        """
+        row = self.row_of(material_id)
+        stored = self.stored_xrd_patterns
+        if stored is not None:
+            return stored.pattern(row)
+        _warn_once(self.folder, f"{self.folder} has no stored XRD patterns: simulating each on request; add them "
+                                f"(seconds, from the cached features) with: {migration_command(self.dataset, self.model)}")
         from ml.features.xrd import XRDConfig
         from ml.features.xrd_sim import xrd_pattern_fast
 
         config = XRDConfig()
         return config.two_theta(), xrd_pattern_fast(self.structure(material_id), config)
+
+
+_warned: set[Path] = set()
+
+
+def _warn_once(folder: Path, message: str) -> None:
+    if folder not in _warned:
+        _warned.add(folder)
+        log.warning(message)
+
 
 _ELEMENT_TOKEN = re.compile(r"([A-Z][a-z]?)(\d*\.?\d*)")
 

@@ -24,6 +24,7 @@ from ml.mapping.format import MANIFEST, MAP_VIEWS, artifact_dir
 from ml.data.batches import GraphStore, XRDStore, align
 from ml.data.datasets import Dataset, DatasetError, get_dataset, read_supercon_labels
 from ml.mapping.embed import embed_crystals, embed_xrd
+from ml.mapping.xrd_patterns import SparsePatterns, add_xrd_patterns
 from ml.data.featurize import featurize, load_features
 from ml.models.registry import file_sha256, resolve_model
 from ml.data.splits import assign_splits
@@ -158,6 +159,8 @@ class XRDMap:
         coordinates: ``(n, 2)`` float32 t-SNE coordinates, NaN where no pattern.
         tsne: the fitted openTSNE embedding of the ``m`` materials (for ``transform``).
         failures: ``[{"material_id", "reason"}]`` of the materials without a pattern.
+        patterns: every material's binned pattern, row-aligned with ``material_ids`` (empty rows
+            where none), as the map folder stores them.
     """
 
     rows: np.ndarray
@@ -165,11 +168,13 @@ class XRDMap:
     coordinates: np.ndarray
     tsne: object
     failures: list
+    patterns: SparsePatterns
 
 
 def xrd_map(dataset: Dataset, net, material_ids: np.ndarray, perplexity: float = 30.0, seed: int = 0,
             processes: int | None = None, progress: bool = True) -> XRDMap:
-    """XRD patterns (cached), XRD-encoder embeddings and their t-SNE for ``material_ids``.
+    """XRD patterns (cached), XRD-encoder embeddings and their t-SNE for ``material_ids``, and the
+    patterns laid out as the map stores them (:mod:`ml.mapping.xrd_patterns`).
 
     Rows follow ``material_ids`` (the crystal map's table), so both maps share one materials
     table and every colour mode.
@@ -194,7 +199,26 @@ def xrd_map(dataset: Dataset, net, material_ids: np.ndarray, perplexity: float =
     missing = set(ids) - set(ids[rows])
     failures = [f for f in patterns.failures if f["material_id"] in missing]
     failures += [{"material_id": m, "reason": "no XRD pattern"} for m in sorted(missing - {f["material_id"] for f in failures})]
-    return XRDMap(rows=rows, embeddings=embeddings, coordinates=coordinates, tsne=tsne, failures=failures)
+    stored = SparsePatterns.from_features(len(ids), rows, pattern_rows, **patterns.arrays)
+    return XRDMap(rows=rows, embeddings=embeddings, coordinates=coordinates, tsne=tsne, failures=failures,
+                  patterns=stored)
+
+
+def _up_to_date(folder: Path, settings: dict) -> bool:
+    """``folder`` holds a map built with ``settings`` (model checksum, t-SNE settings, dataset size, views)."""
+    if not (folder / MANIFEST).is_file():
+        return False
+    manifest = json.loads((folder / MANIFEST).read_text())
+    return all(manifest.get(k) == v for k, v in settings.items())
+
+
+def _complete(folder: Path, dataset: Dataset, processes: int | None, progress: bool) -> None:
+    """Add to an up-to-date map what later versions of the format store and it lacks: the XRD
+    patterns (from the cached features, :func:`ml.mapping.xrd_patterns.add_xrd_patterns`)."""
+    manifest = json.loads((folder / MANIFEST).read_text())
+    if SparsePatterns.read(folder, manifest) is None:
+        log.info("the map in %s has no stored XRD patterns: adding them from the cached features", folder)
+        add_xrd_patterns(folder, dataset, processes=processes, progress=progress)
 
 
 def build_map(
@@ -213,7 +237,9 @@ def build_map(
     Steps: crystal graphs (cached, parallel), embeddings with the model, t-SNE, neighbour
     index; XRD patterns (cached, parallel), XRD-encoder embeddings and their own t-SNE
     (:func:`xrd_map`); structure store, manifest. An up-to-date map (same model file, same materials,
-    same t-SNE settings) is left as it is unless ``force``.
+    same t-SNE settings) is left as it is unless ``force``; one built before the XRD patterns were
+    stored gets them from the cached features (:func:`ml.mapping.xrd_patterns.add_xrd_patterns`,
+    seconds, nothing else rebuilt).
 
     Raises:
         DatasetError: unknown dataset / missing mirror. FileNotFoundError: unknown model.
@@ -230,11 +256,10 @@ def build_map(
     folder = artifact_dir(dataset.name, model_name)
     settings = {"perplexity": perplexity, "seed": seed, "model_sha256": file_sha256(model_path),
                 "n_dataset_materials": len(dataset), "maps": list(MAP_VIEWS)}
-    if not force and (folder / MANIFEST).is_file():
-        manifest = json.loads((folder / MANIFEST).read_text())
-        if all(manifest.get(k) == v for k, v in settings.items()):
-            log.info("the map in %s is up to date", folder)
-            return folder
+    if not force and _up_to_date(folder, settings):
+        _complete(folder, dataset, processes, progress)
+        log.info("the map in %s is up to date", folder)
+        return folder
     featurize(dataset, "graph", processes=processes, progress=progress)
     graphs = load_features(dataset, "graph")
     if len(graphs) == 0:
@@ -261,6 +286,6 @@ def build_map(
                             "failures": xrd.failures[:1000]},
                 "build_seconds_before_writing": round(time.time() - began, 1)}
     write_artifacts(folder, manifest, table, embeddings, tsne, cifs,
-                    xrd_embeddings=xrd.embeddings, xrd_tsne=xrd.tsne)
+                    xrd_embeddings=xrd.embeddings, xrd_tsne=xrd.tsne, xrd_patterns=xrd.patterns)
     log.info("map of %d materials written to %s in %.0f s", len(table), folder, time.time() - began)
     return folder

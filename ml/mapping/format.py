@@ -12,6 +12,15 @@ A map lives in ``data/artifacts/<dataset>/<model>/``:
 | ``tsne.pkl`` | the fitted openTSNE ``TSNEEmbedding``, for placing new materials (``transform``) |
 | ``xrd_embeddings.npy`` | XRD-encoder embeddings, ``(n_materials, embedding_dim)`` float32, NaN rows without a pattern (optional) |
 | ``tsne_xrd.pkl`` | the fitted t-SNE of the XRD embeddings (optional) |
+| ``structures.sqlite`` | table ``structures(material_id, cif)``: every material's CIF text |
+| ``xrd_offsets.npy``, ``xrd_bins.npy``, ``xrd_intensity.npy`` | every material's simulated powder XRD pattern, sparse (CSR: int64 offsets per row, int16 bin indices, float16 max-normalised intensities; the grid in the manifest's ``xrd_patterns``): :mod:`ml.mapping.xrd_patterns`. A map built without them gets them from the cached features with ``python -m ml build`` (no rebuild) |
+
+Beside the maps of a dataset, ``data/artifacts/<dataset>/`` holds:
+
+| file | content |
+|---|---|
+| ``vae_set.parquet`` | the crystal generator's set (:mod:`ml.generation.vae_set`): ``material_id``, ``formula``, ``family``, ``decile`` (formation-energy decile 0–9), ``formation_energy_per_atom`` (eV/atom), ``split``; written by ``python -m ml vae-data`` / ``train-vae``, derived once from the voxel store where missing |
+| ``descriptors/<name>/`` | an exported baseline descriptor (below) |
 
 The builder (:mod:`ml.mapping.build`) writes the folder under a temporary name and renames it
 when complete, so a half-written map is never loaded.
@@ -31,7 +40,14 @@ TSNE = "tsne.pkl"
 STRUCTURES = "structures.sqlite"
 XRD_EMBEDDINGS = "xrd_embeddings.npy"
 XRD_TSNE = "tsne_xrd.pkl"
+XRD_OFFSETS = "xrd_offsets.npy"
+XRD_BINS = "xrd_bins.npy"
+XRD_INTENSITY = "xrd_intensity.npy"
+#: The stored XRD patterns (:mod:`ml.mapping.xrd_patterns`), in the order offsets, bins, intensities.
+XRD_PATTERN_FILES = (XRD_OFFSETS, XRD_BINS, XRD_INTENSITY)
 REQUIRED_FILES = (MANIFEST, MATERIALS, EMBEDDINGS, INDEX, TSNE)  # plus STRUCTURES (below)
+#: The crystal generator's set of a dataset, beside its maps (:func:`vae_set_path`).
+VAE_SET = "vae_set.parquet"
 
 #: Baseline descriptors (:mod:`ml.descriptors`) exported beside the maps of a dataset:
 #: ``<artifacts>/<dataset>/descriptors/<name>/`` with ``values.npy`` ``(n, d)`` float32,
@@ -83,6 +99,12 @@ class UnknownMaterialError(KeyError):
 def artifact_dir(dataset: str, model: str, root: Path | None = None) -> Path:
     """``<root>/<dataset>/<model>`` (root: ``data/artifacts``)."""
     return (root or get_settings().artifacts_dir) / dataset / model
+
+
+def vae_set_path(dataset: str, root: Path | None = None) -> Path:
+    """``<root>/<dataset>/vae_set.parquet``: the crystal generator's set of ``dataset`` (a registry
+    name; root: ``data/artifacts``)."""
+    return (root or get_settings().artifacts_dir) / dataset / VAE_SET
 
 
 def descriptor_dir(dataset: str, name: str, root: Path | None = None) -> Path:

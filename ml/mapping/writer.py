@@ -21,6 +21,7 @@ from ml.mapping.format import (
     XRD_TSNE,
 )
 from ml.mapping.knn import ExactL2Index
+from ml.mapping.xrd_patterns import MANIFEST_KEY as XRD_PATTERNS_KEY
 from ml.models.registry import file_sha256
 
 
@@ -34,6 +35,7 @@ def write_artifacts(
     cifs: dict[str, str],
     xrd_embeddings: np.ndarray | None = None,
     xrd_tsne=None,
+    xrd_patterns=None,
 ) -> Path:
     """Write a complete map into ``folder`` atomically.
 
@@ -50,19 +52,20 @@ def write_artifacts(
         xrd_embeddings: ``(n_materials, embedding_dim)`` XRD-encoder embeddings (NaN rows
             without a pattern), optional.
         xrd_tsne: the fitted t-SNE of the XRD embeddings, optional.
+        xrd_patterns: every material's binned XRD pattern
+            (:class:`ml.mapping.xrd_patterns.SparsePatterns`, row-aligned with ``materials``), optional.
 
     Raises:
         ValueError: rows of ``materials`` and ``embeddings`` differ, or columns are missing.
     """
-    import pickle
     import shutil
-    import sqlite3
 
     missing = {"material_id", "formula", "x", "y"} - set(materials.columns)
     if missing:
         raise ValueError(f"materials table lacks {sorted(missing)}")
-    if len(materials) != len(embeddings):
-        raise ValueError(f"{len(materials)} materials but {len(embeddings)} embeddings")
+    for name, rows in (("embeddings", embeddings), ("XRD embeddings", xrd_embeddings), ("XRD patterns", xrd_patterns)):
+        if rows is not None and len(rows) != len(materials):
+            raise ValueError(f"{len(materials)} materials but {len(rows)} {name}")
     partial = folder.with_name(folder.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
@@ -70,20 +73,8 @@ def write_artifacts(
     materials.reset_index(drop=True).to_parquet(partial / MATERIALS, index=False)
     np.save(partial / EMBEDDINGS, embeddings)
     ExactL2Index.build(embeddings).write(partial / INDEX)
-    optional = [XRD_TSNE] if xrd_tsne is not None else []
-    for name, fitted in ((TSNE, tsne_embedding), (XRD_TSNE, xrd_tsne)):
-        if fitted is not None:
-            with open(partial / name, "wb") as handle:
-                pickle.dump(fitted, handle, protocol=pickle.HIGHEST_PROTOCOL)
-    if xrd_embeddings is not None:
-        if len(xrd_embeddings) != len(materials):
-            raise ValueError(f"{len(materials)} materials but {len(xrd_embeddings)} XRD embeddings")
-        np.save(partial / XRD_EMBEDDINGS, np.asarray(xrd_embeddings, dtype=np.float32))
-        optional.append(XRD_EMBEDDINGS)
-    with sqlite3.connect(partial / STRUCTURES) as connection:
-        connection.execute("CREATE TABLE structures (material_id TEXT PRIMARY KEY, cif TEXT NOT NULL)")
-        connection.executemany("INSERT INTO structures VALUES (?, ?)", cifs.items())
-    connection.close()
+    optional = _write_optional(partial, tsne_embedding, xrd_embeddings, xrd_tsne, xrd_patterns)
+    _write_structures(partial / STRUCTURES, cifs)
     manifest = dict(manifest)
     manifest.update(
         n_materials=int(len(materials)),
@@ -91,7 +82,44 @@ def write_artifacts(
         versions=_library_versions(),
         files={name: file_sha256(partial / name) for name in (*REQUIRED_FILES[1:], STRUCTURES, *optional)},
     )
+    if xrd_patterns is not None:
+        manifest[XRD_PATTERNS_KEY] = xrd_patterns.manifest_entry()
     (partial / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str))
+    _swap_in(partial, folder)
+    return folder
+
+
+def _write_optional(partial: Path, tsne_embedding, xrd_embeddings, xrd_tsne, xrd_patterns) -> list[str]:
+    """The t-SNE pickles and the XRD files into ``partial``; returns the names of the optional files written."""
+    import pickle
+
+    optional = [XRD_TSNE] if xrd_tsne is not None else []
+    for name, fitted in ((TSNE, tsne_embedding), (XRD_TSNE, xrd_tsne)):
+        if fitted is not None:
+            with open(partial / name, "wb") as handle:
+                pickle.dump(fitted, handle, protocol=pickle.HIGHEST_PROTOCOL)
+    if xrd_embeddings is not None:
+        np.save(partial / XRD_EMBEDDINGS, np.asarray(xrd_embeddings, dtype=np.float32))
+        optional.append(XRD_EMBEDDINGS)
+    if xrd_patterns is not None:
+        optional += xrd_patterns.write(partial)
+    return optional
+
+
+def _write_structures(path: Path, cifs: dict[str, str]) -> None:
+    """The structure store: table ``structures(material_id, cif)``."""
+    import sqlite3
+
+    with sqlite3.connect(path) as connection:
+        connection.execute("CREATE TABLE structures (material_id TEXT PRIMARY KEY, cif TEXT NOT NULL)")
+        connection.executemany("INSERT INTO structures VALUES (?, ?)", cifs.items())
+    connection.close()
+
+
+def _swap_in(partial: Path, folder: Path) -> None:
+    """Rename the complete ``partial`` folder to ``folder``, replacing the previous map there."""
+    import shutil
+
     if folder.exists():
         old = folder.with_name(folder.name + ".old")
         shutil.rmtree(old, ignore_errors=True)
@@ -100,7 +128,6 @@ def write_artifacts(
         shutil.rmtree(old, ignore_errors=True)
     else:
         partial.rename(folder)
-    return folder
 
 
 def _library_versions() -> dict[str, str]:

@@ -1,6 +1,6 @@
 """The latent explorer's narrow interface for the app (``/generate``): torch-free at import.
 
-The app may import from ``ml`` only :mod:`ml.mapping.artifacts`, :mod:`ml.settings` and this module.
+The app reaches ``ml`` only through :mod:`ml.service` (this module is part of it) and :mod:`ml.settings`.
 Everything that needs torch (:mod:`ml.generation.generator`) is imported inside the functions, and the
 trained :class:`ml.generation.generator.Generator` is loaded once per process and kept (a failed load is
 not kept: once the model is trained or the voxel store built, the next call finds it without a
@@ -11,10 +11,12 @@ restart). Functions return plain data: dicts of JSON-ready values, CIF text, the
     problem = unavailable()                  # None, or {"message", "command"} to show
     quality_warning()                        # None, or why the loaded generator is not usable yet
     search("NaCl")                           # rows of the VAE set matching an id or a formula
-    in_vae_set("mp-22862")                   # cheap once the set is loaded (the material page)
+    in_vae_set("mp-22862")                   # the material page: reads the built vae_set.parquet, no mirror
     result = interpolate("mp-…", "mp-…", steps=10, progress=cb)
     result = sample_around("mp-…", variance=0.5, n=100, decile=None, progress=cb)
     cif_zip(result["rows"], "matmap_generated")   # bytes of a zip: CIFs + generated.csv
+    token = save_result(result); load_result(token)  # kept on the server between requests
+    structure_of(result["rows"][0]["cif"])   # a pymatgen Structure for the 3D view
 
 A *result* is ``{"mode", "inputs", "rows", "funnel", "energy_checked"}``; each row is
 :meth:`ml.generation.generator.GeneratedCrystal.record` (cell lengths ``a``, ``b``, ``c`` in Å, predicted
@@ -31,19 +33,25 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
+import os
 import threading
+import uuid
 import zipfile
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
+
+from ml.generation.vae_set import COLUMNS as VAE_SET_COLUMNS
 
 VAE_DATASET = "mp2024"
 DEFAULT_STEPS, MAX_STEPS = 10, 30
 DEFAULT_SAMPLES, MAX_SAMPLES = 100, 1000
 DEFAULT_VARIANCE, MAX_VARIANCE = 0.5, 10.0
 N_DECILES = 10
-#: Columns of the rows of the VAE set that :func:`search` returns.
-SEARCH_COLUMNS = ["material_id", "formula", "family", "decile", "formation_energy_per_atom", "split"]
+#: Columns of the rows of the VAE set that :func:`search` returns (those of the stored set).
+SEARCH_COLUMNS = VAE_SET_COLUMNS
 
 Progress = Callable[[int, int], None] | None
 
@@ -68,17 +76,16 @@ _lock = threading.RLock()
 _source: dict = {"model_dir": None, "dataset": VAE_DATASET}
 _generator = None
 _selection = None  # the VAE set's table, loaded without the models (for in_vae_set)
-_dataset = None
 
 
 def use_source(model_dir: str | Path | None = None, dataset=VAE_DATASET) -> None:
     """Serve the generator of ``model_dir`` (a folder or a name under ``data/models``; default
     ``vae-cpu``) on the voxel store of ``dataset`` (a registry name or an ``ml.data.datasets.Dataset``);
     forgets what was loaded. Tests point it at a tiny trained pair."""
-    global _generator, _selection, _dataset
+    global _generator, _selection
     with _lock:
         _source.update(model_dir=model_dir, dataset=dataset)
-        _generator = _selection = _dataset = None
+        _generator = _selection = None
 
 
 def _dataset_name() -> str:
@@ -171,31 +178,26 @@ def evaluation_summary() -> dict | None:
 
 
 def vae_table():
-    """The VAE set (``ml.generation.voxel_data.select_vae_materials``'s table), from the loaded generator or
-    else read from its cache, never built here.
+    """The VAE set (:data:`ml.generation.vae_set.COLUMNS`): the loaded generator's selection, else the
+    built artifact ``data/artifacts/<dataset>/vae_set.parquet`` (:func:`ml.generation.vae_set.load_vae_set`:
+    derived once from the voxel store on an install built before it existed), read once per
+    process. Never reads the mirror; never builds the set.
 
     Raises:
-        ExplorerUnavailable: the selection has not been built.
+        ExplorerUnavailable: the set has not been built.
     """
-    global _selection, _dataset
+    global _selection
     if _generator is not None:
         return _generator.selection
     if _selection is None:
         with _lock:
             if _selection is None:
-                import pandas as pd
+                from ml.generation.vae_set import VAESetMissing, load_vae_set
 
-                from ml.data.datasets import get_dataset
-                from ml.generation.voxel_data import cache_dir
-
-                source = _source["dataset"]
-                if _dataset is None:
-                    _dataset = get_dataset(source) if isinstance(source, str) else source
-                path = cache_dir(_dataset) / "selection.parquet"
-                if not path.is_file():
-                    raise ExplorerUnavailable(f"the VAE set of {_dataset.name} is not selected yet",
-                                              f"python -m ml vae-data --dataset {_dataset.name}")
-                _selection = pd.read_parquet(path)
+                try:
+                    _selection = load_vae_set(_dataset_name())
+                except VAESetMissing as missing:
+                    raise ExplorerUnavailable(str(missing), missing.command) from None
     return _selection
 
 
@@ -380,3 +382,72 @@ def cif_name(row: dict) -> str:
     """File name of one row's CIF: ``0007_NaCl.cif`` (``0007.cif`` without a formula)."""
     formula = "".join(ch for ch in str(row.get("formula") or "") if ch.isalnum())
     return f"{int(row['index']):04d}{'_' + formula if formula else ''}.cif"
+
+
+def structure_of(cif_text: str):
+    """The pymatgen ``Structure`` of a result row's ``cif`` (for the 3D view).
+
+    Raises:
+        ValueError: the text holds no structure pymatgen can read.
+    """
+    from pymatgen.core import Structure
+
+    return Structure.from_str(cif_text, fmt="cif")
+
+
+# --------------------------------------------------------------------------- results kept on the server
+
+#: Result files kept on disk (the oldest are removed); results kept in memory as well.
+KEPT_RESULTS, KEPT_IN_MEMORY = 100, 4
+
+_results_lock = threading.Lock()
+_memory: OrderedDict[str, dict] = OrderedDict()
+
+
+def _results_folder() -> Path:
+    from ml.settings import get_settings
+
+    folder = get_settings().cache_dir / "explorer"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def save_result(result: dict) -> str:
+    """Keep ``result`` (a result of :func:`interpolate` / :func:`sample_around`) on the server: a JSON
+    file under ``<cache>/explorer`` (the background job that makes it runs in another process than
+    the request that reads it), the :data:`KEPT_RESULTS` newest kept.
+
+    Returns:
+        Its token (32 hex characters) for :func:`load_result`.
+
+    Raises:
+        OSError: the cache folder cannot be written.
+    """
+    token = uuid.uuid4().hex
+    folder = _results_folder()
+    tmp = folder / f"{token}.json.tmp"
+    tmp.write_text(json.dumps(result))
+    os.replace(tmp, folder / f"{token}.json")
+    old = sorted(folder.glob("*.json"), key=lambda p: p.stat().st_mtime)[:-KEPT_RESULTS]
+    for path in old:
+        path.unlink(missing_ok=True)
+    return token
+
+
+def load_result(token: str | None) -> dict | None:
+    """The result saved under ``token``; ``None`` when unknown or removed (a stale session)."""
+    if not token or not isinstance(token, str) or not token.isalnum():
+        return None
+    with _results_lock:
+        if token in _memory:
+            _memory.move_to_end(token)
+            return _memory[token]
+    path = _results_folder() / f"{token}.json"
+    if not path.is_file():
+        return None
+    result = json.loads(path.read_text())
+    with _results_lock:
+        _memory[token] = result
+        while len(_memory) > KEPT_IN_MEMORY:
+            _memory.popitem(last=False)
+    return result

@@ -1,7 +1,8 @@
 """pages/ and components/ import from ``ml`` only its service and settings.
 
-:mod:`ml.service` (the package and its modules) is the one door: the loaded map, placing a CIF and
-the latent explorer's generator jobs, torch-free at import, plain data out; :mod:`ml.settings`
+:mod:`ml.service` (the package and its modules) is the one door: the loaded map, placing a CIF,
+the latent explorer's generator jobs, the concept forest and the element maps, torch-free at
+import, plain data out; :mod:`ml.settings`
 holds the settings both sides read. Anything else of ``ml`` (``ml.mapping``, ``ml.generation`` …)
 is reached through the service."""
 
@@ -80,7 +81,14 @@ def test_pages_never_import_the_app():
             assert "app" not in names, f"{path.name} imports app"
 
 
-@pytest.mark.parametrize("statement", ["import app", "import ml.service, ml.service.explorer"])
+SERVICE_MODULES = sorted(f"ml.service.{p.stem}" for p in ROOT.joinpath("ml", "service").glob("*.py") if p.stem != "__init__")
+
+
+def test_every_service_module_is_checked():
+    assert {"ml.service.explorer", "ml.service.concepts", "ml.service.element_maps"} <= set(SERVICE_MODULES)
+
+
+@pytest.mark.parametrize("statement", ["import app", "import ml.service, " + ", ".join(SERVICE_MODULES)])
 def test_importing_the_app_imports_no_heavy_library(statement):
     """The app module (every page and component registered), and the service it reaches ml by,
     load without torch, scikit-learn, openTSNE or pymatgen: they are imported where a request

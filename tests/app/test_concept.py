@@ -1,4 +1,5 @@
-"""The concept forest and its helpers (components/concept.py), on small synthetic embeddings."""
+"""The concept forest (ml/service/concepts.py) and its drawing helpers (components/concept.py), on
+small synthetic embeddings."""
 
 from __future__ import annotations
 
@@ -9,21 +10,18 @@ from sklearn.metrics import roc_auc_score
 
 from components.concept import (
     CANDIDATE_COLUMNS,
-    MIN_LABELS,
-    ConceptConfig,
-    ConceptError,
     apply_labels,
     candidate_table,
     decode_scores,
     empty_labels,
     encode_scores,
-    fit_concept,
     label_ring_marker,
     label_set_ids,
     labels_key,
     parse_ids,
     score_layers,
 )
+from ml.service.concepts import MIN_LABELS, ConceptConfig, ConceptError, fit_concept
 
 FAST = ConceptConfig(n_estimators=40, chunks=4, min_random_negatives=50)
 

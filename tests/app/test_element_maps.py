@@ -1,4 +1,4 @@
-"""The per-element small maps (components/element_maps.py): positions, rasterising, cache."""
+"""The per-element small maps (ml/service/element_maps.py): positions, rasterising, cache."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from components import element_maps
-from components.element_maps import (
+from ml.service import element_maps
+from ml.service.element_maps import (
     ElementImageStyle,
     cache_key,
     cached_element_maps,

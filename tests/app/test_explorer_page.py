@@ -265,7 +265,7 @@ def test_an_unusable_generator_is_flagged_with_its_numbers(generate, vae_ids, mo
     assert "quality gates" not in page and "not been evaluated" not in page
 
 def test_gates_view_shows_each_gate_with_value_target_and_verdict():
-    from components.explorer import gates_view
+    from components.latent_explorer import gates_view
 
     assert gates_view(None) is None
     summary = {"usable": False, "funnel": None, "gates": {

@@ -1,27 +1,19 @@
-"""Pieces of the latent explorer (``/generate``): the result cache, the generated-structure
-table, the properties-along-the-path figure, the funnel and the search options.
+"""Views of the latent explorer (``/generate``, titled "Latent explorer"): the generated-structure
+table, the properties-along-the-path figure, the funnel, the quality gates and the search options.
 
 A *result* is what :func:`ml.service.explorer.interpolate` / :func:`ml.service.explorer.sample_around` return
-(rows with CIF text: up to a few MB for 1,000 samples). It is kept on the server
-(:func:`save_result`, JSON files under ``<MATMAP_DATA_DIR>/cache/explorer``, since the
-background job runs in another process) and the page's session store holds only its token,
-its inputs and a summary, so the browser's session storage stays small.
+(rows with CIF text: up to a few MB for 1,000 samples). The service keeps it on the server
+(:func:`ml.service.explorer.save_result`) and the page's session store holds only its token,
+its inputs and a summary (:func:`session_entry`), so the browser's session storage stays small.
 """
 
 from __future__ import annotations
-
-import json
-import os
-import threading
-import uuid
-from collections import OrderedDict
 
 import plotly.graph_objects as go
 from dash import html
 
 from components.properties import formula_children
 from ml.service.explorer import ABSOLUTE_GATES
-from ml.settings import get_settings
 
 #: Columns of the generated-structure grid (a row's ``cif`` is never sent to it).
 GRID_COLUMNS = ["index", "t", "formula", "valid", "a", "formation_energy_per_atom", "funnel_stage", "reason"]
@@ -39,50 +31,6 @@ FUNNEL_LABELS = {
 }
 #: Stages a candidate must reach to count as surviving, deepest first (the funnel's end).
 SURVIVING = ("unique", "novel")
-KEPT_RESULTS = 100  # result files kept on disk (the oldest are removed)
-
-_lock = threading.Lock()
-_memory: OrderedDict[str, dict] = OrderedDict()
-
-
-def _folder():
-    folder = get_settings().cache_dir / "explorer"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
-def save_result(result: dict) -> str:
-    """Keep ``result`` on the server; returns its token (32 hex characters)."""
-    token = uuid.uuid4().hex
-    folder = _folder()
-    tmp = folder / f"{token}.json.tmp"
-    tmp.write_text(json.dumps(result))
-    os.replace(tmp, folder / f"{token}.json")
-    old = sorted(folder.glob("*.json"), key=lambda p: p.stat().st_mtime)[:-KEPT_RESULTS]
-    for path in old:
-        path.unlink(missing_ok=True)
-    return token
-
-
-def load_result(token: str | None) -> dict | None:
-    """The result saved under ``token``; ``None`` when unknown or removed (a stale session)."""
-    if not token or not isinstance(token, str) or not token.isalnum():
-        return None
-    with _lock:
-        if token in _memory:
-            _memory.move_to_end(token)
-            return _memory[token]
-    path = _folder() / f"{token}.json"
-    if not path.is_file():
-        return None
-    result = json.loads(path.read_text())
-    with _lock:
-        _memory[token] = result
-        while len(_memory) > 4:
-            _memory.popitem(last=False)
-    return result
-
-
 def session_entry(result: dict, token: str, key: str) -> dict:
     """What the page's session store keeps of a result: token, the inputs' key, a summary."""
     rows = result["rows"]
