@@ -40,6 +40,7 @@ from components.latent_explorer import (
 )
 from components.located import place_cif_result, result_card
 from components.map_figure import make_neighbors_map_figure
+from components.map_style import GRAPH_CONFIG
 from components.map_image import map_image
 from components.state import is_loading, map_or_error
 from components.structure_view import (
@@ -217,7 +218,7 @@ def _results_skeleton() -> list:
         html.Section(className="card", id="generate-place-card", style={"display": "none"}, children=[
             html.H2("On the materials map"),
             dcc.Loading(html.Div(id="generate-placed"), type="circle", delay_show=200),
-            dcc.Graph(id="generate-place-map", config={"displaylogo": False, "scrollZoom": True},
+            dcc.Graph(id="generate-place-map", config=GRAPH_CONFIG,
                       className="neighbor-map", style={"display": "none"}),
         ]),
     ]

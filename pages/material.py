@@ -15,6 +15,7 @@ from dash.exceptions import PreventUpdate
 from components.common import missing_page, notice
 from components.compare import compare_view, neighbor_lists
 from components.map_figure import make_neighbors_map_figure
+from components.map_style import GRAPH_CONFIG
 from components.map_image import map_image
 from components.neighbors import NeighborPanel, neighbor_records, panel_meta
 from components.properties import external_link, formula_children, property_table
@@ -207,7 +208,7 @@ def _neighbors_card(material_id: str | None, first: NeighborView | None) -> html
                         type="circle", delay_show=200,
                     ),
                     dcc.Loading(
-                        dcc.Graph(id="material-neighbor-map", config={"displaylogo": False, "scrollZoom": True},
+                        dcc.Graph(id="material-neighbor-map", config=GRAPH_CONFIG,
                                   className="neighbor-map", figure=first.figure if first else None),
                         type="circle", delay_show=200,
                     ),
