@@ -137,7 +137,8 @@ def _build(args: argparse.Namespace) -> int:
 def _featurize(args: argparse.Namespace) -> int:
     """``python -m ml featurize``: compute cached features of a dataset."""
     from ml.data.datasets import get_dataset
-    from ml.data.featurize import featurize, load_features, n_shards_for
+    from ml.data.featurize import featurize, load_features
+    from ml.data.shard_cache import n_shards_for
 
     dataset = get_dataset(args.dataset)
     shards = None

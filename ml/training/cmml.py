@@ -46,7 +46,8 @@ from ml.training.campaign import Campaign
 from ml.models.cmml import CMML, CMMLConfig, save_model
 from ml.data.datasets import Dataset
 from ml.mapping.embed import embed_crystals, embed_xrd
-from ml.data.featurize import featurize, load_features, n_shards_for
+from ml.data.featurize import featurize, load_features
+from ml.data.shard_cache import n_shards_for
 from ml.training.loss import bidirectional_triplet_loss
 from ml.training.model_card import write_model_card
 from ml.models.cgcnn import CGCNNConfig

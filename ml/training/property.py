@@ -30,7 +30,8 @@ from ml.features.atom_features import atom_feature_table
 from ml.data.batches import GraphStore
 from ml.data.datasets import Dataset
 from ml.mapping.embed import apply_to_graphs
-from ml.data.featurize import featurize, load_features, n_shards_for
+from ml.data.featurize import featurize, load_features
+from ml.data.shard_cache import n_shards_for
 from ml.features.graph import GraphConfig, crystal_graph
 from ml.models.checkpoint import CheckpointFormat, load_checkpoint, save_checkpoint, write_atomic
 from ml.models.property_regressor import PropertyRegressor, PropertyRegressorConfig
