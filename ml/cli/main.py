@@ -158,7 +158,8 @@ def _train(args: argparse.Namespace) -> int:
 
     from ml.data.datasets import get_dataset
     from ml.settings import get_settings
-    from ml.training.cmml import TRAIN_CONFIGS, train
+    from ml.training.cmml import train
+    from ml.training.cmml_recipes import TRAIN_CONFIGS
 
     config = TRAIN_CONFIGS[args.config]
     overrides = {k: v for k, v in {"epochs": args.epochs, "batch_size": args.batch_size,
@@ -184,7 +185,7 @@ def _train_property(args: argparse.Namespace) -> int:
     from ml.data.datasets import get_dataset
     from ml.training.property import configured, model_name_for, train_property_model
     from ml.settings import get_settings
-    from ml.training.cmml import pick_device
+    from ml.training.loop import pick_device
 
     name = model_name_for(args.target)
     config = configured(name, epochs=args.epochs, batch_size=args.batch_size, train_shards=args.train_shards)

@@ -77,7 +77,7 @@ def run_vae_verb(args: argparse.Namespace) -> int:
 
         from ml.data.datasets import get_dataset
         from ml.settings import get_settings
-        from ml.training.cmml import pick_device
+        from ml.training.loop import pick_device
         from ml.generation.voxel_arrays import build_voxel_arrays
         from ml.generation.generator import fit_latent_prior
         from ml.training.campaign import TRAIN_STATE_FILE
