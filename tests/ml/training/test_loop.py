@@ -9,6 +9,7 @@ import csv
 import pytest
 import torch
 
+from fake_clock import Clock
 from ml.training import loop as loop_module
 from ml.training.campaign import TRAIN_LOG_FILE, TRAIN_STATE_FILE, Campaign
 from ml.training.loop import EpochLoop, agree, pick_device, resume
@@ -98,19 +99,8 @@ def test_resume_refuses_what_does_not_fit(tmp_path):
         resume(Campaign(tmp_path / "run"), "cpu", _same_lr, _Toy(width=2).parts())  # strict load fails
 
 
-class _Clock:
-    """A ``time.time`` that advances 40 s at every call."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        self.now += 40.0
-        return self.now
-
-
 def test_the_session_stops_between_epochs_once_its_minutes_are_spent(tmp_path, monkeypatch):
-    monkeypatch.setattr(loop_module.time, "time", _Clock())
+    monkeypatch.setattr(loop_module.time, "time", Clock())
     toy = _Toy()
     loop = EpochLoop(Campaign(tmp_path / "run"), epochs=5, max_minutes=1.0)
     # the clock reads 40 s after the start before the second epoch, 80 s before the third: stop there
