@@ -18,7 +18,7 @@ EXIT_USER_ERROR = 2
 log = logging.getLogger(__name__)
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser() -> argparse.ArgumentParser:  # long: one flat table of every verb's flags, read in one place
     parser = argparse.ArgumentParser(prog="python -m ml", description="matmap: maps of materials space")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     verbs = parser.add_subparsers(dest="verb", required=True)

@@ -184,22 +184,12 @@ def compute_shards(
     Raises:
         Whatever ``worker`` does not catch (``KeyboardInterrupt``); finished shards stay written.
     """
-    by_shard: dict[int, list[tuple[str, Any]]] = defaultdict(list)
-    for material_id, item in records:
-        by_shard[shard_by_id[material_id]].append((material_id, item))
     remaining = Counter(shard_by_id.values())
     pending: dict[int, list[Result]] = defaultdict(list)
     seen: set[str] = set()
-
-    def jobs():
-        for s in sorted(by_shard):
-            chunk = by_shard.pop(s)
-            for start in range(0, len(chunk), chunk_size):
-                yield (*job_args, chunk[start : start + chunk_size])
-
     bar = tqdm(total=len(shard_by_id), desc=desc, unit=unit, disable=not progress)
     failed = 0
-    for results in map_chunks(worker, jobs(), processes):
+    for results in map_chunks(worker, _jobs(records, shard_by_id, job_args, chunk_size), processes):
         for result in results:
             s = shard_by_id[result[0]]
             pending[s].append(result)
@@ -213,6 +203,18 @@ def compute_shards(
     bar.close()
     _write_missing([mid for mid in shard_by_id if mid not in seen], shard_by_id, pending, write, missing_shard,
                    missing_reason)
+
+
+def _jobs(records: Iterable[tuple[str, Any]], shard_by_id: Mapping[str, int], job_args: tuple,
+          chunk_size: int) -> Iterator[tuple]:
+    """``(*job_args, chunk)`` of the records grouped by shard, shard after shard."""
+    by_shard: dict[int, list[tuple[str, Any]]] = defaultdict(list)
+    for material_id, item in records:
+        by_shard[shard_by_id[material_id]].append((material_id, item))
+    for s in sorted(by_shard):
+        chunk = by_shard.pop(s)
+        for start in range(0, len(chunk), chunk_size):
+            yield (*job_args, chunk[start : start + chunk_size])
 
 
 def _write_missing(lost: Collection[str], shard_by_id: Mapping[str, int], pending: dict[int, list[Result]],

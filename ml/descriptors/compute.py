@@ -265,8 +265,7 @@ def compute_descriptor(
                        lambda s, results: _write_part(folder, s, spec.dim, results), processes=processes,
                        chunk_size=CHUNK_SIZE, part_size=PART_SIZE, missing_shard=0,
                        desc=f"{name} ({dataset.name})", progress=progress)
-    request["finished"] = _now()
-    request["seconds"] = round(time.perf_counter() - began, 1)
+    request |= {"finished": _now(), "seconds": round(time.perf_counter() - began, 1)}
     _write_manifest(folder, dataset, spec, request)
     return folder
 

@@ -324,23 +324,29 @@ def select_vae_materials(dataset: Dataset, config: VAEDataConfig | None = None, 
     structures = chosen[["material_id", "lattice_a", "numbers", "frac_coords"]]
     table = chosen[SELECTION_COLUMNS + ["lattice_a"]]
     _atomic_parquet(structures, folder / "structures.parquet")
+    _write_report(folder, config, edges, rows, table, n_candidates=len(ids), seconds=time.perf_counter() - started)
+    _atomic_parquet(table, selection_path)
+    return table
+
+
+def _write_report(folder: Path, config: VAEDataConfig, edges: np.ndarray, rows: pd.DataFrame, table: pd.DataFrame,
+                  n_candidates: int, seconds: float) -> None:
+    """``deciles.json``: the decile edges (eV/atom), the configuration and what was selected or rejected why."""
     reasons = rows.loc[rows["family"].isna(), "reason"].fillna("unknown").str.split(":").str[0].value_counts()
     (folder / "deciles.json").write_text(
         json.dumps(
             {
                 "edges_eV_per_atom": edges.tolist(),
                 "config": asdict(config),
-                "n_candidates": len(ids),
+                "n_candidates": n_candidates,
                 "n_selected": len(table),
                 "family_counts": table["family"].value_counts().to_dict(),
                 "rejected": reasons.head(20).to_dict(),
-                "seconds": round(time.perf_counter() - started, 1),
+                "seconds": round(seconds, 1),
             },
             indent=2,
         )
     )
-    _atomic_parquet(table, selection_path)
-    return table
 
 
 def _atomic_parquet(table: pd.DataFrame, path: Path) -> None:
