@@ -37,7 +37,7 @@ class _Toy:
             self.optimiser.zero_grad()
             loss.backward()
             self.optimiser.step()
-            total += float(loss)
+            total += float(loss.detach())
         return {"epoch": epoch + 1, "loss": total / 4}
 
     def state(self) -> dict:
