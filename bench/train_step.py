@@ -52,7 +52,7 @@ def _time_steps(data, width: int, head: int, threads: int, batch: int, rounds: i
     from ml.features.atom_features import atom_feature_table
     from ml.models.cmml import CMML
     from ml.training.loss import bidirectional_triplet_loss
-    from ml.training.cmml import _sized
+    from ml.training.cmml_recipes import _sized
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)

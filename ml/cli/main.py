@@ -154,7 +154,8 @@ def _build(args: argparse.Namespace) -> int:
 def _featurize(args: argparse.Namespace) -> int:
     """``python -m ml featurize``: compute cached features of a dataset."""
     from ml.data.datasets import get_dataset
-    from ml.data.featurize import featurize, load_features, n_shards_for
+    from ml.data.featurize import featurize, load_features
+    from ml.data.shard_cache import n_shards_for
 
     dataset = get_dataset(args.dataset)
     shards = None
@@ -174,7 +175,8 @@ def _train(args: argparse.Namespace) -> int:
 
     from ml.data.datasets import get_dataset
     from ml.settings import get_settings
-    from ml.training.cmml import TRAIN_CONFIGS, train
+    from ml.training.cmml import train
+    from ml.training.cmml_recipes import TRAIN_CONFIGS
 
     config = TRAIN_CONFIGS[args.config]
     overrides = {k: v for k, v in {"epochs": args.epochs, "batch_size": args.batch_size,
@@ -200,7 +202,7 @@ def _train_property(args: argparse.Namespace) -> int:
     from ml.data.datasets import get_dataset
     from ml.training.property import configured, model_name_for, train_property_model
     from ml.settings import get_settings
-    from ml.training.cmml import pick_device
+    from ml.training.loop import pick_device
 
     name = model_name_for(args.target)
     config = configured(name, epochs=args.epochs, batch_size=args.batch_size, train_shards=args.train_shards)

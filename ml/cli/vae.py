@@ -77,7 +77,7 @@ def run_vae_verb(args: argparse.Namespace) -> int:
 
         from ml.data.datasets import get_dataset
         from ml.settings import get_settings
-        from ml.training.cmml import pick_device
+        from ml.training.loop import pick_device
         from ml.generation.generator import fit_latent_prior
         from ml.generation.vae_set import write_vae_set_of
         from ml.generation.voxel_arrays import build_voxel_arrays

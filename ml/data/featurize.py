@@ -13,27 +13,25 @@ Kinds:
 - ``xrd``: binned XRD patterns (:func:`ml.features.xrd.xrd_pattern`), stored sparse.
 
 A structure that fails to parse or featurise is recorded with its reason in the shard
-(``failures``) and skipped; it never aborts the build.
+(``failures``) and skipped; it never aborts the build. Shards, workers and resuming:
+:mod:`ml.data.shard_cache`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import math
-import multiprocessing as mp
 import os
-from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import TypeVar
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from ml.data.datasets import Dataset
+from ml.data.shard_cache import (
+    apply_each, compute_shards, ids_digest, n_shards_for, read_failures, save_npz_atomically, shard_of, split_results,
+)
 from ml.features.errors import FeaturisationError
 from ml.features.graph import CrystalGraph, GraphConfig, crystal_graph
 from ml.settings import get_settings
@@ -42,23 +40,9 @@ from ml.features.xrd import XRDConfig, xrd_pattern
 from ml.features.xrd_sim import xrd_pattern_fast
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
-R = TypeVar("R")
 
-SHARD_SIZE = 2000
 CHUNK_SIZE = 50
 KINDS = ("graph", "xrd")
-
-
-def shard_of(material_id: str, n_shards: int) -> int:
-    """Shard index of a material: bytes 8–16 of SHA-256 of its id, modulo ``n_shards``."""
-    digest = hashlib.sha256(material_id.encode("utf-8")).digest()
-    return int.from_bytes(digest[8:16], "big") % n_shards
-
-
-def n_shards_for(n_materials: int) -> int:
-    """Number of shards for a dataset of ``n_materials`` (about 2,000 materials each)."""
-    return max(1, math.ceil(n_materials / SHARD_SIZE))
 
 
 def _config_for(kind: str, config=None):
@@ -72,35 +56,10 @@ def _config_for(kind: str, config=None):
 def cache_dir(dataset: Dataset, kind: str, config=None) -> Path:
     """Folder of a dataset's shards for one featuriser configuration."""
     config = _config_for(kind, config)
-    ids_digest = hashlib.sha256("\n".join(dataset.material_ids).encode()).hexdigest()[:12]
-    return get_settings().cache_dir / "features" / dataset.name / f"{config.key()}-{ids_digest}"
+    return get_settings().cache_dir / "features" / dataset.name / f"{config.key()}-{ids_digest(dataset.material_ids)}"
 
 
 # --------------------------------------------------------------------------- worker side
-
-
-def init_worker() -> None:
-    """One BLAS / torch thread per worker process, or 2 workers run no faster than 1."""
-    os.environ["OMP_NUM_THREADS"] = "1"
-    try:
-        from threadpoolctl import threadpool_limits
-
-        threadpool_limits(1)
-    except ImportError:  # threadpoolctl comes with scikit-learn; absent is only slower
-        pass
-
-
-def map_chunks(func: Callable[[T], R], jobs: Iterable[T], processes: int) -> Iterator[R]:
-    """``func(job)`` for each job: in this process when ``processes == 1``, else in a ``spawn``
-    pool of ``processes`` workers with one BLAS thread each (results in completion order).
-
-    ``func`` must be a module-level function (pickled by name for the workers)."""
-    if processes == 1:
-        for job in jobs:
-            yield func(job)
-        return
-    with mp.get_context("spawn").Pool(processes, initializer=init_worker) as pool:
-        yield from pool.imap_unordered(func, jobs)
 
 
 def featurize_cif(kind: str, config, cif: str, engine: str = "fast"):
@@ -124,27 +83,16 @@ def featurize_cif(kind: str, config, cif: str, engine: str = "fast"):
 
 def _featurize_chunk(job: tuple[str, object, str, list[tuple[str, str]]]) -> list[tuple[str, object, str | None]]:
     kind, config, xrd_engine, records = job
-    out = []
-    for material_id, cif in records:
-        try:
-            out.append((material_id, featurize_cif(kind, config, cif, xrd_engine), None))
-        except (CifError, FeaturisationError) as exc:
-            out.append((material_id, None, str(exc)))
-        except Exception as exc:  # never abort a build on one structure; keep the reason
-            out.append((material_id, None, f"{type(exc).__name__}: {exc}"))
-    return out
+    return apply_each(partial(featurize_cif, kind, config, engine=xrd_engine), records,
+                      plain=(CifError, FeaturisationError))
 
 
 # --------------------------------------------------------------------------- shard files
 
 
 def _write_shard(path: Path, kind: str, results: list[tuple[str, object, str | None]]) -> None:
-    ok = [(mid, value) for mid, value, error in results if error is None]
-    failures = [{"material_id": mid, "reason": error} for mid, _value, error in results if error is not None]
-    arrays: dict[str, np.ndarray] = {
-        "material_ids": np.array([mid for mid, _ in ok], dtype=str),
-        "failures_json": np.array(json.dumps(failures)),
-    }
+    ok, failures = split_results(results)
+    arrays: dict[str, np.ndarray] = {}
     if kind == "graph":
         graphs: list[CrystalGraph] = [value[0] for _, value in ok]
         summaries = [value[1] for _, value in ok]
@@ -170,9 +118,7 @@ def _write_shard(path: Path, kind: str, results: list[tuple[str, object, str | N
             "bins": _concat(nonzero, np.int16),
             "values": _concat([p[nz] for p, nz in zip(patterns, nonzero)], np.float32),
         }
-    tmp = path.with_name(path.name + ".part.npz")
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
+    save_npz_atomically(path, ok, failures, **arrays)
 
 
 def _concat(parts: Sequence[np.ndarray], dtype) -> np.ndarray:
@@ -221,54 +167,13 @@ def featurize(
     missing = {s for s in wanted_shards if not shard_path(folder, s).exists()}
     if not missing:
         return folder
-    members: dict[int, list[str]] = defaultdict(list)
-    for mid in dataset.material_ids:
-        s = shard_of(mid, n_shards)
-        if s in missing:
-            members[s].append(mid)
-    for s in missing - set(members):  # an empty shard is still a finished shard
+    shard_by_id = {mid: s for mid in dataset.material_ids if (s := shard_of(mid, n_shards)) in missing}
+    for s in missing - set(shard_by_id.values()):  # an empty shard is still a finished shard
         _write_shard(shard_path(folder, s), kind, [])
-    wanted_ids = {mid for ids in members.values() for mid in ids}
-    shard_by_id = {mid: s for s, ids in members.items() for mid in ids}
-    remaining = {s: len(ids) for s, ids in members.items()}
-    results: dict[int, list] = defaultdict(list)
-
-    # Records are grouped by shard and sent shard after shard, so shards complete one by one
-    # (a consumer can start on the first shards while the rest are computed).
-    by_shard: dict[int, list[tuple[str, str]]] = defaultdict(list)
-    for material_id, cif in dataset.records(wanted_ids):
-        by_shard[shard_by_id[material_id]].append((material_id, cif))
-
-    def jobs():
-        for s in sorted(by_shard):
-            records = by_shard.pop(s)
-            for start in range(0, len(records), CHUNK_SIZE):
-                yield (kind, config, xrd_engine, records[start : start + CHUNK_SIZE])
-
-    processes = processes or os.cpu_count() or 1
-    bar = tqdm(total=len(wanted_ids), desc=f"{kind} features ({dataset.name})", unit="mat", disable=not progress)
-    seen: set[str] = set()
-
-    def collect(chunk_results) -> None:
-        for mid, value, error in chunk_results:
-            s = shard_by_id[mid]
-            results[s].append((mid, value, error))
-            seen.add(mid)
-            remaining[s] -= 1
-            if remaining[s] == 0:
-                _write_shard(shard_path(folder, s), kind, results.pop(s))
-        bar.update(len(chunk_results))
-
-    for chunk_results in map_chunks(_featurize_chunk, jobs(), processes):
-        collect(chunk_results)
-    bar.close()
-    # ids listed in the dataset but absent from its source: record them as failures
-    for mid in wanted_ids - seen:
-        s = shard_by_id[mid]
-        results[s].append((mid, None, "not found in the dataset's source"))
-        remaining[s] -= 1
-        if remaining[s] == 0:
-            _write_shard(shard_path(folder, s), kind, results.pop(s))
+    compute_shards(dataset.records(set(shard_by_id)), shard_by_id, _featurize_chunk, (kind, config, xrd_engine),
+                   lambda s, results: _write_shard(shard_path(folder, s), kind, results),
+                   processes=processes or os.cpu_count() or 1, chunk_size=CHUNK_SIZE,
+                   desc=f"{kind} features ({dataset.name})", progress=progress)
     return folder
 
 
@@ -312,7 +217,7 @@ def load_features(
             raise FileNotFoundError(f"{kind} features of {dataset.name} shard {s} are not built yet: {path}")
         with np.load(path) as data:
             parts.append({k: data[k] for k in data.files})
-    failures = [f for p in parts for f in json.loads(str(p["failures_json"]))]
+    failures = [f for p in parts for f in read_failures(p)]
     ids = np.concatenate([p["material_ids"] for p in parts]) if parts else np.zeros(0, dtype=str)
     if kind == "graph":
         keys = ["n_atoms", "n_edges", "atomic_numbers", "edge_src", "edge_dst", "edge_distance",

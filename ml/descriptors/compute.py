@@ -6,7 +6,7 @@ descriptor of :data:`ml.descriptors.registry.DESCRIPTORS` turns a crystal into o
 nearest neighbours under the metric its authors use (Euclidean for all five, see each spec).
 
 Cache: ``data/cache/descriptors/<dataset>/<name>-<config hash>-<ids digest>/``, one or more
-``shard_<s>-<ids hash>.npz`` per shard of :func:`ml.data.featurize.shard_of` (so a run on a sample,
+``shard_<s>-<ids hash>.npz`` per shard of :func:`ml.data.shard_cache.shard_of` (so a run on a sample,
 then on ``mp2024-icsd``, then on everything, never recomputes a material), and a
 ``manifest.json`` recording what the cache covers. Failures are kept with their reason.
 For the app, :func:`ml.descriptors.export.export_descriptor` writes a torch-free copy to
@@ -15,24 +15,23 @@ For the app, :func:`ml.descriptors.export.export_descriptor` writes a torch-free
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import os
 import time
-from collections import defaultdict
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import cached_property
+from functools import cached_property, partial
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from ml.data.datasets import Dataset, get_dataset
-from ml.data.featurize import map_chunks, n_shards_for, shard_of
+from ml.data.shard_cache import (
+    apply_each, compute_shards, ids_digest, n_shards_for, read_failures, save_npz_atomically, shard_of, split_results,
+    write_atomically,
+)
 from ml.descriptors.ids import icsd_ids
 from ml.descriptors.registry import DESCRIPTORS, DescriptorSpec, get_spec
 from ml.mapping.artifacts import MapArtifacts
@@ -52,8 +51,7 @@ PART_SIZE = 200
 
 def cache_folder(dataset: Dataset, spec: DescriptorSpec) -> Path:
     """Cache folder of one descriptor of ``dataset``."""
-    ids_digest = hashlib.sha256("\n".join(dataset.material_ids).encode()).hexdigest()[:12]
-    return get_settings().cache_dir / "descriptors" / dataset.name / f"{spec.key()}-{ids_digest}"
+    return get_settings().cache_dir / "descriptors" / dataset.name / f"{spec.key()}-{ids_digest(dataset.material_ids)}"
 
 
 def _part_files(folder: Path) -> list[Path]:
@@ -62,15 +60,10 @@ def _part_files(folder: Path) -> list[Path]:
 
 def _write_part(folder: Path, shard: int, dim: int, results: list[tuple[str, np.ndarray | None, str | None]]) -> None:
     """Write one part file of a shard atomically (name: shard and hash of its ids)."""
-    ok = [(mid, value) for mid, value, error in results if error is None]
-    failures = [{"material_id": mid, "reason": error} for mid, _, error in results if error is not None]
-    digest = hashlib.sha256("\n".join(sorted(mid for mid, _, _ in results)).encode()).hexdigest()[:12]
-    path = folder / f"shard_{shard:05d}-{digest}.npz"
+    ok, failures = split_results(results)
+    path = folder / f"shard_{shard:05d}-{ids_digest(sorted(mid for mid, _, _ in results))}.npz"
     values = np.stack([v for _, v in ok]).astype(np.float32) if ok else np.zeros((0, dim), np.float32)
-    tmp = path.with_name(path.name + ".part.npz")
-    np.savez(tmp, material_ids=np.array([m for m, _ in ok], dtype=str), values=values,
-             failures_json=np.array(json.dumps(failures)))
-    os.replace(tmp, path)
+    save_npz_atomically(path, ok, failures, values=values)
 
 
 def _read_parts(folder: Path) -> tuple[np.ndarray, np.ndarray, list[dict]]:
@@ -79,7 +72,7 @@ def _read_parts(folder: Path) -> tuple[np.ndarray, np.ndarray, list[dict]]:
         with np.load(path) as data:
             ids.append(data["material_ids"])
             values.append(data["values"])
-            failures.extend(json.loads(str(data["failures_json"])))
+            failures.extend(read_failures(data))
     if not ids:
         return np.zeros(0, dtype=str), np.zeros((0, 0), np.float32), []
     # two runs sharing a cache (e.g. two processes on parts of a sample) may both have done a material
@@ -94,27 +87,30 @@ def _done_ids(folder: Path) -> set[str]:
     for path in _part_files(folder):
         with np.load(path) as data:
             done.update(data["material_ids"].tolist())
-            done.update(f["material_id"] for f in json.loads(str(data["failures_json"])))
+            done.update(f["material_id"] for f in read_failures(data))
     return done
 
 
-def _describe_chunk(job: tuple[str, list[tuple[str, str]]]) -> list[tuple[str, np.ndarray | None, str | None]]:
-    """Worker: ``(material_id, vector, None)`` or ``(material_id, None, reason)`` per record."""
+def _describe(name: str, cif: str) -> np.ndarray:
+    """The ``(dim,)`` float32 vector of descriptor ``name`` for one CIF.
+
+    Raises:
+        ValueError: a vector of the wrong shape or not finite; whatever parsing or the
+        featuriser raise.
+    """
     from ml.data.structures import parse_cif
 
-    name, records = job
     spec = DESCRIPTORS[name]
-    out = []
-    for material_id, cif in records:
-        try:
-            value = np.asarray(spec.featurize(parse_cif(cif)), dtype=np.float32)
-            if value.shape != (spec.dim,) or not np.isfinite(value).all():
-                raise ValueError(f"bad {name} vector: shape {value.shape}, finite {np.isfinite(value).all()}")
-            out.append((material_id, value, None))
-        except Exception as exc:  # noqa: BLE001 — never abort a run on one structure; keep the reason
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            out.append((material_id, None, f"{type(exc).__name__}: {reason}"))
-    return out
+    value = np.asarray(spec.featurize(parse_cif(cif)), dtype=np.float32)
+    if value.shape != (spec.dim,) or not np.isfinite(value).all():
+        raise ValueError(f"bad {name} vector: shape {value.shape}, finite {np.isfinite(value).all()}")
+    return value
+
+
+def _describe_chunk(job: tuple[str, list[tuple[str, str]]]) -> list[tuple[str, np.ndarray | None, str | None]]:
+    """Worker: ``(material_id, vector, None)`` or ``(material_id, None, "<type>: <first line>")`` per record."""
+    name, records = job
+    return apply_each(partial(_describe, name), records, first_line=True)
 
 
 def _coverage_label(dataset: Dataset, done: set[str], runs: list[dict]) -> str:
@@ -166,9 +162,7 @@ def _write_manifest(folder: Path, dataset: Dataset, spec: DescriptorSpec, reques
         config=spec.config, dataset=dataset.name, n_dataset=len(dataset), n_materials=len(ids),
         n_failures=len(failures), coverage=_coverage_label(dataset, done, manifest["runs"]),
     )
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(manifest, indent=2))
-    os.replace(tmp, path)
+    write_atomically(path, lambda tmp: tmp.write_text(json.dumps(manifest, indent=2)), ".tmp")
     return manifest
 
 
@@ -265,39 +259,13 @@ def compute_descriptor(
     _write_manifest(folder, dataset, spec, request)  # an interrupted run stays listed, unfinished
     if todo:
         n_shards = n_shards_for(len(dataset))
-        by_shard: dict[int, list[tuple[str, str]]] = defaultdict(list)
-        for material_id, cif in dataset.records(todo):
-            by_shard[shard_of(material_id, n_shards)].append((material_id, cif))
-        remaining = {s: len(records) for s, records in by_shard.items()}
-        shard_by_id = {mid: s for s, records in by_shard.items() for mid, _ in records}
-        seen: set[str] = set()
-
-        def jobs():
-            for s in sorted(by_shard):
-                records = by_shard.pop(s)
-                for start in range(0, len(records), CHUNK_SIZE):
-                    yield (name, records[start : start + CHUNK_SIZE])
-
-        pending: dict[int, list] = defaultdict(list)
-        bar = tqdm(total=len(todo), desc=f"{name} ({dataset.name})", unit="mat", disable=not progress)
-        failed = 0
-        for chunk in map_chunks(_describe_chunk, jobs(), processes):
-            for mid, value, error in chunk:
-                s = shard_by_id[mid]
-                pending[s].append((mid, value, error))
-                seen.add(mid)
-                failed += error is not None
-                remaining[s] -= 1
-                if remaining[s] == 0 or len(pending[s]) >= PART_SIZE:
-                    _write_part(folder, s, spec.dim, pending.pop(s))
-            bar.update(len(chunk))
-            bar.set_postfix(failed=failed)
-        bar.close()
-        missing = todo - seen  # listed in the dataset but absent from its source
-        if missing:
-            _write_part(folder, 0, spec.dim, [(mid, None, "not found in the dataset's source") for mid in sorted(missing)])
-    request["finished"] = _now()
-    request["seconds"] = round(time.perf_counter() - began, 1)
+        shard_by_id = {mid: shard_of(mid, n_shards) for mid in sorted(todo)}
+        # ids listed in the dataset but absent from its source go to shard 0, in one part
+        compute_shards(dataset.records(todo), shard_by_id, _describe_chunk, (name,),
+                       lambda s, results: _write_part(folder, s, spec.dim, results), processes=processes,
+                       chunk_size=CHUNK_SIZE, part_size=PART_SIZE, missing_shard=0,
+                       desc=f"{name} ({dataset.name})", progress=progress)
+    request |= {"finished": _now(), "seconds": round(time.perf_counter() - began, 1)}
     _write_manifest(folder, dataset, spec, request)
     return folder
 

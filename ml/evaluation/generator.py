@@ -260,7 +260,7 @@ def evaluate_vae(dataset: str = "mp2024", model_dir: str | Path | None = None, n
     """
     from ml.settings import get_settings
     from ml.generation.voxel_data import conventional_structures
-    from ml.training.vae import write_vae_model_card
+    from ml.training.model_card import write_vae_model_card
 
     started = time.time()
     g = generator or Generator.load(model_dir, dataset)

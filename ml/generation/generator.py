@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 from ml.generation.decode import CANDIDATE_THRESHOLD
 
 PRIOR_FILE = "latent_prior.npz"
-#: the evaluation report kept beside the weights (``ml.training.vae.REPORT_FILE``)
+#: the evaluation report kept beside the weights (``ml.training.model_card.REPORT_FILE``)
 REPORT_FILE = "metrics.json"
 FUNNEL_STAGES = ("invalid", "valid", "same_stoichiometry", "novel", "energy_within_20pct", "unique")
 PROPERTY_MODELS = {"formation_energy_per_atom": "cgcnn-formation-energy", "band_gap": "cgcnn-band-gap"}

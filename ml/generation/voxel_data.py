@@ -45,20 +45,19 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from fractions import Fraction
-from functools import reduce
+from functools import partial, reduce
 from math import gcd
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from ml.data.datasets import Dataset, DatasetError
+from ml.data.shard_cache import apply_each, compute_shards, ids_digest, write_atomically
 from ml.settings import get_settings
 from ml.data.splits import assign_splits
 from ml.data.structures import CifError, parse_cif
@@ -199,8 +198,7 @@ def candidate_ids(dataset: Dataset, config: VAEDataConfig) -> list[str]:
 def cache_dir(dataset: Dataset, config: VAEDataConfig | None = None) -> Path:
     """Folder of a dataset's VAE selection for one configuration."""
     config = config or VAEDataConfig()
-    ids_digest = hashlib.sha256("\n".join(dataset.material_ids).encode()).hexdigest()[:12]
-    return get_settings().cache_dir / "vae" / dataset.name / f"{config.key()}-{ids_digest}"
+    return get_settings().cache_dir / "vae" / dataset.name / f"{config.key()}-{ids_digest(dataset.material_ids)}"
 
 
 def classify_structure(structure, config: VAEDataConfig) -> dict:
@@ -251,39 +249,34 @@ def _part_path(folder: Path, index: int) -> Path:
     return folder / "parts" / f"part-{index:05d}.parquet"
 
 
-def _write_part(path: Path, rows: list[dict]) -> None:
+def _write_part(path: Path, results: list[tuple[str, dict | None, str | None]]) -> None:
+    """One part file of classified candidates: a row per material, failures with their reason."""
+    rows = [{"material_id": mid, **(row if error is None else {"spacegroup_number": None, "family": None, "reason": error})}
+            for mid, row, error in results]
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    pd.DataFrame(rows).to_parquet(tmp, index=False)
-    os.replace(tmp, path)
+    _atomic_parquet(pd.DataFrame(rows), path)
+
+
+def _classify_cif(config: VAEDataConfig, cif: str) -> dict:
+    return classify_structure(parse_cif(cif), config)
+
+
+def _classify_chunk(job: tuple[VAEDataConfig, list[tuple[str, str]]]) -> list[tuple[str, dict | None, str | None]]:
+    config, records = job
+    # spglib / pymatgen on an odd cell: keep the reason, go on
+    return apply_each(partial(_classify_cif, config), records, plain=(CifError,))
 
 
 def _classify_candidates(dataset: Dataset, config: VAEDataConfig, ids: list[str], folder: Path, progress: bool) -> None:
-    """Classify candidates in parts of :data:`PART_SIZE`; parts already written are kept."""
+    """Classify candidates in parts of :data:`PART_SIZE` consecutive ids; parts already written are kept."""
     parts = [ids[i : i + PART_SIZE] for i in range(0, len(ids), PART_SIZE)]
-    todo = {i for i in range(len(parts)) if not _part_path(folder, i).is_file()}
-    if not todo:
+    part_of = {m: i for i in range(len(parts)) if not _part_path(folder, i).is_file() for m in parts[i]}
+    if not part_of:
         return
-    part_of = {m: i for i in todo for m in parts[i]}
-    buffers: dict[int, list[dict]] = {i: [] for i in todo}
-    bar = tqdm(total=len(part_of), desc="classifying VAE candidates", unit="cif", disable=not progress)
-    for material_id, cif in dataset.records(set(part_of)):
-        index = part_of[material_id]
-        try:
-            row = classify_structure(parse_cif(cif), config)
-        except CifError as exc:
-            row = {"spacegroup_number": None, "family": None, "reason": str(exc)}
-        except Exception as exc:  # noqa: BLE001 (spglib / pymatgen on an odd cell: keep the reason, go on)
-            row = {"spacegroup_number": None, "family": None, "reason": f"{type(exc).__name__}: {exc}"}
-        buffers[index].append({"material_id": material_id, **row})
-        bar.update(1)
-        if len(buffers[index]) == len(parts[index]):
-            _write_part(_part_path(folder, index), buffers.pop(index))
-    bar.close()
-    for index, rows in buffers.items():  # ids the dataset could not read
-        seen = {r["material_id"] for r in rows}
-        rows += [{"material_id": m, "family": None, "reason": "no CIF in the dataset"} for m in parts[index] if m not in seen]
-        _write_part(_part_path(folder, index), rows)
+    compute_shards(dataset.records(set(part_of)), part_of, _classify_chunk, (config,),
+                   lambda i, results: _write_part(_part_path(folder, i), results), processes=1,
+                   missing_reason="no CIF in the dataset", desc="classifying VAE candidates", unit="cif",
+                   progress=progress)
 
 
 def select_vae_materials(dataset: Dataset, config: VAEDataConfig | None = None, progress: bool = True) -> pd.DataFrame:
@@ -331,29 +324,33 @@ def select_vae_materials(dataset: Dataset, config: VAEDataConfig | None = None, 
     structures = chosen[["material_id", "lattice_a", "numbers", "frac_coords"]]
     table = chosen[SELECTION_COLUMNS + ["lattice_a"]]
     _atomic_parquet(structures, folder / "structures.parquet")
+    _write_report(folder, config, edges, rows, table, n_candidates=len(ids), seconds=time.perf_counter() - started)
+    _atomic_parquet(table, selection_path)
+    return table
+
+
+def _write_report(folder: Path, config: VAEDataConfig, edges: np.ndarray, rows: pd.DataFrame, table: pd.DataFrame,
+                  n_candidates: int, seconds: float) -> None:
+    """``deciles.json``: the decile edges (eV/atom), the configuration and what was selected or rejected why."""
     reasons = rows.loc[rows["family"].isna(), "reason"].fillna("unknown").str.split(":").str[0].value_counts()
     (folder / "deciles.json").write_text(
         json.dumps(
             {
                 "edges_eV_per_atom": edges.tolist(),
                 "config": asdict(config),
-                "n_candidates": len(ids),
+                "n_candidates": n_candidates,
                 "n_selected": len(table),
                 "family_counts": table["family"].value_counts().to_dict(),
                 "rejected": reasons.head(20).to_dict(),
-                "seconds": round(time.perf_counter() - started, 1),
+                "seconds": round(seconds, 1),
             },
             indent=2,
         )
     )
-    _atomic_parquet(table, selection_path)
-    return table
 
 
 def _atomic_parquet(table: pd.DataFrame, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    table.to_parquet(tmp, index=False)
-    os.replace(tmp, path)
+    write_atomically(path, lambda tmp: table.to_parquet(tmp, index=False), ".tmp")
 
 
 def load_decile_edges(dataset: Dataset, config: VAEDataConfig | None = None) -> np.ndarray:

@@ -30,12 +30,17 @@ from ml.features.atom_features import atom_feature_table
 from ml.data.batches import GraphStore
 from ml.data.datasets import Dataset
 from ml.mapping.embed import apply_to_graphs
-from ml.data.featurize import featurize, load_features, n_shards_for
+from ml.data.featurize import featurize, load_features
+from ml.data.shard_cache import n_shards_for
 from ml.features.graph import GraphConfig, crystal_graph
-from ml.models.checkpoint import CheckpointFormat, load_checkpoint, save_checkpoint, write_atomic
+from ml.models.checkpoint import CheckpointFormat, load_checkpoint, save_checkpoint
 from ml.models.property_regressor import PropertyRegressor, PropertyRegressorConfig
 from ml.models.registry import resolve_model
 from ml.data.splits import assign_splits
+from ml.training.campaign import Campaign
+from ml.training.loop import EpochLoop
+from ml.training.loop import resume as run_resume
+from ml.training.model_card import write_property_model_card
 
 log = logging.getLogger(__name__)
 
@@ -261,7 +266,8 @@ def fit_epoch(net: PropertyRegressor, optimiser: torch.optim.Optimizer, data: Pr
 
 def train_property_model(dataset: Dataset, name: str, config: PropertyTrainConfig, run_dir: Path,
                          out_model: Path, resume: bool = False, device: torch.device | str = "cpu") -> dict:
-    """Train (or resume) a property model; checkpoint every epoch into ``run_dir/last.pt``.
+    """Train (or resume) a property model; checkpoint every epoch into ``run_dir/last.pt``
+    (with ``run_dir/log.csv``, :class:`~ml.training.loop.EpochLoop`).
 
     L1 loss on the normalised target, Adam with a cosine learning-rate decay. At the end the
     model is scored on the whole test split and written to ``out_model`` with a model card.
@@ -270,9 +276,52 @@ def train_property_model(dataset: Dataset, name: str, config: PropertyTrainConfi
         ``{"history", "test_mae", "n_train", "n_val", "n_test"}`` (MAE in the target's unit).
 
     Raises:
-        FileNotFoundError: ``resume`` without a checkpoint. ValueError: unknown target column.
+        FileNotFoundError: ``resume`` without a checkpoint. ValueError: unknown target column, or
+        fewer training materials than one batch.
     """
     device = torch.device(device)
+    train, val = _train_and_val(dataset, config)
+    torch.manual_seed(config.seed)
+    net = PropertyRegressor(config.model, torch.from_numpy(atom_feature_table()),
+                            float(train.target.mean()), float(train.target.std())).to(device)
+    optimiser = torch.optim.Adam(net.parameters(), lr=config.lr)
+    steps_per_epoch = len(train) // config.batch_size
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=steps_per_epoch * config.epochs)
+    campaign = Campaign(run_dir)
+    parts = {"state_dict": net, "optimiser": optimiser, "scheduler": scheduler}
+    start, history, _ = run_resume(campaign, device, lambda state: None, parts) if resume else (0, [], {})
+    run_dir.mkdir(parents=True, exist_ok=True)
+    model = PropertyModel(name, net, {}, device)
+    log.info("%s: training on %d materials, validating on %d", name, len(train), len(val))
+
+    def fit(epoch: int) -> dict:
+        began = time.time()
+        loss = fit_epoch(net, optimiser, train, config.batch_size, config.seed + epoch, scheduler,
+                         desc=f"{name} epoch {epoch + 1}/{config.epochs}")
+        row = {"epoch": epoch + 1, "loss": loss, "val_mae": mean_absolute_error(model, val),
+               "seconds": time.time() - began}
+        log.info("%s epoch %d: train L1 %.4f (normalised), val MAE %.4f %s (%.0f s)", name, row["epoch"],
+                 row["loss"], row["val_mae"], config.model.unit, row["seconds"])
+        return row
+
+    loop = EpochLoop(campaign, config.epochs, history=history)
+    loop.run(start, fit, lambda: {key: part.state_dict() for key, part in parts.items()})
+    test = whole_test_split(dataset, config.model.target)
+    result = {"history": loop.history, "test_mae": mean_absolute_error(model, test), "n_train": len(train),
+              "n_val": len(val), "n_test": len(test)}
+    extra = {"train_config": asdict(config), "dataset": dataset.name, "name": name, **result}
+    save_property_model(out_model, net, extra)
+    write_property_model_card(out_model, extra)
+    return result
+
+
+def _train_and_val(dataset: Dataset, config: PropertyTrainConfig) -> tuple[PropertyData, PropertyData]:
+    """The training and validation materials with the target in the recipe's graph shards
+    (featurised first when missing).
+
+    Raises:
+        ValueError: unknown target column, or fewer training materials than one batch.
+    """
     target = config.model.target
     shards = None
     if config.train_shards is not None and config.train_shards < n_shards_for(len(dataset)):
@@ -282,46 +331,7 @@ def train_property_model(dataset: Dataset, name: str, config: PropertyTrainConfi
     val = property_data(dataset, target, "val", store=train.store)
     if len(train) < config.batch_size:
         raise ValueError(f"only {len(train)} training materials with {target}; need at least one batch")
-    torch.manual_seed(config.seed)
-    net = PropertyRegressor(config.model, torch.from_numpy(atom_feature_table()),
-                            float(train.target.mean()), float(train.target.std())).to(device)
-    optimiser = torch.optim.Adam(net.parameters(), lr=config.lr)
-    steps_per_epoch = len(train) // config.batch_size
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=steps_per_epoch * config.epochs)
-    history: list[dict] = []
-    start_epoch = 0
-    checkpoint = run_dir / "last.pt"
-    if resume:
-        if not checkpoint.is_file():
-            raise FileNotFoundError(f"--resume: no checkpoint at {checkpoint}")
-        state = torch.load(checkpoint, map_location=device, weights_only=True)
-        net.load_state_dict(state["state_dict"], strict=True)
-        optimiser.load_state_dict(state["optimiser"])
-        scheduler.load_state_dict(state["scheduler"])
-        history, start_epoch = state["history"], state["epoch"]
-    run_dir.mkdir(parents=True, exist_ok=True)
-    model = PropertyModel(name, net, {}, device)
-    log.info("%s: training on %d materials, validating on %d", name, len(train), len(val))
-    for epoch in range(start_epoch, config.epochs):
-        began = time.time()
-        loss = fit_epoch(net, optimiser, train, config.batch_size, config.seed + epoch, scheduler,
-                         desc=f"{name} epoch {epoch + 1}/{config.epochs}")
-        row = {"epoch": epoch + 1, "loss": loss, "val_mae": mean_absolute_error(model, val),
-               "seconds": time.time() - began}
-        history.append(row)
-        log.info("%s epoch %d: train L1 %.4f (normalised), val MAE %.4f %s (%.0f s)", name, row["epoch"],
-                 row["loss"], row["val_mae"], config.model.unit, row["seconds"])
-        write_atomic(checkpoint, {"state_dict": net.state_dict(), "optimiser": optimiser.state_dict(),
-                                  "scheduler": scheduler.state_dict(), "epoch": epoch + 1, "history": history})
-    test = whole_test_split(dataset, target)
-    test_mae = mean_absolute_error(model, test)
-    result = {"history": history, "test_mae": test_mae, "n_train": len(train), "n_val": len(val), "n_test": len(test)}
-    extra = {"train_config": asdict(config), "dataset": dataset.name, "name": name, **result}
-    save_property_model(out_model, net, extra)
-    from ml.training.model_card import write_property_model_card
-
-    write_property_model_card(out_model, extra)
-    return result
+    return train, val
 
 
 def configured(name: str, **overrides) -> PropertyTrainConfig:

@@ -17,19 +17,18 @@ At the end of a run (all epochs, or ``max_minutes``) both are copied beside the 
 ``train_state.pt`` and ``train_log.csv``: committed with it, they let a later session on a clean
 clone continue the campaign (``--resume`` falls back to them when the run folder is empty).
 The final weights go to ``<out_dir>/vae.pt`` with the element vocabulary, the voxel, data and
-training configurations, the command and the history; :func:`write_vae_model_card` writes
+training configurations, the command and the history; :func:`ml.training.model_card.write_vae_model_card` writes
 ``MODEL_CARD.md`` beside them.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import platform
 import shlex
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -38,6 +37,9 @@ import torch
 from tqdm.auto import tqdm
 
 from ml.training.campaign import Campaign
+from ml.training.loop import EpochLoop
+from ml.training.loop import resume as resume_run
+from ml.training.model_card import VAE_FILE, write_vae_model_card
 from ml.data.datasets import Dataset
 from ml.models.vae3d import EMPTY, CondVAE3D, VAE3DConfig, one_hot_decile, save_voxel_model, vae_loss
 from ml.generation.voxel_arrays import VoxelArrays, load_voxel_arrays
@@ -46,8 +48,6 @@ from ml.generation.voxels import MAX_ATOMIC_NUMBER, VoxelConfig
 
 log = logging.getLogger(__name__)
 
-VAE_FILE = "vae.pt"
-REPORT_FILE = "metrics.json"
 
 
 @dataclass(frozen=True)
@@ -232,26 +232,20 @@ def evaluate_loss(vae: CondVAE3D, arrays: VoxelArrays, rows: np.ndarray, lookup:
 # --------------------------------------------------------------------------- training
 
 
-def _resume(campaign: Campaign, model, optimiser, config: VAETrainConfig, device) -> tuple[int, list[dict]]:
-    """Load the campaign's state into ``model`` and ``optimiser``; returns ``(epochs done, history)``.
+def _same_recipe(config: VAETrainConfig, campaign: Campaign) -> Callable[[dict], None]:
+    """The resume check of a run of ``config``: the epochs and ``max_minutes`` may change between
+    sessions; nothing else may (raises ``ValueError``)."""
 
-    Raises:
-        FileNotFoundError: no checkpoint. ValueError: one of another recipe or model layout (the
-        epochs and ``max_minutes`` may change between sessions; nothing else may).
-    """
-    source = campaign.source()
-    state = campaign.load(device)
-    try:
-        saved = VAETrainConfig.from_dict(state["config"])
-        same = replace(saved, max_minutes=None, epochs=1) == replace(config, max_minutes=None, epochs=1)
-        if same:
-            model.load_state_dict(state["state_dict"], strict=True)
-            optimiser.load_state_dict(state["optimiser"])
-    except (TypeError, KeyError, RuntimeError, ValueError):  # a checkpoint of an earlier model layout
-        same = False
-    if not same:
-        raise ValueError(f"--resume: {source} was made with another configuration or model layout")
-    return int(state["epoch"]), list(state["history"])
+    def check(state: dict) -> None:
+        try:
+            saved = VAETrainConfig.from_dict(state["config"])
+            same = replace(saved, max_minutes=None, epochs=1) == replace(config, max_minutes=None, epochs=1)
+        except (TypeError, KeyError, ValueError):  # a checkpoint of an earlier model layout
+            same = False
+        if not same:
+            raise ValueError(f"--resume: {campaign.source()} was made with another configuration or model layout")
+
+    return check
 
 
 def learning_rate(config: VAETrainConfig, epoch: int) -> float:
@@ -259,6 +253,30 @@ def learning_rate(config: VAETrainConfig, epoch: int) -> float:
     progress = epoch / max(config.epochs - 1, 1)
     low = config.lr * config.final_lr_ratio
     return low + 0.5 * (config.lr - low) * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def _fit_epoch(vae: CondVAE3D, optimiser: torch.optim.Optimizer, arrays: VoxelArrays, train: np.ndarray,
+               lookup: np.ndarray, config: VAETrainConfig, epoch: int, device, progress: bool) -> dict:
+    """One pass over the training crystals (order, rotations and ε drawn from ``(seed, epoch)``);
+    returns ``{"epoch", "lr", <mean loss terms>}``."""
+    for group in optimiser.param_groups:
+        group["lr"] = learning_rate(config, epoch)
+    vae.train()
+    rng = np.random.default_rng([config.seed, epoch])
+    torch.manual_seed(config.seed * 1000 + epoch)  # ε stream fixed per epoch, so a resume repeats it
+    sums: dict[str, float] = {}
+    batches = _batches(train, config.batch_size, rng)
+    for rows in tqdm(batches, desc=f"VAE epoch {epoch + 1}/{config.epochs}", unit="batch", leave=False,
+                     disable=not progress):
+        batch = voxel_batch(arrays, rows, lookup, device, rng if config.augment else None)
+        out = vae(batch.density, batch.species, batch.lattice, batch.condition)
+        loss, parts = vae_loss(out, batch.density, batch.species, batch.lattice, batch.n_sites, config.vae)
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+        for key, value in parts.items():
+            sums[key] = sums.get(key, 0.0) + value
+    return {"epoch": epoch + 1, "lr": learning_rate(config, epoch), **{k: v / max(len(batches), 1) for k, v in sums.items()}}
 
 
 def train_vae(dataset: Dataset, config: VAETrainConfig, run_dir: Path, out_dir: Path, resume: bool = False,
@@ -289,42 +307,25 @@ def train_vae(dataset: Dataset, config: VAETrainConfig, run_dir: Path, out_dir: 
     vae = CondVAE3D(config.vae).to(device)
     optimiser = torch.optim.Adam(vae.parameters(), lr=config.lr)
     campaign = Campaign(run_dir, out_dir)
-    start, history = _resume(campaign, vae, optimiser, config, device) if resume else (0, [])
+    parts = {"state_dict": vae, "optimiser": optimiser}
+    start, history, _ = resume_run(campaign, device, _same_recipe(config, campaign), parts) if resume else (0, [], {})
     log.info("VAE: %d training crystals, %d validation, %d elements", len(train), len(val), len(vocabulary))
-    began_run = time.time()
-    for epoch in range(start, config.epochs):
-        if config.max_minutes is not None and (time.time() - began_run) / 60 > config.max_minutes:
-            log.info("stopping after %d epochs: max_minutes %.0f reached (resume to continue)", epoch, config.max_minutes)
-            break
+
+    def fit(epoch: int) -> dict:
         began = time.time()
-        for group in optimiser.param_groups:
-            group["lr"] = learning_rate(config, epoch)
-        vae.train()
-        rng = np.random.default_rng([config.seed, epoch])
-        torch.manual_seed(config.seed * 1000 + epoch)  # ε stream fixed per epoch, so a resume repeats it
-        sums: dict[str, float] = {}
-        batches = _batches(train, config.batch_size, rng)
-        for rows in tqdm(batches, desc=f"VAE epoch {epoch + 1}/{config.epochs}", unit="batch", leave=False,
-                         disable=not progress):
-            batch = voxel_batch(arrays, rows, lookup, device, rng if config.augment else None)
-            out = vae(batch.density, batch.species, batch.lattice, batch.condition)
-            loss, parts = vae_loss(out, batch.density, batch.species, batch.lattice, batch.n_sites, config.vae)
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            optimiser.step()
-            for key, value in parts.items():
-                sums[key] = sums.get(key, 0.0) + value
-        metrics = evaluate_loss(vae, arrays, val, lookup, device)
-        row = {"epoch": epoch + 1, "lr": learning_rate(config, epoch),
-               **{k: v / max(len(batches), 1) for k, v in sums.items()}}
-        row.update({f"val_{k}": v for k, v in metrics.items()})
+        row = _fit_epoch(vae, optimiser, arrays, train, lookup, config, epoch, device, progress)
+        row.update({f"val_{k}": v for k, v in evaluate_loss(vae, arrays, val, lookup, device).items()})
         row["seconds"] = time.time() - began
-        history.append(row)
         log.info("VAE epoch %(epoch)d loss %(loss).4f (density %(density_mse).4f species %(species_ce).3f "
-                 "kl %(kl).1f) val species acc %(val_species_voxel_accuracy).3f cell MAE "
-                 "%(val_cell_length_mae).3f Å site count acc %(val_site_count_accuracy).3f active dims %(val_active_dims).0f (%(seconds).0f s)", row)
-        campaign.save({"state_dict": vae.state_dict(), "optimiser": optimiser.state_dict(), "epoch": epoch + 1,
-                       "history": history, "config": asdict(config)}, history)
+                 "kl %(kl).1f) val species acc %(val_species_voxel_accuracy).3f cell MAE %(val_cell_length_mae).3f Å "
+                 "site count acc %(val_site_count_accuracy).3f active dims %(val_active_dims).0f (%(seconds).0f s)",
+                 row)
+        return row
+
+    loop = EpochLoop(campaign, config.epochs, config.max_minutes, history=history)
+    loop.run(start, fit, lambda: {"state_dict": vae.state_dict(), "optimiser": optimiser.state_dict(),
+                                  "config": asdict(config)})
+    history = loop.history
     final = evaluate_loss(vae, arrays, val, lookup, device)
     extra = {"train_config": asdict(config), "history": history, "dataset": dataset.name, "n_train": len(train),
              "n_val": len(val), "data_note": data_note or "", "vocabulary": vocabulary,
@@ -334,103 +335,3 @@ def train_vae(dataset: Dataset, config: VAETrainConfig, run_dir: Path, out_dir: 
     campaign.keep()  # the campaign's state beside the model (committed with it)
     write_vae_model_card(Path(out_dir))
     return {"history": history, "val": final, "finished": len(history) >= config.epochs}
-
-
-# --------------------------------------------------------------------------- model card
-
-#: Where the CPU recipe departs from Court et al. and why (the model card's design section;
-#: the module docstring of :mod:`ml.models.vae3d` gives the equations).
-DESIGN_NOTES = [
-    "Departures from the paper, each decided by a measurement on 2 CPU cores (issue 11 and this session's runs):",
-    "",
-    "- 16³ grid instead of 32³: a VAE step costs 0.8 s instead of 2.8 s (batch 8), and 6,562 of the 6,608",
-    "  crystals have every site on the a/4 sub-lattice of the cubic cell, which a 16³ grid holds exactly (the 46",
-    "  others, 34 AB such as B20 FeSi and 12 ABX3, are decoded at the nearest voxel centre, at most half a voxel",
-    "  off).",
-    "- Species are channels of the VAE instead of a UNet segmenting the decoded density (the first CPU",
-    "  generator's UNet labelled 1.9 % of atom voxels right; a 16³ UNet on TRUE densities recovered 26 % of",
-    "  compositions): the crystal's distinct elements fill K = 3 slots, the decoder reads one element vector per",
-    "  slot from z (tied to the encoder's element embedding: logits −‖v_k − e‖²) and paints at each voxel which",
-    "  slot it holds; both are supervised. The slots are ordered by where each element first occurs in the grid",
-    "  (the origin site is slot 0 in every crystal), which makes the slot map the same for every crystal of a",
-    "  prototype. Validation atom voxels right after epochs 1 / 2: 47 % / 57 % with latent slots (the previous",
-    "  model: 73 % after 9 epochs, species recall on sites 62.7 %), 45.8 % / 49.8 % with slots ordered by atomic",
-    "  number (the slot map stayed near chance), 43.5 % / 49.5 % with the loss minimised over slot",
-    "  permutations, 55.8 % / 57.9 % by atomic number with the coarse head below, 95.9 % / 96.3 % by first",
-    "  occurrence. Without a UNet there is no perceptual (DFC) term, and the density keeps unit-height",
-    "  Gaussians (the paper's Z weighting made elements readable from the density for the UNet; the species",
-    "  channels carry them here).",
-    "- A coarse position-specific head (a linear map of z to (1 + K) maps at 8³, zero-initialised, up-sampled",
-    "  and added to the density and slot logits) gives the decoder a path from z to each voxel that",
-    "  translation-equivariant convolutions up-sampled from 2³ lack.",
-    "- The cell-length term weighs 1000 instead of 10: every atom distance scales with the cell, and the previous",
-    "  model's reconstructions were 0.32 Å off with 10 (validation cell-length MAE after 6 epochs: 0.30 Å with 10,",
-    "  0.14 Å with 1000).",
-    "- Periodic position channels (sin, cos at 1, 2, 4 cycles per cell) enter every decoder convolution:",
-    "  without them the decoder reproduced only the mean density level (validation MSE 0.0257 after 3 epochs;",
-    "  a constant gives 0.0252); with them 0.009 after 150 steps on 64 crystals.",
-    "- The cubic cell length comes from a head on z (the coordinate channels of the first generator collapsed to",
-    "  a = 4.87 Å for every crystal).",
-    "- Atoms are decoded as density peaks, each taking the element its voxels vote for (one decision per site).",
-    "- A site-count head on z (classes 0–40, cross entropy weight 1) says how many atoms the cell holds, and the",
-    "  decoder keeps that many of the highest peaks above 0.2 (`ml.generation.decode.CANDIDATE_THRESHOLD`) instead of",
-    "  every peak above one threshold. The error it removes: a sub-lattice painted at half height where it should",
-    "  be empty (half-Heusler 12 → 16 sites, zinc blende 8 → 16). On the previous model's grids the true count",
-    "  would have given 97.0 % exact compositions of 743 training crystals instead of 88.0 %; a linear probe read",
-    "  the count from that model's μ for 94.3 % of held-out training crystals. A BCE occupancy channel gating the",
-    "  density (16 epochs, 47.7 min) did not help: |Δ sites| 0.462 against 0.419.",
-    "- Sites sit at the centres of their peak voxels (no sub-voxel refinement): 99.4 % of the set's crystals have",
-    "  every site on the 16³ grid, and the refinement moved sampled peaks off their symmetric places (on the",
-    "  previous model, 49.6 % → 71.0 % strictly valid samples around 5 validation bases, mostly 'not cubic').",
-    "- Random generation draws z from a mixture fitted to the training crystals' latent means per decile",
-    "  (`latent_prior.npz`) by default; N(0, I) is measured beside it (`--prior normal`).",
-]
-
-
-def write_vae_model_card(model_dir: Path, report: dict | None = None) -> Path:
-    """``MODEL_CARD.md`` of a generator folder from what its ``vae.pt`` carries (configuration,
-    command, data, epochs, wall time, validation figures) and, when given, the evaluation
-    ``report`` of :func:`ml.evaluation.generator.evaluate_vae` (also kept as ``metrics.json``)."""
-    model_dir = Path(model_dir)
-    if report is not None:
-        (model_dir / REPORT_FILE).write_text(json.dumps(report, indent=2, default=float))
-    elif (model_dir / REPORT_FILE).is_file():
-        report = json.loads((model_dir / REPORT_FILE).read_text())
-    lines = [f"# Model card: {model_dir.name}", "",
-             "Crystal generator after Court et al., J. Chem. Inf. Model. 60, 4518 (2020): a conditional VAE on voxel",
-             "crystals (density and per-voxel species channels, formation-energy-decile condition; `ml.models.vae3d`).",
-             "", *DESIGN_NOTES, ""]
-    path = model_dir / VAE_FILE
-    if not path.is_file():
-        lines += ["not trained yet", ""]
-    else:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-        config, history = payload.get("train_config", {}), payload.get("history", [])
-        size = sum(v.numel() for v in payload["state_dict"].values() if v.dtype.is_floating_point)
-        minutes = sum(h["seconds"] for h in history) / 60
-        lines += [f"- command: `{payload.get('command')}`",
-                  (f"- data: `{payload.get('dataset')}`, the VAE selection (`ml.generation.voxel_data`: cubic AB, ABX3 perovskites, "
-                   f"Heusler and half-Heusler, ≤ 40 sites; {payload.get('n_selected')} crystals), hash split; "
-                   f"{payload.get('n_train')} training crystals, {payload.get('n_val')} validation crystals scored "
-                   f"each epoch; {len(payload.get('vocabulary', []))} elements"),
-                  *([f"- data note: {payload['data_note']}"] if payload.get("data_note") else []),
-                  f"- voxels: {json.dumps(payload.get('voxel_config'))}",
-                  (f"- configuration `{config.get('name')}`: {json.dumps(config.get('vae'))}; lr {config.get('lr')} "
-                   f"(cosine to ×{config.get('final_lr_ratio')}), batch {config.get('batch_size')}, epochs "
-                   f"{config.get('epochs')}, random 90° rotations {config.get('augment')}"),
-                  f"- parameters: {size:,}; file {path.stat().st_size / 1e6:.1f} MB",
-                  (f"- epochs run: {len(history)}; wall time {minutes:.1f} min on {platform.machine()} CPU, "
-                   f"Python {platform.python_version()}, torch {torch.__version__}"),
-                  f"- final validation: {json.dumps({k: round(float(v), 4) for k, v in payload.get('val_metrics', {}).items()})}",
-                  ""]
-        if history:
-            keys = list(history[0])
-            lines += ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
-            lines += ["| " + " | ".join(f"{h[k]:.4g}" if isinstance(h[k], float) else str(h[k]) for k in keys) + " |"
-                      for h in history]
-            lines.append("")
-    if report is not None:
-        lines += ["## Evaluation (`python -m ml evaluate-vae`)", "", report.get("markdown", ""), ""]
-    out = model_dir / "MODEL_CARD.md"
-    out.write_text("\n".join(lines))
-    return out

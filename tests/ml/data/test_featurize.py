@@ -6,9 +6,11 @@ import numpy as np
 import pytest
 
 import ml.data.featurize
+import ml.data.shard_cache
 from ml.data.batches import GraphStore, XRDStore
 from ml.data.datasets import Dataset, get_dataset
-from ml.data.featurize import cache_dir, featurize, load_features, n_shards_for, shard_of, shard_path
+from ml.data.featurize import cache_dir, featurize, load_features, shard_path
+from ml.data.shard_cache import n_shards_for, shard_of
 from ml.features.graph import GraphConfig, crystal_graph
 from ml.settings import get_settings
 from ml.data.structures import parse_cif
@@ -84,7 +86,7 @@ def test_ids_missing_from_the_source_are_failures(cif_folder):
 
 
 def test_resume_rebuilds_only_missing_shards(cif_folder, monkeypatch):
-    monkeypatch.setattr(ml.data.featurize, "SHARD_SIZE", 2)
+    monkeypatch.setattr(ml.data.shard_cache, "SHARD_SIZE", 2)
     dataset = get_dataset(str(cif_folder))
     n_shards = n_shards_for(len(dataset))
     assert n_shards == 4
@@ -125,7 +127,7 @@ def test_resume_rebuilds_only_missing_shards(cif_folder, monkeypatch):
 
 
 def test_selected_shards_only(cif_folder, monkeypatch):
-    monkeypatch.setattr(ml.data.featurize, "SHARD_SIZE", 2)
+    monkeypatch.setattr(ml.data.shard_cache, "SHARD_SIZE", 2)
     dataset = get_dataset(str(cif_folder))
     folder = featurize(dataset, "xrd", shards=[1, 99], processes=1, progress=False)
     assert sorted(p.name for p in folder.glob("shard_*.npz")) == ["shard_00001.npz"]

@@ -35,6 +35,7 @@ from ml.generation.decode import decode_crystal
 from ml.training.vae import VAETrainConfig, class_lookup, species_vocabulary, train_vae, voxel_batch
 from ml.generation.rotations import rotate90
 from ml.generation.voxels import VoxelDecodeError
+from fake_clock import Clock
 from voxel_store import G, TinyDataset, make_store, six_crystals
 
 
@@ -93,17 +94,6 @@ def _tiny_config(**kw) -> VAETrainConfig:
                           lr=3e-3, batch_size=2, epochs=2, **kw)
 
 
-class _Clock:
-    """A ``time.time`` that advances 40 s at every call (an epoch takes "a minute or so")."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        self.now += 40.0
-        return self.now
-
-
 def test_a_stopped_and_resumed_run_equals_an_uninterrupted_one(store, tmp_path, monkeypatch):
     arrays, _, _ = store
     dataset = TinyDataset(arrays)
@@ -114,7 +104,7 @@ def test_a_stopped_and_resumed_run_equals_an_uninterrupted_one(store, tmp_path, 
     assert whole["finished"] and len(whole["history"]) == 2
 
     with monkeypatch.context() as patch:  # the first run passes max_minutes after its first epoch
-        patch.setattr("ml.training.vae.time.time", _Clock())
+        patch.setattr("ml.training.vae.time.time", Clock())
         stopped = train_vae(dataset, replace(config, max_minutes=1.0), tmp_path / "run-b", tmp_path / "model-b",
                             arrays=arrays, progress=False)
     assert not stopped["finished"] and len(stopped["history"]) == 1

@@ -8,7 +8,8 @@ import torch
 from ml.features.atom_features import atom_feature_table
 from ml.models.cmml import CMML
 from ml.data.datasets import get_dataset
-from ml.training.cmml import TRAIN_CONFIGS, load_training_data, recalibrate_batch_norm
+from ml.training.cmml import load_training_data, recalibrate_batch_norm
+from ml.training.cmml_recipes import TRAIN_CONFIGS
 
 
 def test_running_statistics_become_the_exact_batch_statistics(tiny_cifs):

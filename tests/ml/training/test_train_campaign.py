@@ -14,7 +14,8 @@ import torch
 
 from ml.training.campaign import TRAIN_LOG_FILE, TRAIN_STATE_FILE
 from ml.data.datasets import get_dataset
-from ml.training.cmml import TRAIN_CONFIGS, TrainConfig, _sized, train
+from ml.training.cmml import train
+from ml.training.cmml_recipes import TRAIN_CONFIGS, TrainConfig, _sized
 
 pytestmark = pytest.mark.integration
 
