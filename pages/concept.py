@@ -51,8 +51,8 @@ from ml.service.concepts import ConceptConfig, ConceptError, concept_scores, lab
 
 dash.register_page(__name__, path="/concept", name="Concept", title="matmap · concept search", order=2)
 
-#: Index of the negatives' ring trace (after the map figure's located traces).
-NEGATIVES = 5
+#: Index of the negatives' ring trace (after the map figure's traces).
+NEGATIVES = HIGHLIGHT + 1
 CANDIDATES_ID = "concept-candidates"
 N_CANDIDATES = 200
 MAX_LISTED = 12

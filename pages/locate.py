@@ -15,16 +15,9 @@ from dash.exceptions import PreventUpdate
 from components.common import map_view_selector, missing_page
 from components.located import locate_upload, located_points, result_card
 from components.map_colors import ColorLayers
-from components.map_figure import (
-    LOCATED,
-    clicked_material_href,
-    located_color,
-    located_traces,
-    make_map_figure,
-    map_update,
-    trace_json,
-)
+from components.map_figure import clicked_material_href, located_color, located_shapes, make_map_figure, map_update
 from components.map_style import GRAPH_CONFIG, MISSING_COLOR
+from components.map_view import set_ranges, zoom_ranges
 from components.state import LOCATED_STORE, map_or_error, require_map
 from ml.service import DEFAULT_VIEW, MAX_NEIGHBORS
 from ml.settings import get_settings
@@ -199,24 +192,43 @@ def locate_files(contents, _clear, filenames, k, results):
 def show_results(results, view, drawn):
     """Cards of the results and the map: the whole figure the first time this page shows it
     or when the user switches maps (crystal-graph / XRD embedding), afterwards an update of the
-    two located traces only (:func:`located_update`)."""
+    located marks only (:func:`located_update`)."""
     atlas = require_map()
     view = view if view in atlas.views else DEFAULT_VIEW
     results = results or []
     points = located_points(results, atlas.row_of, view)
     if not drawn or ctx.triggered_id == "locate-view":
-        # no hover text on the 141k base points (4.2 MB; every redraw slower): the rings and
-        # stars carry theirs, and the result cards list the neighbours
+        # no hover text on the 141k base points (4.2 MB; every redraw slower): the result cards
+        # list each structure's neighbours, and the stars carry their file's name
         figure = make_map_figure(atlas.coordinates_of(view), _neutral_layers(), None, located=points)
-        return result_cards(results), figure, no_update, True
+        ranges = newest_located_view(atlas.coordinates_of(view), points)
+        return result_cards(results), figure if ranges is None else set_ranges(figure, ranges), no_update, True
     return result_cards(results), no_update, located_update(atlas, points, view), no_update
 
 
 def located_update(atlas, points, view: str = DEFAULT_VIEW) -> dict:
-    """The map update (:func:`components.map_figure.map_update`) replacing the two located
-    traces of the ``view`` map on ``locate-map``; the 141k base points are not resent."""
-    rings, stars = located_traces(atlas.coordinates_of(view), points)
-    return map_update(replace={LOCATED: trace_json(rings), LOCATED + 1: trace_json(stars)}, graph="locate-map")
+    """The map update (:func:`components.map_figure.map_update`) drawing ``points`` on the
+    ``view`` map of ``locate-map`` and zooming onto the newest (:func:`newest_located_view`):
+    the layout only (shapes, :func:`components.map_figure.located_shapes`, and axis ranges), so
+    plotly redraws no point."""
+    coordinates = atlas.coordinates_of(view)
+    ranges = newest_located_view(coordinates, points)
+    axes = {} if ranges is None else {"xaxis": {"range": ranges[0], "autorange": False},
+                                      "yaxis": {"range": ranges[1], "autorange": False}}
+    return map_update(layout={"shapes": located_shapes(coordinates, points), **axes}, graph="locate-map")
+
+
+def newest_located_view(coordinates: np.ndarray, points) -> tuple[list[float], list[float]] | None:
+    """Square axis ranges (map units) framing the newest placed structure (``points[0]``: the
+    results are newest first) and those of its neighbours that lie near it on the map
+    (:func:`components.map_view.zoom_group`, judged against the whole map); ``None`` without
+    points."""
+    if not points:
+        return None
+    newest = points[0]
+    xy = np.vstack([np.asarray(coordinates, dtype=np.float64), [[newest.x, newest.y]]])
+    rows = np.concatenate([[len(xy) - 1], np.asarray(newest.neighbor_rows, dtype=np.int64)])
+    return zoom_ranges(xy, rows)
 
 
 clientside_callback(

@@ -209,9 +209,13 @@ def test_locate_places_an_uploaded_cif(page, live_server, atlas):
     card = page.locator(".located-card").filter(has_text="nd5ge4.cif")
     card.locator(".ag-center-cols-container .ag-row").first.wait_for()
     assert card.locator(".ag-center-cols-container .ag-row").count() == 10
+    # its star (a layout shape labelled with the file) and its 10 neighbours' rings are drawn
     page.wait_for_function(
-        "() => document.querySelector('#locate-map .js-plotly-plot')._fullData[4].x.length === 1"
+        "() => { const shapes = document.querySelector('#locate-map .js-plotly-plot')._fullLayout.shapes;"
+        " return shapes.filter(s => s.type === 'path' && s.label.text.startsWith('nd5ge4.cif')).length === 1"
+        " && shapes.filter(s => s.type === 'circle').length === 10; }"
     )
+    assert page.locator("#locate-map .shapelayer path").count() >= 11  # drawn in the SVG, not only in the layout
     page.get_by_text("Placed 1 of 1 file.").wait_for()
 
 

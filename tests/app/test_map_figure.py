@@ -47,7 +47,7 @@ def coords(table):
 def test_every_mode_builds_one_base_trace_of_all_points(table, mode):
     layers = mc.color_layers(table, mode, element="Cu")
     figure = mf.make_map_figure(coords(table), layers, mf.hover_text(table))
-    assert [t.type for t in figure.data] == ["scattergl"] * 5
+    assert [t.type for t in figure.data] == ["scattergl"] * 3  # base, foreground, highlight
     base = figure.data[mf.BASE]
     assert len(base.x) == len(table) and len(base.hovertext) == len(table)
     assert base.hovertext[0] == "LiCoO2 · mp-1"
@@ -210,24 +210,31 @@ def test_zoom_onto_one_point_keeps_a_minimum_window(table):
     assert mv.zoom_ranges(coords(table), []) is None
 
 
-def test_located_structures_get_stars_and_neighbour_rings(table):
+def test_located_structures_get_stars_and_neighbour_rings_as_shapes(table):
     points = [
         mf.LocatedPoint("a.cif (NaCl)", 1.5, 0.5, np.array([1, 2])),
         mf.LocatedPoint("b.cif (Cu)", 4.5, 0.5, np.array([5])),
     ]
-    rings, stars = mf.located_traces(coords(table), points)
-    assert list(stars.x) == [1.5, 4.5] and list(stars.hovertext) == ["a.cif (NaCl)", "b.cif (Cu)"]
-    assert list(stars.marker.color) == [mf.located_color(0), mf.located_color(1)]
-    assert list(rings.customdata) == [1, 2, 5]
-    assert list(rings.marker.color) == [mf.located_color(0)] * 2 + [mf.located_color(1)]
-    figure = mf.make_map_figure(coords(table), mc.color_layers(table, "nelements"), located=points)
-    assert len(figure.data) == mf.LOCATED + 2
+    shapes = mf.located_shapes(coords(table), points)
+    stars = [sh for sh in shapes if sh["type"] == "path"]
+    rings = [sh for sh in shapes if sh["type"] == "circle"]
+    assert [(sh["xanchor"], sh["yanchor"]) for sh in stars] == [(1.5, 0.5), (4.5, 0.5)]
+    assert [sh["label"]["text"] for sh in stars] == ["a.cif (NaCl)", "b.cif (Cu)"]
+    assert [sh["fillcolor"] for sh in stars] == [mf.located_color(0), mf.located_color(1)]
+    xy = coords(table)
+    assert [(sh["xanchor"], sh["yanchor"]) for sh in rings] == [tuple(xy[r].astype(float)) for r in (1, 2, 5)]
+    assert [sh["line"]["color"] for sh in rings] == [mf.located_color(0)] * 2 + [mf.located_color(1)]
+    assert [sh["showlegend"] for sh in stars] == [True, False] and sum(sh["showlegend"] for sh in rings) == 1
+    figure = mf.make_map_figure(xy, mc.color_layers(table, "nelements"), highlight_rows=[3], rings_as_shapes=True,
+                                located=points)
+    assert len(figure.data) == mf.HIGHLIGHT + 1  # no trace for them: a new upload relayouts only
+    assert len(figure.layout.shapes) == 1 + 3 + 2  # the search ring, then the located marks
 
 
 def test_clicked_row_resolves_base_and_overlay_points():
     assert mf.clicked_row({"points": [{"curveNumber": mf.BASE, "pointIndex": 4}]}) == 4
     assert mf.clicked_row({"points": [{"curveNumber": mf.HIGHLIGHT, "pointIndex": 0, "customdata": 7}]}) == 7
-    assert mf.clicked_row({"points": [{"curveNumber": mf.LOCATED + 1, "pointIndex": 0}]}) is None
+    assert mf.clicked_row({"points": [{"curveNumber": mf.HIGHLIGHT, "pointIndex": 0}]}) is None  # no row known
     assert mf.clicked_row(None) is None and mf.clicked_row({"points": []}) is None
 
 

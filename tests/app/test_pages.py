@@ -11,7 +11,7 @@ from callback_context import in_callback
 from dash import no_update
 from dash.exceptions import PreventUpdate
 
-from components.map_figure import BASE, FOREGROUND, HIGHLIGHT, LOCATED
+from components.map_figure import BASE, FOREGROUND, HIGHLIGHT
 
 from components.map_view import home_ranges
 from components.neighbors import NeighborPanel
@@ -262,20 +262,29 @@ def test_add_uploads_keeps_every_result_newest_first(pages, atlas):
     assert "junk.txt" in cards and "not a CIF" in cards and "Nd" in cards
 
 
-def test_a_located_upload_updates_only_the_located_traces(pages, atlas):
+def test_a_located_upload_changes_only_the_layout_shapes(pages, atlas):
     from components.located import located_points
 
     page = pages["locate"]
     good = "data:chemical/x-cif;base64," + base64.b64encode(atlas.cif("mp-172").encode()).decode()
     results, _ = page.add_uploads(atlas, [good], ["a.cif"], 3, [], 10**6)
     update = page.located_update(atlas, located_points(results, atlas.row_of))
-    assert update["graph"] == "locate-map"
-    ops = update_ops(update)
-    assert set(ops) == {("data", LOCATED), ("data", LOCATED + 1)}
-    assert ops[("data", LOCATED + 1)]["hovertext"] == ["a.cif (Nd5Ge4)"]
+    assert update["graph"] == "locate-map" and not update["traces"] and not update["replace"]
+    shapes = update["layout"]["shapes"]
+    rings = [sh for sh in shapes if sh["type"] == "circle"]
+    (star,) = [sh for sh in shapes if sh["type"] == "path"]
+    assert star["label"]["text"] == "a.cif (Nd5Ge4)" and star["showlegend"] and star["name"] == "uploaded structures"
+    assert (star["xanchor"], star["yanchor"]) == (results[0]["x"], results[0]["y"])
+    neighbour_xy = {tuple(atlas.coordinates[atlas.row_of(r["material_id"])].astype(float)) for r in results[0]["rows"]}
+    assert len(rings) == 3 and {(sh["xanchor"], sh["yanchor"]) for sh in rings} == neighbour_xy
+    assert [sh["showlegend"] for sh in rings] == [True, False, False]  # one legend entry per kind
+    # the view zooms onto the newest structure, in square ranges
+    (x0, x1), (y0, y1) = update["layout"]["xaxis"]["range"], update["layout"]["yaxis"]["range"]
+    assert x0 < star["xanchor"] < x1 and y0 < star["yanchor"] < y1 and x1 - x0 == pytest.approx(y1 - y0)
+    assert x1 - x0 < 0.5 * np.ptp(atlas.coordinates[:, 0])
     # once the map is drawn, a new result sends that update, not the figure
     cards, figure, update, drawn = in_callback(page.show_results, results, "crystal", True, trigger="located-results.data")
-    assert figure is no_update and drawn is no_update and set(update_ops(update)) == set(ops)
+    assert figure is no_update and drawn is no_update and update["layout"]["shapes"] == shapes
     # the XRD map: its coordinates for the base trace, the upload at its XRD-map position
     layout = page.layout()
     assert [o["value"] for o in [c for c in _walk(layout) if getattr(c, "id", None) == "locate-view"][0].options] == \
@@ -283,7 +292,7 @@ def test_a_located_upload_updates_only_the_located_traces(pages, atlas):
     _, figure, _, drawn = in_callback(page.show_results, results, "xrd", True, trigger="locate-view.value")
     assert drawn is True
     np.testing.assert_array_equal(np.asarray(figure.data[BASE].x, dtype=np.float32), atlas.coordinates_of("xrd")[:, 0])
-    assert list(figure.data[LOCATED + 1].x) == [results[0]["x_xrd"]]
+    assert [sh.xanchor for sh in figure.layout.shapes if sh.type == "path"] == [results[0]["x_xrd"]]
     assert "No structure placed yet" in text_of(page.result_cards([]))
 
 
