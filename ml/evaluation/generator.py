@@ -11,8 +11,9 @@ Stages, each scored on its own so an error can be traced to where it is made:
 - **reconstruction** (z = μ): exact composition and site count, mean |Δ sites| [paper 0.198],
   cell-length MAE [0.06 Å], site earth-mover distance [0.09 Å] and species recall on atom sites
   [87 %, the paper's UNet recall on voxels]: decoded sites are matched one-to-one to the true
-  ones by the Hungarian algorithm on periodic distances in the true cell (species not used for
-  the matching); a true site is recalled when its partner lies within 0.5 Å and has its element;
+  ones by :func:`ml.evaluation.sites.match_sites` (the paper's species-blind Hungarian matching,
+  on periodic distances in the true cell); a true site is recalled when its partner lies within
+  0.5 Å and has its element;
 - **random sampling**: ``n_random`` samples spread evenly over the 10 deciles, from the fitted
   latent prior and from N(0, I) [76 % valid by the paper's rule];
 - **interpolation**: ``n_pairs`` random pairs of validation crystals of one family, 10 steps:
@@ -36,6 +37,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from ml.evaluation.sites import match_sites
 from ml.generation.generator import FUNNEL_STAGES, Generator, funnel_counts, model_folder
 
 log = logging.getLogger(__name__)
@@ -54,27 +56,6 @@ GATES = {
     "interpolation_inner_strict_validity": (">=", 0.70),
     "targeted_strict_validity": (">=", 0.80),
 }
-#: A true site counts as recalled when its matched decoded site lies within this distance, Å.
-RECALL_DISTANCE = 0.5
-
-
-def site_match(true_structure, decoded_structure) -> tuple[float, int]:
-    """Match decoded sites one-to-one to true ones (Hungarian algorithm on periodic distances in
-    the true cell, decoded sites at their fractional coordinates; species not used).
-
-    Returns:
-        ``(mean matched distance in Å, number of true sites recalled)``: recalled = matched within
-        :data:`RECALL_DISTANCE` Å to a decoded site of the same element.
-    """
-    from scipy.optimize import linear_sum_assignment
-
-    distances = true_structure.lattice.get_all_distances(true_structure.frac_coords, decoded_structure.frac_coords)
-    rows, cols = linear_sum_assignment(distances)
-    recalled = sum(distances[i, j] <= RECALL_DISTANCE and true_structure[i].specie == decoded_structure[j].specie
-                   for i, j in zip(rows, cols))
-    return float(distances[rows, cols].mean()), int(recalled)
-
-
 def _share(values) -> float | None:
     values = list(values)
     return float(np.mean(values)) if values else None
@@ -91,9 +72,9 @@ def reconstruction_metrics(crystals, truth: list, true_lattice: np.ndarray) -> d
             continue
         exact.append(crystal.structure.composition == true_structure.composition)
         count_errors.append(abs(len(crystal.structure) - len(true_structure)))
-        emd, hits = site_match(true_structure, crystal.structure)
-        emds.append(emd)
-        recalled += hits
+        match = match_sites(true_structure, crystal.structure)
+        emds.append(match.mean_distance)
+        recalled += match.n_recalled
     lattice = np.asarray([c.lattice[0] for c in crystals])
     return {"reconstruction_exact": _share(exact), "site_count_error": _share(count_errors),
             "exact_site_count": _share(np.asarray(count_errors) == 0),

@@ -29,6 +29,13 @@ def b2(a: float, first: str, second: str) -> Structure:
     return Structure(Lattice.cubic(a), [first, second], [[0, 0, 0], [0.5, 0.5, 0.5]])
 
 
+def shifted(structure: Structure, shift, order=None) -> Structure:
+    """The same atoms moved by a fractional ``shift`` (wrapped into the cell), in another order."""
+    order = list(range(len(structure))) if order is None else order
+    return Structure(structure.lattice, [structure[i].specie for i in order],
+                     np.mod(structure.frac_coords[order] + np.asarray(shift), 1.0))
+
+
 def rock_salt(a: float, cation: str, anion: str) -> Structure:
     """The NaCl structure, conventional cell (8 sites)."""
     return Structure.from_spacegroup("Fm-3m", Lattice.cubic(a), [cation, anion], [[0, 0, 0], [0.5, 0.5, 0.5]])

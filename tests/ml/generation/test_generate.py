@@ -19,7 +19,8 @@ import torch.nn.functional as F
 from pymatgen.core import Lattice, Structure
 from torch import nn
 
-from ml.evaluation.generator import decoder_ceiling, evaluate_vae, site_match
+from ml.evaluation.generator import decoder_ceiling, evaluate_vae
+from ml.evaluation.sites import match_sites
 from ml.generation.generator import (
     CSV_COLUMNS,
     FUNNEL_STAGES,
@@ -174,8 +175,7 @@ def test_decoding_the_true_grids_recovers_every_crystal(store):
                                  float(arrays.lattice[row][0]), vocabulary)
         assert decoded.composition == true.composition, material_id
         assert len(decoded) == len(true)
-        distance, recalled = site_match(true, decoded)
-        assert recalled == len(true)
+        assert match_sites(true, decoded).n_recalled == len(true)
         max_distance = max(true.lattice.get_all_distances(true.frac_coords, decoded.frac_coords).min(axis=1))
         assert max_distance < 0.05, (material_id, max_distance)
         assert decoded.lattice.abc == pytest.approx(true.lattice.abc, abs=1e-3)
@@ -272,8 +272,8 @@ def test_reconstruction_with_an_exact_model_recovers_the_crystals(store):
         assert crystal.valid and crystal.valid_paper, (material_id, crystal.reason)
         assert crystal.structure.composition == true.composition and len(crystal.structure) == len(true)
         assert crystal.lattice == pytest.approx(true.lattice.abc, abs=1e-3)
-        distance, recalled = site_match(true, crystal.structure)
-        assert distance < 0.05 and recalled == len(true)
+        match = match_sites(true, crystal.structure)
+        assert match.mean_distance < 0.05 and match.n_recalled == len(true)
     assert generator.reconstruct([]) == []
     rows = np.arange(6)
     ceiling = decoder_ceiling(generator, rows, list(structures.values()))

@@ -18,7 +18,7 @@ from dataclasses import replace
 
 import torch
 
-from ml.evaluation.generator import site_match
+from ml.evaluation.sites import match_sites
 from ml.generation.generator import Generator
 from ml.models.vae3d import CondVAE3D, VAE3DConfig, load_voxel_model
 from ml.training.vae import VAETrainConfig, class_lookup, evaluate_loss, species_vocabulary, train_vae, training_rows
@@ -86,7 +86,7 @@ def test_a_tiny_generator_learns_the_species_of_a_handful_of_crystals(tmp_path):
             # never another crystal's cation, though the model saw each of them in other pairings
             assert set(crystal.structure.composition) <= set(true.composition), (material_id, crystal.formula)
             decoded_sites += len(crystal.structure)
-            recalled += site_match(true, crystal.structure)[1]  # within 0.5 Å of a true site of its element
+            recalled += match_sites(true, crystal.structure).n_recalled  # within 0.5 Å of a true site of its element
             exact += crystal.structure.composition == true.composition
         assert decoded_sites >= 4 * len(PEROVSKITES)  # at least the A site and the three O of each
         assert recalled >= 0.9 * decoded_sites, (recalled, decoded_sites)
