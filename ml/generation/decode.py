@@ -5,8 +5,9 @@ The VAE (:class:`ml.models.vae3d.CondVAE3D`) decodes a latent vector into a dens
 (one unit-height Gaussian per atom, :mod:`ml.generation.voxels`), per-voxel element logits, a cubic cell
 length ``a`` and a site count ``n``. :func:`decode_crystal` turns them into a pymatgen ``Structure``:
 
-1. **sites**: the periodic local maxima of ``M'`` (3 × 3 × 3 neighbourhood, the grid wrapped);
-   a plateau of equal maxima is one site. Given the decoded site count ``n``, the ``n`` highest
+1. **sites**: the periodic local maxima of ``M'`` (3 × 3 × 3 neighbourhood, the grid wrapped;
+   :func:`ml.generation.devoxelize.periodic_maxima`, the segmentation the voxel round trip uses
+   too); a plateau of equal maxima is one site. Given the decoded site count ``n``, the ``n`` highest
    maxima above :data:`CANDIDATE_THRESHOLD` are the atoms; without it, every maximum above
    ``peak_threshold``. Each atom sits at the centre of its peak voxel (the grid's resolution,
    a/G): 99.4 % of the VAE's crystals have every site on the a/16 grid (1,642 of 1,652, every
@@ -34,7 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ml.generation.devoxelize import peak_offset, periodic_label
+from ml.generation.devoxelize import marker_peak, periodic_maxima, subvoxel_offset
 from ml.generation.voxels import VoxelDecodeError
 
 #: Smallest decoded density (the true peaks are 1) that marks an atom when no site count is
@@ -89,8 +90,6 @@ def find_sites(density: np.ndarray, log_probs: np.ndarray, peak_threshold: float
     Raises:
         VoxelDecodeError: shapes that do not fit, or non-finite values.
     """
-    from scipy import ndimage
-
     density = np.asarray(density, dtype=np.float64)
     log_probs = np.asarray(log_probs, dtype=np.float64)
     g = density.shape[0]
@@ -99,14 +98,10 @@ def find_sites(density: np.ndarray, log_probs: np.ndarray, peak_threshold: float
                                f"got {density.shape} and {log_probs.shape}")
     if not (np.all(np.isfinite(density)) and np.all(np.isfinite(log_probs))):
         raise VoxelDecodeError("the decoded grids hold NaN or infinite values")
-    peaks = (density >= ndimage.maximum_filter(density, size=3, mode="wrap")) & (density > peak_threshold)
     if n_sites is not None and n_sites < 0:
         raise VoxelDecodeError(f"a site count cannot be negative, got {n_sites}")
-    markers = periodic_label(peaks)
-    peak_voxels = []
-    for label in range(1, int(markers.max()) + 1):
-        voxels = np.argwhere(markers == label)
-        peak_voxels.append(voxels[np.argmax(density[tuple(voxels.T)])])
+    markers = periodic_maxima(density, peak_threshold)
+    peak_voxels = [marker_peak(density, markers, label) for label in range(1, int(markers.max()) + 1)]
     peak_voxels.sort(key=lambda v: -density[tuple(v)])  # highest first (stable: raster order on ties)
     peak_voxels = peak_voxels[:n_sites] if n_sites is not None else peak_voxels
     count = len(peak_voxels)
@@ -117,11 +112,7 @@ def find_sites(density: np.ndarray, log_probs: np.ndarray, peak_threshold: float
     axis_steps = np.array([-1, 0, 1])
     window = np.stack(np.meshgrid(axis_steps, axis_steps, axis_steps, indexing="ij"), -1).reshape(-1, 3)
     for site, peak in enumerate(peak_voxels):
-        offset = np.zeros(3)
-        for axis in range(3 if refine else 0):
-            idx = [np.full(3, peak[0]), np.full(3, peak[1]), np.full(3, peak[2])]
-            idx[axis] = (peak[axis] + axis_steps) % g
-            offset[axis] = peak_offset(density[tuple(idx)])
+        offset = subvoxel_offset(density, peak) if refine else np.zeros(3)
         coords[site] = np.mod((peak + offset) / g, 1.0)
         around = (peak + window) % g
         weights = np.clip(density[tuple(around.T)], 0.0, None)
