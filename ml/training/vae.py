@@ -39,7 +39,9 @@ from tqdm.auto import tqdm
 
 from ml.training.campaign import Campaign
 from ml.data.datasets import Dataset
-from ml.models.vae3d import EMPTY, CondVAE3D, VAE3DConfig, one_hot_decile, save_voxel_model, vae_loss
+from ml.models.vae3d import CondVAE3D, VAE3DConfig, one_hot_decile, save_voxel_model
+from ml.models.vae3d_loss import vae_loss
+from ml.models.vae3d_slots import EMPTY
 from ml.generation.voxel_arrays import VoxelArrays, load_voxel_arrays
 from ml.generation.rotations import random_rotation, rotate90
 from ml.generation.voxels import MAX_ATOMIC_NUMBER, VoxelConfig

@@ -31,7 +31,8 @@ from ml.generation.generator import (
     write_generated,
 )
 from ml.generation.latent_prior import LatentPrior
-from ml.models.vae3d import EMPTY, DecodedGrids, VAE3DConfig, load_voxel_model
+from ml.models.vae3d import DecodedGrids, VAE3DConfig, load_voxel_model
+from ml.models.vae3d_slots import EMPTY
 from ml.generation.decode import decode_crystal
 from ml.training.vae import VAETrainConfig, class_lookup, species_vocabulary, train_vae, voxel_batch
 from ml.generation.rotations import rotate90
