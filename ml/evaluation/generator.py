@@ -38,7 +38,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ml.evaluation.sites import match_sites
-from ml.generation.generator import FUNNEL_STAGES, Generator, funnel_counts, model_folder
+from ml.generation.funnel import FUNNEL_STAGES, funnel_counts
+from ml.generation.generative_model import GenerativeModel, model_folder
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +85,7 @@ def reconstruction_metrics(crystals, truth: list, true_lattice: np.ndarray) -> d
             "reconstruction_paper_validity": _share(c.valid_paper for c in crystals)}
 
 
-def decoder_ceiling(g: Generator, rows: np.ndarray, truth: list) -> dict:
+def decoder_ceiling(g: GenerativeModel, rows: np.ndarray, truth: list) -> dict:
     """The peak decoder on the TRUE grids of ``rows`` (no network): exact compositions and site counts."""
     from ml.generation.decode import decode_crystal
     from ml.generation.voxels import VoxelDecodeError
@@ -128,7 +129,7 @@ def failure_reasons(crystals) -> dict[str, int]:
     return dict(sorted(counts.items(), key=lambda item: -item[1]))
 
 
-def _random(g: Generator, n: int, prior: str, seed: int) -> list:
+def _random(g: GenerativeModel, n: int, prior: str, seed: int) -> list:
     crystals = []
     for decile in range(10):
         count = n // 10 + (1 if decile < n % 10 else 0)
@@ -137,7 +138,7 @@ def _random(g: Generator, n: int, prior: str, seed: int) -> list:
     return crystals
 
 
-def _family_pairs(g: Generator, val_rows: np.ndarray, n_pairs: int, rng: np.random.Generator) -> list[tuple[str, str]]:
+def _family_pairs(g: GenerativeModel, val_rows: np.ndarray, n_pairs: int, rng: np.random.Generator) -> list[tuple[str, str]]:
     families = np.asarray(g.arrays.family)[val_rows]
     ids = np.asarray(g.arrays.material_ids)[val_rows]
     eligible = [f for f in np.unique(families) if (families == f).sum() >= 2]
@@ -150,7 +151,7 @@ def _family_pairs(g: Generator, val_rows: np.ndarray, n_pairs: int, rng: np.rand
     return pairs
 
 
-def score_generator(g: Generator, val_rows: np.ndarray, truth: list, n_random: int, n_targeted: int, n_bases: int,
+def score_generator(g: GenerativeModel, val_rows: np.ndarray, truth: list, n_random: int, n_targeted: int, n_bases: int,
                     n_pairs: int, seed: int, progress: bool = True) -> dict:
     """Every figure of the module docstring for one generator; returns ``{"metrics", "counts",
     "funnel", "funnel_per_base"}``."""
@@ -220,14 +221,14 @@ def check_gates(metrics: dict) -> dict:
 
 def evaluate_vae(dataset: str = "mp2024", model_dir: str | Path | None = None, n_random: int = 1000,
                  n_targeted: int = 1000, n_bases: int = 10, max_val: int | None = None, seed: int = 0,
-                 out_dir: Path | None = None, progress: bool = True, generator: Generator | None = None,
+                 out_dir: Path | None = None, progress: bool = True, generator: GenerativeModel | None = None,
                  truth=None, n_pairs: int = 50, negative_control: bool = True) -> dict:
     """Score a trained generator; write ``report.md`` and ``report.json`` to ``out_dir``
     (default ``data/reports/vae/<model>``), and ``metrics.json`` with the model card's evaluation
     section to the model folder (the app reads the gates from it).
 
     Args:
-        generator: an already built :class:`~ml.generation.generator.Generator` (default: loaded from ``model_dir``).
+        generator: an already built :class:`~ml.generation.generative_model.GenerativeModel` (default: loaded from ``model_dir``).
         truth: ``material_ids -> {material_id: Structure}`` giving the true conventional cells
             (default :func:`ml.generation.voxel_data.conventional_structures` of the generator's dataset).
         negative_control: also score an untrained model of the same configuration (a fifth of the samples).
@@ -244,7 +245,7 @@ def evaluate_vae(dataset: str = "mp2024", model_dir: str | Path | None = None, n
     from ml.training.vae import write_vae_model_card
 
     started = time.time()
-    g = generator or Generator.load(model_dir, dataset)
+    g = generator or GenerativeModel.load(model_dir, dataset)
     if g.prior is None:
         g.fit_prior(seed=seed)
     rng = np.random.default_rng(seed)
@@ -274,7 +275,7 @@ def evaluate_vae(dataset: str = "mp2024", model_dir: str | Path | None = None, n
     return report
 
 
-def _negative_control(g: Generator, val_rows, truth_list, n_random, n_targeted, n_bases, n_pairs, seed) -> dict:
+def _negative_control(g: GenerativeModel, val_rows, truth_list, n_random, n_targeted, n_bases, n_pairs, seed) -> dict:
     """The gates for an untrained model of ``g``'s configuration (a fifth of the samples)."""
     import copy
 

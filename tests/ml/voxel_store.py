@@ -94,7 +94,7 @@ def make_store(crystals: dict[str, tuple[Structure, float, str]]) -> tuple[Voxel
 
 
 class TinyDataset:
-    """The little a :func:`ml.training.vae.train_vae` and :class:`ml.generation.generator.Generator` read of a
+    """The little a :func:`ml.training.vae.train_vae` and :class:`ml.generation.generative_model.GenerativeModel` read of a
     dataset when the voxel store is given: a name and the material ids (``extra_ids`` are known
     to the dataset but outside the VAE's set)."""
 

@@ -9,7 +9,7 @@ import pytest
 from pymatgen.core import Lattice, Structure
 
 from ml.evaluation.generator import GATES, check_gates, failure_reasons, reconstruction_metrics
-from ml.generation.generator import GeneratedCrystal
+from ml.generation.records import GeneratedCrystal
 from voxel_store import b2, perovskite, shifted
 
 

@@ -1,5 +1,5 @@
 """The generator's glue: batches and training (resume, model card) on a tiny voxel store made from
-real crystals; decoding the true grids; the Generator's modes, errors and funnel with an exact
+real crystals; decoding the true grids; the generative model's modes, errors and funnel with an exact
 stand-in model; the CSV; the command line's errors.
 
 The store (``voxel_store.py``) is built with the real :func:`ml.generation.voxels.voxelize` on a 16³ grid
@@ -21,15 +21,9 @@ from torch import nn
 
 from ml.evaluation.generator import decoder_ceiling, evaluate_vae
 from ml.evaluation.sites import match_sites
-from ml.generation.generator import (
-    CSV_COLUMNS,
-    FUNNEL_STAGES,
-    GeneratedCrystal,
-    GenerationError,
-    Generator,
-    funnel_counts,
-    write_generated,
-)
+from ml.generation.funnel import FUNNEL_STAGES, funnel_counts
+from ml.generation.generative_model import GenerativeModel
+from ml.generation.records import CSV_COLUMNS, GeneratedCrystal, GenerationError, write_generated
 from ml.generation.latent_prior import LatentPrior
 from ml.models.vae3d import DecodedGrids, VAE3DConfig, load_voxel_model
 from ml.models.vae3d_slots import EMPTY
@@ -219,7 +213,7 @@ def test_sites_sit_at_voxel_centres_unless_refined():
     assert refined.frac_coords[0] * G == pytest.approx(centre, abs=0.02)
 
 
-# --------------------------------------------------------------------------- the Generator with an exact model
+# --------------------------------------------------------------------------- the generative model with an exact model
 
 
 class _ExactVAE(nn.Module):
@@ -254,12 +248,12 @@ class _StubEnergy:
         return np.full(len(structures), self.value)
 
 
-def _exact_generator(store, predictors=None, chunk: int = 32) -> Generator:
+def _exact_generator(store, predictors=None, chunk: int = 32) -> GenerativeModel:
     arrays, selection, _ = store
     vocabulary = species_vocabulary(arrays, np.arange(len(arrays)))
     lookup = class_lookup(vocabulary)
     vae = _ExactVAE(arrays, lookup, len(vocabulary))
-    return Generator(vae, vocabulary, arrays, selection, predictors or {}, torch.device("cpu"),
+    return GenerativeModel(vae, vocabulary, arrays, selection, predictors or {}, torch.device("cpu"),
                      TinyDataset(arrays, extra_ids=("mp-elsewhere",)), chunk=chunk)
 
 
