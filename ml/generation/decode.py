@@ -1,4 +1,4 @@
-"""From the generator's output grids to a crystal: atoms are density peaks, each takes the
+"""From the VAE's decoded grids to a crystal: atoms are density peaks, each takes the
 element its voxels vote for.
 
 The VAE (:class:`ml.models.vae3d.CondVAE3D`) decodes a latent vector into a density grid ``M'``

@@ -64,7 +64,7 @@ def load_property_predictors() -> dict[str, object]:
 
 
 def model_folder(model_dir: str | Path | None = None) -> Path:
-    """The generator folder: ``model_dir`` when it is a folder, else ``data/models/<model_dir or vae-cpu>``."""
+    """The generative model's folder: ``model_dir`` when it is a folder, else ``data/models/<model_dir or vae-cpu>``."""
     from ml.settings import get_settings
 
     if model_dir is not None and Path(model_dir).is_dir():
