@@ -87,16 +87,12 @@ def reconstruction_metrics(crystals, truth: list, true_lattice: np.ndarray) -> d
 
 def decoder_ceiling(g: GenerativeModel, rows: np.ndarray, truth: list) -> dict:
     """The peak decoder on the TRUE grids of ``rows`` (no network): exact compositions and site counts."""
-    from ml.generation.decode import decode_crystal
+    from ml.generation.decode import certain_log_probs, decode_crystal
     from ml.generation.voxels import VoxelDecodeError
 
     exact, count_errors = [], []
-    v = len(g.vocabulary)
     for row, true_structure in zip(rows, truth):
-        classes = g.lookup[np.asarray(g.arrays.species[row])]
-        log_probs = np.full((v, *classes.shape), -30.0)
-        known = (classes >= 0) & (classes < v)
-        log_probs[classes[known], *np.nonzero(known)] = 0.0
+        log_probs = certain_log_probs(g.lookup[np.asarray(g.arrays.species[row])], len(g.vocabulary))
         try:
             decoded = decode_crystal(np.asarray(g.arrays.density[row], dtype=np.float32), log_probs,
                                      float(g.arrays.lattice[row][0]), g.vocabulary)

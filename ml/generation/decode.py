@@ -73,6 +73,24 @@ class DecodedSites:
     heights: np.ndarray
 
 
+def certain_log_probs(classes: np.ndarray, n_classes: int) -> np.ndarray:
+    """Log-probabilities of a grid whose element classes are known (a true species grid): 0 for
+    each voxel's class, −30 for every other class and on voxels outside ``0 … n_classes − 1``
+    (empty, unknown element).
+
+    Args:
+        classes: ``(G, G, G)`` int class indices (−1 empty).
+        n_classes: V.
+
+    Returns:
+        ``(V, G, G, G)`` float64, as :func:`find_sites` takes them.
+    """
+    log_probs = np.full((n_classes, *classes.shape), -30.0)
+    known = (classes >= 0) & (classes < n_classes)
+    log_probs[classes[known], *np.nonzero(known)] = 0.0
+    return log_probs
+
+
 def find_sites(density: np.ndarray, log_probs: np.ndarray, peak_threshold: float = PEAK_THRESHOLD,
                n_sites: int | None = None, refine: bool = False) -> DecodedSites:
     """Sites (density maxima) of one decoded grid and the element class each votes for.

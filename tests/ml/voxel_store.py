@@ -101,3 +101,11 @@ class TinyDataset:
     def __init__(self, arrays: VoxelArrays, extra_ids: tuple[str, ...] = ()) -> None:
         self.name = "tiny"
         self.material_ids = [*map(str, arrays.material_ids), *extra_ids]
+
+
+def six_crystal_store():
+    """``(VoxelArrays, selection table, id → true structure)`` of :func:`six_crystals` (the
+    ``store`` fixture of the generation and training tests)."""
+    crystals = six_crystals()
+    arrays, selection = make_store(crystals)
+    return arrays, selection, {m: s for m, (s, _, _) in crystals.items()}
