@@ -60,7 +60,7 @@ def main() -> None:
     stages["encode ends"] = time.perf_counter() - began
     t = torch.linspace(0, 1, args.steps)
     z = (1 - t)[:, None] * mu[0][None] + t[:, None] * mu[1][None]
-    condition = generator._condition([deciles[0]] * args.steps)
+    condition = generator.condition([deciles[0]] * args.steps)
     began = time.perf_counter()
     with torch.inference_mode():
         density, logits, lattice, n_sites = generator.vae.decode(z, condition)

@@ -37,18 +37,18 @@ def main(argv: list[str] | None = None) -> None:
 
     import torch
 
-    from ml.generation.generator import Generator
+    from ml.generation.generative_model import GenerativeModel
     from ml.generation.voxel_data import conventional_structures
     from ml.generation.decode import decode_crystal
     from ml.generation.voxels import VoxelDecodeError
 
-    g = Generator.load(args.model, args.dataset)
+    g = GenerativeModel.load(args.model, args.dataset)
     rows = np.flatnonzero(g.arrays.split == "train")[:: args.every]
     ids = [str(m) for m in g.arrays.material_ids[rows]]
     truth = dict(conventional_structures(g.dataset, material_ids=ids))
     mu, _, deciles = g.encode_rows(rows)
-    with torch.inference_mode():  # the grids as Generator.decode computes them
-        density, logits, lattice, n_sites = g.vae.decode(mu.to(g.device), g._condition(deciles).to(g.device))
+    with torch.inference_mode():  # the grids as GenerativeModel.decode computes them
+        density, logits, lattice, n_sites = g.vae.decode(mu.to(g.device), g.condition(deciles).to(g.device))
         density = density[:, 0].float().cpu().numpy()
         log_probs = torch.log_softmax(logits.float(), dim=1).cpu().numpy()
         lattice = lattice.float().cpu().numpy()

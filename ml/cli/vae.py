@@ -77,10 +77,10 @@ def run_vae_verb(args: argparse.Namespace) -> int:
 
         from ml.data.datasets import get_dataset
         from ml.settings import get_settings
-        from ml.training.loop import pick_device
-        from ml.generation.generator import fit_latent_prior
+        from ml.generation.generative_model import fit_latent_prior
         from ml.generation.vae_set import write_vae_set_of
         from ml.generation.voxel_arrays import build_voxel_arrays
+        from ml.training.loop import pick_device
         from ml.training.campaign import TRAIN_STATE_FILE
         from ml.training.vae import VAE_TRAIN_CONFIGS, train_vae
 
@@ -116,11 +116,13 @@ def run_vae_verb(args: argparse.Namespace) -> int:
 def _generate(args: argparse.Namespace, command: list[str]) -> None:
     from tqdm.auto import tqdm
 
-    from ml.generation.generator import GenerationError, Generator, funnel_counts, write_generated
+    from ml.generation.funnel import funnel_counts
+    from ml.generation.generative_model import GenerativeModel
+    from ml.generation.records import GenerationError, write_generated
 
     if args.mode == "sample" and args.around is None and args.decile is None:
         raise GenerationError("generate sample needs --around MATERIAL_ID or --decile 0–9")
-    generator = Generator.load(args.model, args.dataset)
+    generator = GenerativeModel.load(args.model, args.dataset)
     bar = tqdm(desc="decoding", unit="crystal")
 
     def progress(done: int, total: int) -> None:

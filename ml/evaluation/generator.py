@@ -11,8 +11,9 @@ Stages, each scored on its own so an error can be traced to where it is made:
 - **reconstruction** (z = μ): exact composition and site count, mean |Δ sites| [paper 0.198],
   cell-length MAE [0.06 Å], site earth-mover distance [0.09 Å] and species recall on atom sites
   [87 %, the paper's UNet recall on voxels]: decoded sites are matched one-to-one to the true
-  ones by the Hungarian algorithm on periodic distances in the true cell (species not used for
-  the matching); a true site is recalled when its partner lies within 0.5 Å and has its element;
+  ones by :func:`ml.evaluation.sites.match_sites` (the paper's species-blind Hungarian matching,
+  on periodic distances in the true cell); a true site is recalled when its partner lies within
+  0.5 Å and has its element;
 - **random sampling**: ``n_random`` samples spread evenly over the 10 deciles, from the fitted
   latent prior and from N(0, I) [76 % valid by the paper's rule];
 - **interpolation**: ``n_pairs`` random pairs of validation crystals of one family, 10 steps:
@@ -36,7 +37,9 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from ml.generation.generator import FUNNEL_STAGES, Generator, funnel_counts, model_folder
+from ml.evaluation.sites import match_sites
+from ml.generation.funnel import FUNNEL_STAGES, funnel_counts
+from ml.generation.generative_model import GenerativeModel, model_folder
 
 log = logging.getLogger(__name__)
 
@@ -54,27 +57,6 @@ GATES = {
     "interpolation_inner_strict_validity": (">=", 0.70),
     "targeted_strict_validity": (">=", 0.80),
 }
-#: A true site counts as recalled when its matched decoded site lies within this distance, Å.
-RECALL_DISTANCE = 0.5
-
-
-def site_match(true_structure, decoded_structure) -> tuple[float, int]:
-    """Match decoded sites one-to-one to true ones (Hungarian algorithm on periodic distances in
-    the true cell, decoded sites at their fractional coordinates; species not used).
-
-    Returns:
-        ``(mean matched distance in Å, number of true sites recalled)``: recalled = matched within
-        :data:`RECALL_DISTANCE` Å to a decoded site of the same element.
-    """
-    from scipy.optimize import linear_sum_assignment
-
-    distances = true_structure.lattice.get_all_distances(true_structure.frac_coords, decoded_structure.frac_coords)
-    rows, cols = linear_sum_assignment(distances)
-    recalled = sum(distances[i, j] <= RECALL_DISTANCE and true_structure[i].specie == decoded_structure[j].specie
-                   for i, j in zip(rows, cols))
-    return float(distances[rows, cols].mean()), int(recalled)
-
-
 def _share(values) -> float | None:
     values = list(values)
     return float(np.mean(values)) if values else None
@@ -91,9 +73,9 @@ def reconstruction_metrics(crystals, truth: list, true_lattice: np.ndarray) -> d
             continue
         exact.append(crystal.structure.composition == true_structure.composition)
         count_errors.append(abs(len(crystal.structure) - len(true_structure)))
-        emd, hits = site_match(true_structure, crystal.structure)
-        emds.append(emd)
-        recalled += hits
+        match = match_sites(true_structure, crystal.structure)
+        emds.append(match.mean_distance)
+        recalled += match.n_recalled
     lattice = np.asarray([c.lattice[0] for c in crystals])
     return {"reconstruction_exact": _share(exact), "site_count_error": _share(count_errors),
             "exact_site_count": _share(np.asarray(count_errors) == 0),
@@ -103,18 +85,14 @@ def reconstruction_metrics(crystals, truth: list, true_lattice: np.ndarray) -> d
             "reconstruction_paper_validity": _share(c.valid_paper for c in crystals)}
 
 
-def decoder_ceiling(g: Generator, rows: np.ndarray, truth: list) -> dict:
+def decoder_ceiling(g: GenerativeModel, rows: np.ndarray, truth: list) -> dict:
     """The peak decoder on the TRUE grids of ``rows`` (no network): exact compositions and site counts."""
-    from ml.generation.decode import decode_crystal
+    from ml.generation.decode import certain_log_probs, decode_crystal
     from ml.generation.voxels import VoxelDecodeError
 
     exact, count_errors = [], []
-    v = len(g.vocabulary)
     for row, true_structure in zip(rows, truth):
-        classes = g.lookup[np.asarray(g.arrays.species[row])]
-        log_probs = np.full((v, *classes.shape), -30.0)
-        known = (classes >= 0) & (classes < v)
-        log_probs[classes[known], *np.nonzero(known)] = 0.0
+        log_probs = certain_log_probs(g.lookup[np.asarray(g.arrays.species[row])], len(g.vocabulary))
         try:
             decoded = decode_crystal(np.asarray(g.arrays.density[row], dtype=np.float32), log_probs,
                                      float(g.arrays.lattice[row][0]), g.vocabulary)
@@ -147,7 +125,7 @@ def failure_reasons(crystals) -> dict[str, int]:
     return dict(sorted(counts.items(), key=lambda item: -item[1]))
 
 
-def _random(g: Generator, n: int, prior: str, seed: int) -> list:
+def _random(g: GenerativeModel, n: int, prior: str, seed: int) -> list:
     crystals = []
     for decile in range(10):
         count = n // 10 + (1 if decile < n % 10 else 0)
@@ -156,7 +134,7 @@ def _random(g: Generator, n: int, prior: str, seed: int) -> list:
     return crystals
 
 
-def _family_pairs(g: Generator, val_rows: np.ndarray, n_pairs: int, rng: np.random.Generator) -> list[tuple[str, str]]:
+def _family_pairs(g: GenerativeModel, val_rows: np.ndarray, n_pairs: int, rng: np.random.Generator) -> list[tuple[str, str]]:
     families = np.asarray(g.arrays.family)[val_rows]
     ids = np.asarray(g.arrays.material_ids)[val_rows]
     eligible = [f for f in np.unique(families) if (families == f).sum() >= 2]
@@ -169,7 +147,7 @@ def _family_pairs(g: Generator, val_rows: np.ndarray, n_pairs: int, rng: np.rand
     return pairs
 
 
-def score_generator(g: Generator, val_rows: np.ndarray, truth: list, n_random: int, n_targeted: int, n_bases: int,
+def score_generator(g: GenerativeModel, val_rows: np.ndarray, truth: list, n_random: int, n_targeted: int, n_bases: int,
                     n_pairs: int, seed: int, progress: bool = True) -> dict:
     """Every figure of the module docstring for one generator; returns ``{"metrics", "counts",
     "funnel", "funnel_per_base"}``."""
@@ -239,14 +217,14 @@ def check_gates(metrics: dict) -> dict:
 
 def evaluate_vae(dataset: str = "mp2024", model_dir: str | Path | None = None, n_random: int = 1000,
                  n_targeted: int = 1000, n_bases: int = 10, max_val: int | None = None, seed: int = 0,
-                 out_dir: Path | None = None, progress: bool = True, generator: Generator | None = None,
+                 out_dir: Path | None = None, progress: bool = True, generator: GenerativeModel | None = None,
                  truth=None, n_pairs: int = 50, negative_control: bool = True) -> dict:
     """Score a trained generator; write ``report.md`` and ``report.json`` to ``out_dir``
     (default ``data/reports/vae/<model>``), and ``metrics.json`` with the model card's evaluation
     section to the model folder (the app reads the gates from it).
 
     Args:
-        generator: an already built :class:`~ml.generation.generator.Generator` (default: loaded from ``model_dir``).
+        generator: an already built :class:`~ml.generation.generative_model.GenerativeModel` (default: loaded from ``model_dir``).
         truth: ``material_ids -> {material_id: Structure}`` giving the true conventional cells
             (default :func:`ml.generation.voxel_data.conventional_structures` of the generator's dataset).
         negative_control: also score an untrained model of the same configuration (a fifth of the samples).
@@ -263,7 +241,7 @@ def evaluate_vae(dataset: str = "mp2024", model_dir: str | Path | None = None, n
     from ml.training.model_card import write_vae_model_card
 
     started = time.time()
-    g = generator or Generator.load(model_dir, dataset)
+    g = generator or GenerativeModel.load(model_dir, dataset)
     if g.prior is None:
         g.fit_prior(seed=seed)
     rng = np.random.default_rng(seed)
@@ -293,7 +271,7 @@ def evaluate_vae(dataset: str = "mp2024", model_dir: str | Path | None = None, n
     return report
 
 
-def _negative_control(g: Generator, val_rows, truth_list, n_random, n_targeted, n_bases, n_pairs, seed) -> dict:
+def _negative_control(g: GenerativeModel, val_rows, truth_list, n_random, n_targeted, n_bases, n_pairs, seed) -> dict:
     """The gates for an untrained model of ``g``'s configuration (a fifth of the samples)."""
     import copy
 

@@ -2,7 +2,9 @@ r"""A fast powder-XRD simulator that reproduces pymatgen's ``XRDCalculator`` (wi
 
 :func:`xrd_patterns` gives, for many structures, the same ``(n_bins,)`` vectors as
 :func:`ml.features.xrd.xrd_pattern` (pymatgen's peaks binned by :func:`ml.features.xrd.bin_peaks`, max = 1) at a
-fraction of the cost; :func:`xrd_pattern_fast` does one structure.
+fraction of the cost; :func:`xrd_pattern_fast` does one structure. A structure is read by
+:mod:`ml.features.xrd_cell` (reciprocal lattice, scatterers, index box), pymatgen's scattering
+data and peak list are in :mod:`ml.features.xrd_scattering`; this module sums the reflections.
 
 Physics (pymatgen ``analysis/diffraction/xrd.py``, after De Graef & McHenry, *Structure of
 Materials*, ch. 11–12; Cullity & Stock, *Elements of X-Ray Diffraction*, ch. 4; International
@@ -76,189 +78,23 @@ pymatgen.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass
 from functools import lru_cache
-from importlib import resources
 from typing import Literal
 
 import numpy as np
 
 from ml.features.errors import FeaturisationError
 from ml.features.xrd import XRDConfig, bin_peaks
+from ml.features.xrd_cell import Cell, prepare_cell
+from ml.features.xrd_scattering import form_factors, merge_peaks
 
 #: Most numbers (complex or real) in one temporary array; a chunk of ``h`` planes never exceeds it.
 DEFAULT_CHUNK_ENTRIES = 1 << 22
 #: Most half-space reflections of one structure; larger cells are refused (see module doc).
 DEFAULT_MAX_REFLECTIONS = 4_000_000
-#: LLL-reduce the lattice when the index box holds this many times the sphere's reflections.
-_LLL_BOX_RATIO = 4.0
-
-
-@dataclass(frozen=True)
-class _ScatteringTable:
-    """pymatgen's X-ray scattering coefficients, one row per element.
-
-    Attributes:
-        index: element symbol → row.
-        z: atomic numbers, shape ``(n_elements,)``.
-        a, b: coefficients ``a_i`` (Å) and ``b_i`` (Å²), shape ``(n_elements, 4)``.
-        two_theta_tol: pymatgen's merge tolerance, degrees.
-        scaled_intensity_tol: pymatgen's drop threshold on the 0–100 scale.
-    """
-
-    index: dict[str, int]
-    z: np.ndarray
-    a: np.ndarray
-    b: np.ndarray
-    two_theta_tol: float
-    scaled_intensity_tol: float
-
-
-@lru_cache(maxsize=1)
-def scattering_table() -> _ScatteringTable:
-    """Read the coefficient file shipped with the installed pymatgen (the one it uses)."""
-    from pymatgen.analysis.diffraction.core import AbstractDiffractionPatternCalculator
-    from pymatgen.core.periodic_table import Element
-
-    text = (resources.files("pymatgen.analysis.diffraction") / "atomic_scattering_params.json").read_text()
-    params = json.loads(text)
-    symbols = sorted(params, key=lambda s: Element(s).Z)
-    coeff = np.zeros((len(symbols), 4, 2))
-    for row, symbol in enumerate(symbols):
-        values = np.asarray(params[symbol], dtype=float)
-        coeff[row, : len(values)] = values
-    return _ScatteringTable(
-        index={s: i for i, s in enumerate(symbols)},
-        z=np.array([Element(s).Z for s in symbols], dtype=float),
-        a=coeff[:, :, 0].copy(),
-        b=coeff[:, :, 1].copy(),
-        two_theta_tol=float(AbstractDiffractionPatternCalculator.TWO_THETA_TOL),
-        scaled_intensity_tol=float(AbstractDiffractionPatternCalculator.SCALED_INTENSITY_TOL),
-    )
-
-
-def form_factors(s2: np.ndarray, rows: np.ndarray, debye_waller: np.ndarray | None = None) -> np.ndarray:
-    """Atomic scattering factors ``f(s)`` of elements ``rows`` at ``s² = (sin θ / λ)²``.
-
-    Args:
-        s2: ``(M,)`` in Å⁻².
-        rows: ``(E,)`` rows of :func:`scattering_table`.
-        debye_waller: ``(E,)`` isotropic B factors in Å² (``None``: none).
-
-    Returns:
-        ``(M, E)`` float64, electrons.
-    """
-    table = scattering_table()
-    a, b = table.a[rows], table.b[rows]  # (E, 4)
-    sums = np.einsum("mei,ei->me", np.exp(-s2[:, None, None] * b[None]), a)
-    f = table.z[rows][None, :] - 41.78214 * s2[:, None] * sums
-    if debye_waller is not None:
-        f = f * np.exp(-np.outer(s2, debye_waller))
-    return f
-
-
-@dataclass(frozen=True)
-class _Cell:
-    """What the simulator needs of one structure.
-
-    Attributes:
-        recip: crystallographic reciprocal lattice ``B = (A⁻¹)ᵀ`` of the (possibly LLL-reduced)
-            cell, rows ``b1, b2, b3`` in Å⁻¹, shape ``(3, 3)``.
-        frac: fractional coordinates of the scatterers in that cell, ``(n, 3)``, sorted by element.
-        occu: occupancy of each scatterer, ``(n,)``.
-        elements: rows of :func:`scattering_table`, one per distinct element, ``(E,)``.
-        bounds: ``(E + 1,)`` offsets: scatterers of element ``e`` are ``bounds[e]:bounds[e + 1]``.
-        hkl_max: ``(H, K, L)``, the index box that holds the limiting sphere.
-    """
-
-    recip: np.ndarray
-    frac: np.ndarray
-    occu: np.ndarray
-    elements: np.ndarray
-    bounds: np.ndarray
-    hkl_max: tuple[int, int, int]
-
-
-def _index_box(lattice: np.ndarray, g_max: float) -> tuple[int, int, int]:
-    # |h| = |g · a| ≤ |g| |a|: the box of indices that contains the sphere |g| ≤ g_max
-    lengths = np.linalg.norm(lattice, axis=1)
-    return tuple(int(math.floor(g_max * length + 1e-9)) for length in lengths)
-
-
-def _prepare(
-    structure, config: XRDConfig, max_reflections: int, debye_waller_factors
-) -> tuple[_Cell, np.ndarray | None]:
-    """Read ``structure`` into a :class:`_Cell` (and its per-element B factors), or raise."""
-    if len(structure) == 0:
-        raise FeaturisationError("the structure has no sites")
-    if "U11_cif" in structure.site_properties:
-        raise FeaturisationError(
-            "anisotropic displacement parameters (U11_cif …) are not supported by ml.features.xrd_sim; "
-            "use ml.features.xrd.xrd_pattern"
-        )
-    lattice = np.array(structure.lattice.matrix, dtype=float)
-    volume = abs(float(np.linalg.det(lattice))) if np.isfinite(lattice).all() else 0.0
-    if not volume > 1e-6 * max(np.linalg.norm(lattice, axis=1).prod(), 1e-300):
-        raise FeaturisationError("the lattice is degenerate (zero or non-finite cell volume)")
-    frac = np.array(structure.frac_coords, dtype=float)
-    if not np.isfinite(frac).all():
-        raise FeaturisationError("the structure has non-finite coordinates")
-
-    g_max = 2 * math.sin(math.radians(config.two_theta_max / 2)) / config.wavelength
-    expected = 2 * math.pi / 3 * g_max**3 * volume  # half-sphere volume × lattice-point density
-    if expected > max_reflections:
-        raise FeaturisationError(
-            f"the cell is too large to simulate: about {expected:,.0f} reflections up to "
-            f"2θ = {config.two_theta_max}° (cap {max_reflections:,}; volume {volume:,.0f} Å³)"
-        )
-
-    table = scattering_table()
-    rows, sites, occus = [], [], []
-    for j, site in enumerate(structure):
-        for species, occu in site.species.items():
-            symbol = getattr(species, "symbol", str(species))
-            row = table.index.get(symbol)
-            if row is None:
-                raise FeaturisationError(f"no X-ray scattering coefficients for {symbol} (pymatgen's table)")
-            rows.append(row)
-            sites.append(j)
-            occus.append(occu)
-    rows_arr = np.asarray(rows)
-    order = np.argsort(rows_arr, kind="stable")
-    rows_sorted = rows_arr[order]
-    elements, starts = np.unique(rows_sorted, return_index=True)
-    bounds = np.append(starts, len(rows_sorted))
-
-    box = _index_box(lattice, g_max)
-    n_box = (box[0] + 1) * (2 * box[1] + 1) * (2 * box[2] + 1)
-    if n_box > _LLL_BOX_RATIO * max(expected, 1.0) and n_box > 4096:
-        from pymatgen.core import Lattice
-
-        reduced = Lattice(lattice).get_lll_reduced_lattice().matrix
-        transform = np.rint(reduced @ np.linalg.inv(lattice))  # reduced = T A, T unimodular
-        if np.allclose(transform @ lattice, reduced, atol=1e-6) and abs(round(np.linalg.det(transform))) == 1:
-            frac = frac @ np.linalg.inv(transform)  # r = f A = f' T A
-            lattice = transform @ lattice
-            box = _index_box(lattice, g_max)
-
-    debye_waller = None
-    if debye_waller_factors:
-        symbols = {v: k for k, v in table.index.items()}
-        debye_waller = np.array([float(debye_waller_factors.get(symbols[int(r)], 0.0)) for r in elements])
-
-    cell = _Cell(
-        recip=np.linalg.inv(lattice).T,
-        frac=frac[np.asarray(sites)[order]],
-        occu=np.asarray(occus, dtype=float)[order],
-        elements=elements,
-        bounds=bounds,
-        hkl_max=box,
-    )
-    return cell, debye_waller
 
 
 @lru_cache(maxsize=1)
@@ -286,8 +122,20 @@ def _to_device(device):
     return lambda array: torch.as_tensor(array, device=target)
 
 
+def _structure_factors(cell: Cell, P, Z, f: np.ndarray, flat) -> np.ndarray:
+    """``F`` ``(M,)`` complex128 of the ``M`` reflections at the flat box positions ``flat``:
+    ``Σ_e f_e · (P_eᵀ Z_e)`` gathered there (see "Speed" in the module doc). ``P`` ``(n, n_h n_k)``,
+    ``Z`` ``(n, n_l)`` and ``flat`` are NumPy arrays or torch tensors on one device; ``f`` ``(M, E)``."""
+    F = np.zeros(len(flat), dtype=np.complex128)
+    for e in range(len(cell.elements)):
+        sites = slice(int(cell.bounds[e]), int(cell.bounds[e + 1]))
+        box_e = (P[sites].T @ Z[sites]).reshape(-1)[flat]  # (M,): Σ_j o_j X^h Y^k Z^l
+        F += f[:, e] * (box_e if isinstance(box_e, np.ndarray) else box_e.cpu().numpy())
+    return F
+
+
 def _reflections(
-    cell: _Cell, config: XRDConfig, debye_waller, chunk_entries: int, move
+    cell: Cell, config: XRDConfig, debye_waller, chunk_entries: int, move
 ) -> tuple[np.ndarray, np.ndarray]:
     """2θ (degrees) and intensity ``2 |F|² LP`` of every half-space reflection in range."""
     lam = config.wavelength
@@ -330,14 +178,7 @@ def _reflections(
         if move is not None:
             P = move(P)
             flat_t = move(flat)
-        F = np.zeros(flat.size, dtype=np.complex128)
-        for e in range(len(cell.elements)):
-            sites = slice(int(cell.bounds[e]), int(cell.bounds[e + 1]))
-            box_e = P[sites].T @ Z[sites]  # (n_h n_k, n_l): Σ_j o_j X^h Y^k Z^l
-            if move is None:
-                F += f[:, e] * box_e.reshape(-1)[flat]
-            else:
-                F += f[:, e] * box_e.reshape(-1)[flat_t].cpu().numpy()
+        F = _structure_factors(cell, P, Z, f, flat if move is None else flat_t)
 
         theta = np.arcsin(np.clip(lam * g / 2, -1, 1))
         lorentz = (1 + np.cos(2 * theta) ** 2) / (np.sin(theta) ** 2 * np.cos(theta))
@@ -348,30 +189,8 @@ def _reflections(
     return np.concatenate(out_tt), np.concatenate(out_i)
 
 
-def merge_peaks(two_theta: np.ndarray, intensity: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """pymatgen's peak list from reflections: merge equal ``round(2θ / tol)``, drop leftovers.
-
-    Returns:
-        ``(two_theta, intensity)`` of the kept peaks, sorted by 2θ.
-    """
-    table = scattering_table()
-    if two_theta.size == 0:
-        return two_theta, intensity
-    keys = np.round(two_theta / table.two_theta_tol).astype(np.int64)
-    order = np.argsort(keys, kind="stable")
-    keys = keys[order]
-    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
-    peak_tt = np.minimum.reduceat(two_theta[order], starts)  # the smallest |g| of the group comes first
-    peak_i = np.add.reduceat(intensity[order], starts)
-    top = peak_i.max()
-    if not top > 0:
-        return peak_tt[:0], peak_i[:0]
-    kept = peak_i / top * 100 > table.scaled_intensity_tol
-    return peak_tt[kept], peak_i[kept]
-
-
 def _pattern(structure, config, chunk_entries, max_reflections, debye_waller_factors, move) -> np.ndarray:
-    cell, debye_waller = _prepare(structure, config, max_reflections, debye_waller_factors)
+    cell, debye_waller = prepare_cell(structure, config, max_reflections, debye_waller_factors)
     two_theta, intensity = _reflections(cell, config, debye_waller, chunk_entries, move)
     peak_tt, peak_i = merge_peaks(two_theta, intensity)
     pattern = bin_peaks(peak_tt, peak_i, config)

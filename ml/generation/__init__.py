@@ -1,1 +1,3 @@
-"""Crystal generation: the VAE's voxel data set, voxel (de)coding, decoding to crystals, the latent prior, the generator, round trips."""
+"""Crystal generation after Court et al. (2020): the VAE's voxel data set, voxel (de)coding, decoding
+to crystals, the latent prior, the generative model, its modes (sampling), the funnel, generated-crystal
+records, round trips."""

@@ -1,12 +1,13 @@
-"""From the generator's output grids to a crystal: atoms are density peaks, each takes the
+"""From the VAE's decoded grids to a crystal: atoms are density peaks, each takes the
 element its voxels vote for.
 
 The VAE (:class:`ml.models.vae3d.CondVAE3D`) decodes a latent vector into a density grid ``M'``
 (one unit-height Gaussian per atom, :mod:`ml.generation.voxels`), per-voxel element logits, a cubic cell
 length ``a`` and a site count ``n``. :func:`decode_crystal` turns them into a pymatgen ``Structure``:
 
-1. **sites**: the periodic local maxima of ``M'`` (3 × 3 × 3 neighbourhood, the grid wrapped);
-   a plateau of equal maxima is one site. Given the decoded site count ``n``, the ``n`` highest
+1. **sites**: the periodic local maxima of ``M'`` (3 × 3 × 3 neighbourhood, the grid wrapped;
+   :func:`ml.generation.devoxelize.periodic_maxima`, the segmentation the voxel round trip uses
+   too); a plateau of equal maxima is one site. Given the decoded site count ``n``, the ``n`` highest
    maxima above :data:`CANDIDATE_THRESHOLD` are the atoms; without it, every maximum above
    ``peak_threshold``. Each atom sits at the centre of its peak voxel (the grid's resolution,
    a/G): 99.4 % of the VAE's crystals have every site on the a/16 grid (1,642 of 1,652, every
@@ -34,7 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ml.generation.devoxelize import peak_offset, periodic_label
+from ml.generation.devoxelize import marker_peak, periodic_maxima, subvoxel_offset
 from ml.generation.voxels import VoxelDecodeError
 
 #: Smallest decoded density (the true peaks are 1) that marks an atom when no site count is
@@ -72,6 +73,24 @@ class DecodedSites:
     heights: np.ndarray
 
 
+def certain_log_probs(classes: np.ndarray, n_classes: int) -> np.ndarray:
+    """Log-probabilities of a grid whose element classes are known (a true species grid): 0 for
+    each voxel's class, −30 for every other class and on voxels outside ``0 … n_classes − 1``
+    (empty, unknown element).
+
+    Args:
+        classes: ``(G, G, G)`` int class indices (−1 empty).
+        n_classes: V.
+
+    Returns:
+        ``(V, G, G, G)`` float64, as :func:`find_sites` takes them.
+    """
+    log_probs = np.full((n_classes, *classes.shape), -30.0)
+    known = (classes >= 0) & (classes < n_classes)
+    log_probs[classes[known], *np.nonzero(known)] = 0.0
+    return log_probs
+
+
 def find_sites(density: np.ndarray, log_probs: np.ndarray, peak_threshold: float = PEAK_THRESHOLD,
                n_sites: int | None = None, refine: bool = False) -> DecodedSites:
     """Sites (density maxima) of one decoded grid and the element class each votes for.
@@ -89,8 +108,6 @@ def find_sites(density: np.ndarray, log_probs: np.ndarray, peak_threshold: float
     Raises:
         VoxelDecodeError: shapes that do not fit, or non-finite values.
     """
-    from scipy import ndimage
-
     density = np.asarray(density, dtype=np.float64)
     log_probs = np.asarray(log_probs, dtype=np.float64)
     g = density.shape[0]
@@ -99,14 +116,10 @@ def find_sites(density: np.ndarray, log_probs: np.ndarray, peak_threshold: float
                                f"got {density.shape} and {log_probs.shape}")
     if not (np.all(np.isfinite(density)) and np.all(np.isfinite(log_probs))):
         raise VoxelDecodeError("the decoded grids hold NaN or infinite values")
-    peaks = (density >= ndimage.maximum_filter(density, size=3, mode="wrap")) & (density > peak_threshold)
     if n_sites is not None and n_sites < 0:
         raise VoxelDecodeError(f"a site count cannot be negative, got {n_sites}")
-    markers = periodic_label(peaks)
-    peak_voxels = []
-    for label in range(1, int(markers.max()) + 1):
-        voxels = np.argwhere(markers == label)
-        peak_voxels.append(voxels[np.argmax(density[tuple(voxels.T)])])
+    markers = periodic_maxima(density, peak_threshold)
+    peak_voxels = [marker_peak(density, markers, label) for label in range(1, int(markers.max()) + 1)]
     peak_voxels.sort(key=lambda v: -density[tuple(v)])  # highest first (stable: raster order on ties)
     peak_voxels = peak_voxels[:n_sites] if n_sites is not None else peak_voxels
     count = len(peak_voxels)
@@ -117,11 +130,7 @@ def find_sites(density: np.ndarray, log_probs: np.ndarray, peak_threshold: float
     axis_steps = np.array([-1, 0, 1])
     window = np.stack(np.meshgrid(axis_steps, axis_steps, axis_steps, indexing="ij"), -1).reshape(-1, 3)
     for site, peak in enumerate(peak_voxels):
-        offset = np.zeros(3)
-        for axis in range(3 if refine else 0):
-            idx = [np.full(3, peak[0]), np.full(3, peak[1]), np.full(3, peak[2])]
-            idx[axis] = (peak[axis] + axis_steps) % g
-            offset[axis] = peak_offset(density[tuple(idx)])
+        offset = subvoxel_offset(density, peak) if refine else np.zeros(3)
         coords[site] = np.mod((peak + offset) / g, 1.0)
         around = (peak + window) % g
         weights = np.clip(density[tuple(around.T)], 0.0, None)

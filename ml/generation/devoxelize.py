@@ -1,5 +1,15 @@
-"""Voxels back to a crystal (the inverse of :func:`ml.generation.voxels.voxelize`): periodic
-watershed segmentation of the density grid into atoms, their species and positions."""
+"""Voxel grids back to atoms: the one segmentation of matmap.
+
+:func:`periodic_maxima` finds the atoms of a density grid (its periodic local maxima, a plateau
+counting once), :func:`marker_peak` the voxel of each and :func:`subvoxel_offset` a sub-voxel
+position (a parabola through the log density, exact for one Gaussian). Two decoders use them:
+
+- :func:`structure_from_voxels` (the inverse of :func:`ml.generation.voxels.voxelize`, for true
+  species grids): each species' voxels are split into atoms by a periodic marker watershed
+  (``skimage.segmentation.watershed``) seeded at those maxima;
+- :func:`ml.generation.decode.find_sites` (for the VAE's decoded grids): the maxima are the
+  sites, each taking the element its voxels vote for.
+"""
 
 from __future__ import annotations
 
@@ -61,6 +71,44 @@ def peak_offset(values: np.ndarray) -> float:
     return float(np.clip(0.5 * (lm - lp) / curvature, -0.5, 0.5))
 
 
+def periodic_maxima(surface: np.ndarray, threshold: float, mask: np.ndarray | None = None) -> np.ndarray:
+    """The atom markers of a grid: its periodic local maxima (3 × 3 × 3 neighbourhood, the grid
+    wrapped) above ``threshold``, within ``mask`` when given, labelled so that a plateau of equal
+    maxima (an atom midway between voxels) is one marker.
+
+    Args:
+        surface: ``(N, N, N)`` density (or any surface whose maxima are atoms).
+        threshold: smallest value of a maximum.
+        mask: optional ``(N, N, N)`` bool; voxels outside it are neither maxima nor neighbours.
+
+    Returns:
+        ``(N, N, N)`` int labels, 0 off the markers, 1 … n on the n markers.
+    """
+    from scipy import ndimage
+
+    masked = surface if mask is None else np.where(mask, surface, -np.inf)
+    peaks = (masked >= ndimage.maximum_filter(masked, size=3, mode="wrap")) & (surface > threshold)
+    return periodic_label(peaks if mask is None else peaks & mask)
+
+
+def marker_peak(surface: np.ndarray, markers: np.ndarray, label: int) -> np.ndarray:
+    """``(3,)`` voxel index of the highest voxel of marker ``label`` (the first in raster order on ties)."""
+    voxels = np.argwhere(markers == label)
+    return voxels[np.argmax(surface[tuple(voxels.T)])]
+
+
+def subvoxel_offset(surface: np.ndarray, peak: np.ndarray) -> np.ndarray:
+    """``(3,)`` sub-voxel offset, in voxels, of the maximum at voxel ``peak`` along each axis
+    (:func:`peak_offset` through the peak and its two periodic neighbours on that axis)."""
+    n = surface.shape[0]
+    offset = np.zeros(3)
+    for axis in range(3):
+        idx = [np.full(3, peak[0]), np.full(3, peak[1]), np.full(3, peak[2])]
+        idx[axis] = (peak[axis] + np.array([-1, 0, 1])) % n
+        offset[axis] = peak_offset(surface[tuple(idx)])
+    return offset
+
+
 def _check_grids(species, lattice, density, n: int):
     species = np.asarray(species)
     if species.shape != (n, n, n):
@@ -90,14 +138,10 @@ def _atoms_of_species(
     mask: np.ndarray, surface: np.ndarray, threshold: float, use_peak_fit: bool, min_voxels: int = 1
 ) -> list[np.ndarray]:
     """Fractional centres of the atoms of one species' region, each ``(3,)``."""
-    from scipy import ndimage
     from skimage.segmentation import watershed
 
     n = mask.shape[0]
-    masked = np.where(mask, surface, -np.inf)
-    peaks = mask & (masked >= ndimage.maximum_filter(masked, size=3, mode="wrap")) & (surface > threshold)
-    # one marker per plateau of equal maxima (an atom midway between voxels), periodic
-    markers = periodic_label(peaks)
+    markers = periodic_maxima(surface, threshold, mask)
     # every connected region gets a marker, even without a peak above the threshold
     regions = periodic_label(mask)
     for region in np.setdiff1d(np.unique(regions[mask]), np.unique(regions[markers > 0])):
@@ -111,19 +155,13 @@ def _atoms_of_species(
         mask=np.pad(mask, pad, mode="wrap"),
     )[pad:-pad, pad:-pad, pad:-pad]
     centres = []
-    grid = np.arange(n)
     for label_id in np.unique(markers[markers > 0]):
-        marker_voxels = np.argwhere(markers == label_id)
-        peak = marker_voxels[np.argmax(surface[tuple(marker_voxels.T)])]
+        peak = marker_peak(surface, markers, label_id)
         region = np.argwhere(labels == label_id)
         if len(region) < min_voxels:
             continue
         if use_peak_fit:
-            offset = np.zeros(3)
-            for axis in range(3):
-                idx = [np.full(3, peak[0]), np.full(3, peak[1]), np.full(3, peak[2])]
-                idx[axis] = grid[(peak[axis] + np.array([-1, 0, 1])) % n]
-                offset[axis] = peak_offset(surface[tuple(idx)])
+            offset = subvoxel_offset(surface, peak)
         else:
             delta = (region - peak).astype(np.float64)
             delta -= n * np.round(delta / n)  # minimum image about the peak

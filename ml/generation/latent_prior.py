@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 
 PRIORS = ("fitted", "normal")
+#: File name of a fitted prior, beside the generative model's ``vae.pt``.
+PRIOR_FILE = "latent_prior.npz"
 
 
 @dataclass(frozen=True)

@@ -1,99 +1,26 @@
-"""How well a decoded crystal matches a reference: site matching and the voxel round trip.
+"""The voxel round trip: how well the representation alone gives a crystal back.
 
-:func:`match_sites` compares two structures of (about) the same cell the way Court et al. 2020
-report reconstruction quality (``../shared/docs/method.md`` part B: mean earth-mover distance of
-atom sites, mean |Δ number of sites|): the sites of each element are paired by minimum total
-periodic distance (Hungarian assignment, ``scipy.optimize.linear_sum_assignment``), distances
-measured in the reference cell between fractional coordinates, minimum image.
-
-:func:`roundtrip_report` voxelises the VAE's selected crystals and decodes them back without any
-network (:func:`ml.generation.voxels.voxelize` → :func:`ml.generation.devoxelize.structure_from_voxels`): the ceiling any
-model using this representation can reach.
+Each crystal is compared with its decoded self by :func:`ml.evaluation.sites.match_sites` (Court
+et al.'s site earth-mover distance, the one site matching of matmap). :func:`roundtrip_report` voxelises the VAE's selected
+crystals and decodes them back without any network (:func:`ml.generation.voxels.voxelize` →
+:func:`ml.generation.devoxelize.structure_from_voxels`): the ceiling any model using this
+representation can reach.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
 from ml.generation.voxel_data import VAEDataConfig, conventional_structures, select_vae_materials
+from ml.evaluation.sites import SiteMatch, match_sites
 from ml.evaluation.validity import min_distance_ok
 from ml.generation.devoxelize import structure_from_voxels
 from ml.generation.voxels import VoxelConfig, VoxelDecodeError, voxelize
-
-#: A decoded crystal is recovered exactly when every site lies within this distance, Å.
-EXACT_TOLERANCE = 0.1
-
-
-@dataclass(frozen=True)
-class SiteMatch:
-    """Site-by-site comparison of a decoded structure with its reference.
-
-    Attributes:
-        n_reference, n_decoded: number of sites.
-        same_composition: equal cell compositions (element counts, not reduced).
-        n_matched: sites paired (same element), ``≤ min(n_reference, n_decoded)``.
-        mean_distance: mean periodic distance of the paired sites, Å (NaN when none paired).
-        max_distance: largest such distance, Å (NaN when none paired).
-    """
-
-    n_reference: int
-    n_decoded: int
-    same_composition: bool
-    n_matched: int
-    mean_distance: float
-    max_distance: float
-
-    @property
-    def delta_sites(self) -> int:
-        """``|n_decoded - n_reference|``."""
-        return abs(self.n_decoded - self.n_reference)
-
-    def exact(self, tolerance: float = EXACT_TOLERANCE) -> bool:
-        """Same composition, same number of sites, and every site within ``tolerance`` Å."""
-        return (
-            self.same_composition
-            and self.n_matched == self.n_reference == self.n_decoded
-            and bool(self.max_distance <= tolerance)
-        )
-
-
-def match_sites(reference, decoded) -> SiteMatch:
-    """Pair the sites of ``decoded`` with those of ``reference``, element by element.
-
-    Fractional coordinates of both are compared in the reference lattice (the decoded cell is
-    assumed to be the same cell, as in a round trip or a VAE reconstruction).
-
-    Args:
-        reference, decoded: ordered pymatgen ``Structure`` objects.
-
-    Returns:
-        :class:`SiteMatch`.
-    """
-    from scipy.optimize import linear_sum_assignment
-
-    distances = []
-    ref_z = np.asarray(reference.atomic_numbers)
-    dec_z = np.asarray(decoded.atomic_numbers) if len(decoded) else np.zeros(0, dtype=int)
-    for z in np.intersect1d(ref_z, dec_z):
-        a = reference.frac_coords[ref_z == z]
-        b = decoded.frac_coords[dec_z == z]
-        cost = reference.lattice.get_all_distances(a, b)
-        rows, cols = linear_sum_assignment(cost)
-        distances.extend(cost[rows, cols])
-    distances = np.asarray(distances, dtype=float)
-    return SiteMatch(
-        n_reference=len(reference),
-        n_decoded=len(decoded),
-        same_composition=reference.composition == decoded.composition,
-        n_matched=len(distances),
-        mean_distance=float(distances.mean()) if len(distances) else float("nan"),
-        max_distance=float(distances.max()) if len(distances) else float("nan"),
-    )
 
 
 def roundtrip(structure, config: VoxelConfig | None = None, use_density: bool = True) -> tuple[SiteMatch, bool]:
@@ -121,8 +48,9 @@ def roundtrip_report(
     ``numpy.random.default_rng(0)``, so every family is represented as in the set), one row each.
 
     Returns:
-        Columns ``material_id, family, split, n_reference, n_decoded, delta_sites,
-        same_composition, n_matched, mean_distance, max_distance`` (Å), ``exact``, ``valid``,
+        Columns ``material_id, family, split``, the fields of
+        :class:`ml.evaluation.sites.SiteMatch` (``n_reference, n_decoded, same_composition,
+        n_pairs, n_matched, n_recalled, mean_distance, max_distance`` (Å)), ``delta_sites``, ``exact``, ``valid``,
         ``error`` (decode failure message, else empty), ``seconds``.
     """
     table = select_vae_materials(dataset, data_config, progress=progress)
@@ -142,7 +70,8 @@ def roundtrip_report(
             row.update(asdict(match), delta_sites=match.delta_sites, exact=match.exact(), valid=valid, error="")
         except VoxelDecodeError as exc:
             row.update(n_reference=len(structure), n_decoded=0, delta_sites=len(structure), same_composition=False,
-                       n_matched=0, mean_distance=np.nan, max_distance=np.nan, exact=False, valid=False, error=str(exc))
+                       n_pairs=0, n_matched=0, n_recalled=0, mean_distance=np.nan, max_distance=np.nan, exact=False,
+                       valid=False, error=str(exc))
         row["seconds"] = time.perf_counter() - started
         rows.append(row)
     return pd.DataFrame(rows)

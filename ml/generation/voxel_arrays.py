@@ -37,7 +37,7 @@ class VoxelArrays:
         decile: ``(N,)`` int64 formation-energy decile 0–9 (condition; see :func:`one_hot_deciles`).
         split: ``(N,)`` ``"train" | "val" | "test"``.
         family: ``(N,)`` family names (:data:`FAMILIES`).
-        n_sites: ``(N,)`` int64 number of atoms in each conventional cell (the generator's
+        n_sites: ``(N,)`` int64 number of atoms in each conventional cell (the generative model's
             site-count target).
         voxel_config: the :class:`ml.generation.voxels.VoxelConfig` the grids were made with.
     """

@@ -28,13 +28,14 @@ the element has no ionic radius (H, noble gases), else ``default_radius`` (1 Å)
 to at least ``min_radius`` (0.5 Å) and to half a voxel diagonal, so every atom covers at least one
 voxel whatever the cell size.
 
-Decoding (:func:`ml.generation.devoxelize.structure_from_voxels`): for each species in ``S``,
-its voxels are split into atoms by a marker watershed (``skimage.segmentation.watershed``) on the density (or, without a
-density, on the distance to the region's border) with markers at its periodic local maxima; the
-grid is wrap-padded for the watershed so atoms on faces, edges and corners (split across the
-cell boundary) become one atom each. An atom's centre is its peak voxel refined to sub-voxel
-precision (a parabola through the log density, exact for one Gaussian; the region's centroid
-without a density).
+Decoding (:mod:`ml.generation.devoxelize`, the one segmentation of grids into atoms): atoms are
+the periodic local maxima of the density; :func:`ml.generation.devoxelize.structure_from_voxels`
+splits each species of ``S`` into atoms by a marker watershed seeded at them (or, without a
+density, at the maxima of the distance to the region's border), the grid wrap-padded so atoms on
+faces, edges and corners (split across the cell boundary) become one atom each, and refines each
+peak to sub-voxel precision (a parabola through the log density, exact for one Gaussian; the
+region's centroid without a density). The VAE's decoded grids go through the same maxima in
+:func:`ml.generation.decode.decode_crystal`.
 
 Data augmentation: :func:`ml.generation.rotations.rotate90` applies one of the 24 proper
 rotations of the cube about the cell origin to density and species grids alike (numpy arrays or torch tensors).

@@ -228,7 +228,7 @@ def preload(artifacts: MapArtifacts) -> None:
     Raises:
         ArtifactError: the map's model is missing or changed since the build.
     """
-    from ml.features.xrd_sim import scattering_table
+    from ml.features.xrd_scattering import scattering_table
 
     _model_for(artifacts.model, artifacts.manifest.get("model_sha256"))
     _tsne_for(artifacts.folder)

@@ -8,7 +8,8 @@ length (Å), y the one-hot formation-energy decile (10), z the latent vector (``
 
     slots    the crystal's distinct elements fill K = 3 slots in the order they first occur in
              the grid (voxel (0,0,0) first; c_1 … c_K, "none" past the last); each atom voxel's
-             slot index k(S) is its element's rank (computed from S, see :func:`slot_targets`)
+             slot index k(S) is its element's rank (computed from S, see
+             :func:`ml.models.vae3d_slots.slot_targets`)
     input    X = [M ; e(S) ; onehot k(S) ; a / scale ; y]  as (1 + E + K + 1 + 10) channels, e a
              learned E-d element embedding painted on the voxels its atom covers (0 on empty voxels)
     encoder  h = [4 × (Conv3d 3³ circular + BatchNorm + LeakyReLU + MaxPool 2) → flatten ; y ; a/scale ;
@@ -24,27 +25,10 @@ length (Å), y the one-hot formation-energy decile (10), z the latent vector (``
     lattice  a' = MLP([z ; y])                                   (a cubic cell: one length)
     sites    n' = MLP([z ; y]) → logits over 0 … max_sites       (atoms in the conventional cell)
     loss     L = w_M · MSE(M, M') + w_S · [CE(k(S), s | atom voxels) + CE(c_k, ℓ_k | filled slots)]
-                 + w_a · (a − a')²/scale² + w_n · CE(n, n') + β · KL(q ‖ N(0, I))
+                 + w_a · (a − a')²/scale² + w_n · CE(n, n') + β · KL(q ‖ N(0, I))   (:mod:`ml.models.vae3d_loss`)
 
-Why supervised slots, ordered by first occurrence: the crystal's elements are a global read-out
-of z (K vectors in the embedding space, one shared regression learnt from every crystal) and each
-voxel only chooses which of the K slots it holds (a K-way, local decision). The order of the
-slots decides how hard that local decision is. Measured on the 300 validation crystals
-(fraction of atom voxels whose most likely element is right, after epochs 1 / 2):
-
-- slots left latent, the mixed vector Σ_k w_k v_k scored against the table (session 5):
-  47 % / 57 % (73 % after 9 epochs, 59 min; species recall on sites 62.7 %);
-- slots ordered by atomic number, convolutional decoder only: 45.8 % / 49.8 %; the element of
-  each slot was learnt at once (slot-element cross entropy 0.009) but the slot map stayed near
-  chance (0.96 nats): which site holds the lighter element differs from crystal to crystal of one
-  prototype, a non-local decision a decoder up-sampled from 2³ does not make;
-- the same with the loss minimised over the K! slot permutations: 43.5 % / 49.5 %;
-- atomic-number order plus the coarse position-specific head (below): 55.8 % / 57.9 %, and
-  58.8 % after 6 epochs (slot map still 0.87 nats);
-- **first occurrence in the grid** (this design): 95.9 % / 96.3 %, the slot map learnt
-  (0.13 → 0.12 nats; final numbers in the model card). The element on the origin site is slot 0
-  in every crystal (rotations turn about the origin), so the slot map is the same for every
-  crystal of a prototype, and which element sits where is carried by the slot vectors.
+Why the slots are supervised and ordered by first occurrence in the grid, with the measurements
+that decided it: :mod:`ml.models.vae3d_slots`.
 
 The coarse head: a linear map of [z ; y] to (1 + K) maps at G/2 resolution, zero-initialised,
 up-sampled trilinearly and added to the density and slot logits, gives the decoder a
@@ -98,11 +82,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ml.models.checkpoint import CheckpointFormat, load_checkpoint, save_checkpoint
+from ml.models.vae3d_slots import slot_targets
 
 N_DECILES = 10
-
-#: Species-grid value of an empty voxel (and the cross-entropy ``ignore_index``).
-EMPTY = -1
 
 
 @dataclass(frozen=True)
@@ -237,47 +219,6 @@ def position_channels(g: int, like: Tensor) -> Tensor:
     return torch.stack(planes)[None]
 
 
-def slot_targets(species: Tensor, slots: int, n_species: int) -> tuple[Tensor, Tensor]:
-    """The supervised slots of a batch: the distinct elements of each crystal fill the K slots in
-    the order in which they first occur in the grid's raster order (voxel (0, 0, 0) first).
-
-    The order follows the geometry, not the chemistry: the element on the origin site is slot 0
-    in every crystal that has one (the 90° rotations of :func:`ml.generation.rotations.rotate90` turn about
-    the origin and keep it there), so the map of slots over the cell is the same for every
-    crystal of a prototype and the elements themselves are read from z. Ordering by atomic
-    number made that map depend on which element is the heavier one, and the decoder learnt it
-    barely above chance (see the module docstring).
-
-    Args:
-        species: ``(B, G, G, G)`` int64 class indices (−1 empty, ``n_species`` for an element
-            outside the vocabulary, which takes a slot like any element).
-        slots: K.
-
-    Returns:
-        ``voxel_slot`` ``(B, G, G, G)``: the slot index of each atom voxel (−1 on empty voxels and
-        on a crystal's elements past the K-th), and ``slot_class`` ``(B, K)``: the class of each
-        slot (−1 where the crystal has fewer elements).
-    """
-    b = species.shape[0]
-    flat = species.reshape(b, -1)
-    n_voxels = flat.shape[1]
-    position = torch.arange(n_voxels, device=species.device).expand(b, -1)
-    first = torch.full((b, n_species + 2), n_voxels, dtype=torch.long, device=species.device)
-    first.scatter_reduce_(1, flat + 1, position, reduce="amin")  # column 0 is "empty"
-    first = first[:, 1:]  # (B, V + 1): first raster index of each class, n_voxels when absent
-    order = first.argsort(dim=1, stable=True)  # classes by first occurrence
-    rank = torch.empty_like(order).scatter_(1, order, torch.arange(order.shape[1], device=species.device)
-                                            .expand(b, -1).contiguous())
-    voxel_slot = torch.where(flat >= 0, rank.gather(1, flat.clamp(min=0)), torch.full_like(flat, EMPTY))
-    voxel_slot = voxel_slot.masked_fill(voxel_slot >= slots, EMPTY).view_as(species)
-    slot_class = order[:, :slots]
-    absent = first.gather(1, slot_class) >= n_voxels
-    if slot_class.shape[1] < slots:  # a vocabulary smaller than K
-        pad = slots - slot_class.shape[1]
-        slot_class, absent = F.pad(slot_class, (0, pad)), F.pad(absent, (0, pad), value=True)
-    return voxel_slot, slot_class.masked_fill(absent, EMPTY)
-
-
 def _conv(c_in: int, c_out: int) -> list[nn.Module]:
     return [nn.Conv3d(c_in, c_out, 3, padding=1, padding_mode="circular", bias=False), nn.BatchNorm3d(c_out),
             nn.LeakyReLU(0.2, inplace=True)]
@@ -388,75 +329,6 @@ class CondVAE3D(nn.Module):
         d, slot_logits, element_logits, a, site_counts = self._decode(z, condition)
         return VAEOutput(d, self.species_log_probs(slot_logits, element_logits), a, mu, logvar, z,
                          slot_logits, element_logits, site_counts)
-
-
-def kl_divergence(mu: Tensor, logvar: Tensor) -> Tensor:
-    """KL(N(μ, σ²) ‖ N(0, I)) summed over latent dimensions, averaged over the batch (nats).
-
-    Shapes:
-        ``(B, D)``, ``(B, D)`` → scalar. Zero exactly when μ = 0 and log σ² = 0.
-    """
-    return (-0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(dim=1)).mean()
-
-
-def slot_losses(slot_logits: Tensor, element_logits: Tensor, species: Tensor,
-                config: VAE3DConfig) -> tuple[Tensor, Tensor]:
-    """The two species terms, with the slots of :func:`slot_targets` (elements by first occurrence).
-
-    Args:
-        slot_logits: ``(B, K, G, G, G)``; element_logits: ``(B, K, V)``; species ``(B, G, G, G)``
-            class indices (−1 empty; V, an element outside the vocabulary, takes a slot but is never
-            an element target).
-
-    Returns:
-        ``slot_ce``: mean over the batch's atom voxels of −log softmax(s) of the voxel's slot;
-        ``element_ce``: mean over the batch's filled slots of −log softmax(ℓ) of the slot's element.
-        Zero (with a gradient) where there is nothing to score.
-    """
-    voxel_slot, slot_class = slot_targets(species, config.slots, config.n_species)
-    zero = slot_logits.sum() * 0.0 + element_logits.sum() * 0.0
-    slot_ce = F.cross_entropy(slot_logits, voxel_slot, ignore_index=EMPTY) if bool((voxel_slot >= 0).any()) else zero
-    slot_class = slot_class.masked_fill(slot_class >= config.n_species, EMPTY)  # "unknown" is never a target
-    if bool((slot_class >= 0).any()):
-        element_ce = F.cross_entropy(element_logits.flatten(0, 1), slot_class.flatten(), ignore_index=EMPTY)
-    else:
-        element_ce = zero
-    return slot_ce, element_ce
-
-
-def vae_loss(output: VAEOutput, density: Tensor, species: Tensor, lattice: Tensor, n_sites: Tensor,
-             config: VAE3DConfig) -> tuple[Tensor, dict[str, float]]:
-    """The loss of the module docstring.
-
-    Args:
-        output: the forward pass.
-        density: ``(B, G, G, G)`` true M; species ``(B, G, G, G)`` true class indices (−1 empty,
-            ignored; V unknown: takes a slot, but is never an element target); lattice ``(B,)`` true a, Å;
-            n_sites ``(B,)`` int64 true number of atoms in the cell.
-
-    Returns:
-        The loss and its parts as floats (``density_mse``; ``species_ce`` = ``slot_ce`` (which
-        slot each atom voxel holds) + ``element_ce`` (which element each filled slot holds);
-        ``lattice_mse`` in (Å/scale)², ``site_count_ce``, ``kl``, ``loss``).
-
-    Raises:
-        ValueError: a site count outside 1 … ``config.max_sites``.
-    """
-    if n_sites.numel() and (int(n_sites.min()) < 1 or int(n_sites.max()) > config.max_sites):
-        raise ValueError(f"site counts must lie in 1..{config.max_sites}")
-    density_mse = F.mse_loss(output.density[:, 0], density)
-    slot_ce, element_ce = slot_losses(output.slot_logits, output.element_logits, species, config)
-    species_ce = slot_ce + element_ce
-    lattice_mse = F.mse_loss(output.lattice / config.lattice_scale, lattice / config.lattice_scale)
-    site_count_ce = F.cross_entropy(output.site_count_logits, n_sites.long())
-    kl = kl_divergence(output.mu, output.logvar)
-    total = (config.density_weight * density_mse + config.species_weight * species_ce
-             + config.lattice_weight * lattice_mse + config.site_count_weight * site_count_ce + config.beta * kl)
-    parts = {"density_mse": float(density_mse.detach()), "species_ce": float(species_ce.detach()),
-             "slot_ce": float(slot_ce.detach()), "element_ce": float(element_ce.detach()),
-             "lattice_mse": float(lattice_mse.detach()), "site_count_ce": float(site_count_ce.detach()),
-             "kl": float(kl.detach()), "loss": float(total.detach())}
-    return total, parts
 
 
 # --------------------------------------------------------------------------- checkpoints

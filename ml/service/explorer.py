@@ -1,8 +1,8 @@
 """The latent explorer's narrow interface for the app (``/generate``): torch-free at import.
 
 The app reaches ``ml`` only through :mod:`ml.service` (this module is part of it) and :mod:`ml.settings`.
-Everything that needs torch (:mod:`ml.generation.generator`) is imported inside the functions, and the
-trained :class:`ml.generation.generator.Generator` is loaded once per process and kept (a failed load is
+Everything that needs torch (:mod:`ml.generation.generative_model`) is imported inside the functions, and the
+trained :class:`ml.generation.generative_model.GenerativeModel` is loaded once per process and kept (a failed load is
 not kept: once the model is trained or the voxel store built, the next call finds it without a
 restart). Functions return plain data: dicts of JSON-ready values, CIF text, the bytes of a zip.
 
@@ -19,10 +19,10 @@ restart). Functions return plain data: dicts of JSON-ready values, CIF text, the
     structure_of(result["rows"][0]["cif"])   # a pymatgen Structure for the 3D view
 
 A *result* is ``{"mode", "inputs", "rows", "funnel", "energy_checked"}``; each row is
-:meth:`ml.generation.generator.GeneratedCrystal.record` (cell lengths ``a``, ``b``, ``c`` in Å, predicted
+:meth:`ml.generation.records.GeneratedCrystal.record` (cell lengths ``a``, ``b``, ``c`` in Å, predicted
 ``formation_energy_per_atom`` in eV/atom, ``funnel_stage`` …) plus ``cif`` (the decoded
 structure as CIF text, ``""`` when nothing decoded). ``funnel`` is
-:func:`ml.generation.generator.funnel_counts` for targeted generation, ``None`` on a path.
+:func:`ml.generation.funnel.funnel_counts` for targeted generation, ``None`` on a path.
 
 Errors: :class:`ExplorerUnavailable` (no trained generator, no voxel store; carries the command
 that makes it) and :class:`ExplorerError` (a request that cannot be served: unknown id, id
@@ -94,7 +94,7 @@ def _dataset_name() -> str:
 
 
 def generator():
-    """The trained :class:`ml.generation.generator.Generator`, loaded once per process.
+    """The trained :class:`ml.generation.generative_model.GenerativeModel`, loaded once per process.
 
     Raises:
         ExplorerUnavailable: no ``vae.pt``, or the dataset's voxel store is not built.
@@ -103,11 +103,11 @@ def generator():
     if _generator is None:
         with _lock:
             if _generator is None:
-                from ml.generation.generator import Generator
+                from ml.generation.generative_model import GenerativeModel
                 from ml.generation.voxel_data import VAEDataError
 
                 try:
-                    _generator = Generator.load(_source["model_dir"], dataset=_source["dataset"], device="cpu")
+                    _generator = GenerativeModel.load(_source["model_dir"], dataset=_source["dataset"], device="cpu")
                 except VAEDataError as error:
                     raise ExplorerUnavailable(str(error), f"python -m ml vae-data --dataset {_dataset_name()}") from None
                 except (FileNotFoundError, ValueError) as error:  # ValueError: a checkpoint of an older format
@@ -310,7 +310,7 @@ def interpolate(id_a: str, id_b: str, steps: int = DEFAULT_STEPS, progress: Prog
         ExplorerUnavailable: no generator. ExplorerError: an unknown id or one outside the VAE
         set, the same id twice, ``steps`` outside 2 … :data:`MAX_STEPS`.
     """
-    from ml.generation.generator import GenerationError
+    from ml.generation.records import GenerationError
 
     id_a, id_b = _check_id("the first compound", id_a), _check_id("the second compound", id_b)
     steps = _check_int("steps", steps, 2, MAX_STEPS)
@@ -338,7 +338,8 @@ def sample_around(material_id: str, variance: float = DEFAULT_VARIANCE, n: int =
         ``variance`` outside (0, :data:`MAX_VARIANCE`], ``n`` outside 1 … :data:`MAX_SAMPLES`,
         a decile outside 0–9.
     """
-    from ml.generation.generator import GenerationError, funnel_counts
+    from ml.generation.funnel import funnel_counts
+    from ml.generation.records import GenerationError
 
     material_id = _check_id("a compound", material_id)
     n = _check_int("the number of samples", n, 1, MAX_SAMPLES)

@@ -41,7 +41,9 @@ from ml.training.loop import EpochLoop
 from ml.training.loop import resume as resume_run
 from ml.training.model_card import VAE_FILE, write_vae_model_card
 from ml.data.datasets import Dataset
-from ml.models.vae3d import EMPTY, CondVAE3D, VAE3DConfig, one_hot_decile, save_voxel_model, vae_loss
+from ml.models.vae3d import CondVAE3D, VAE3DConfig, one_hot_decile, save_voxel_model
+from ml.models.vae3d_loss import vae_loss
+from ml.models.vae3d_slots import EMPTY
 from ml.generation.voxel_arrays import VoxelArrays, load_voxel_arrays
 from ml.generation.rotations import random_rotation, rotate90
 from ml.generation.voxels import MAX_ATOMIC_NUMBER, VoxelConfig

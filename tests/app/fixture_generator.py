@@ -6,7 +6,7 @@ cubic AB compounds among its 300) is selected from the mirror's CIFs
 (:func:`ml.generation.voxel_arrays.build_voxel_arrays`) and a small conditional VAE is trained on it for a few
 epochs (:func:`ml.training.vae.train_vae`): about 15 s of one CPU core. It decodes structures (few
 valid ones: it is barely trained), which is what the page's tests need; the file is the real
-checkpoint format, loaded by :meth:`ml.generation.generator.Generator.load`.
+checkpoint format, loaded by :meth:`ml.generation.generative_model.GenerativeModel.load`.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def build_fixture_generator(data_dir: Path):
 
     from ml.settings import get_settings
     from ml.generation.voxel_arrays import build_voxel_arrays, load_voxel_arrays
-    from ml.generation.generator import fit_latent_prior
+    from ml.generation.generative_model import fit_latent_prior
     from ml.training.vae import train_vae
     from ml.generation.voxels import VoxelConfig
 

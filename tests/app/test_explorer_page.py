@@ -48,7 +48,7 @@ def test_the_facade_imports_no_torch():
 def test_the_page_and_the_generator_read_the_same_model_folder(monkeypatch, tmp_path):
     """Both take the generator's folder from one setting (``MATMAP_GENERATOR_MODEL``)."""
     from ml.service import explorer
-    from ml.generation.generator import model_folder
+    from ml.generation.generative_model import model_folder
     from ml.settings import get_settings
 
     assert get_settings().generator_model == "vae-cpu"  # the default

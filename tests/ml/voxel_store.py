@@ -29,6 +29,13 @@ def b2(a: float, first: str, second: str) -> Structure:
     return Structure(Lattice.cubic(a), [first, second], [[0, 0, 0], [0.5, 0.5, 0.5]])
 
 
+def shifted(structure: Structure, shift, order=None) -> Structure:
+    """The same atoms moved by a fractional ``shift`` (wrapped into the cell), in another order."""
+    order = list(range(len(structure))) if order is None else order
+    return Structure(structure.lattice, [structure[i].specie for i in order],
+                     np.mod(structure.frac_coords[order] + np.asarray(shift), 1.0))
+
+
 def rock_salt(a: float, cation: str, anion: str) -> Structure:
     """The NaCl structure, conventional cell (8 sites)."""
     return Structure.from_spacegroup("Fm-3m", Lattice.cubic(a), [cation, anion], [[0, 0, 0], [0.5, 0.5, 0.5]])
@@ -87,10 +94,18 @@ def make_store(crystals: dict[str, tuple[Structure, float, str]]) -> tuple[Voxel
 
 
 class TinyDataset:
-    """The little a :func:`ml.training.vae.train_vae` and :class:`ml.generation.generator.Generator` read of a
+    """The little a :func:`ml.training.vae.train_vae` and :class:`ml.generation.generative_model.GenerativeModel` read of a
     dataset when the voxel store is given: a name and the material ids (``extra_ids`` are known
     to the dataset but outside the VAE's set)."""
 
     def __init__(self, arrays: VoxelArrays, extra_ids: tuple[str, ...] = ()) -> None:
         self.name = "tiny"
         self.material_ids = [*map(str, arrays.material_ids), *extra_ids]
+
+
+def six_crystal_store():
+    """``(VoxelArrays, selection table, id → true structure)`` of :func:`six_crystals` (the
+    ``store`` fixture of the generation and training tests)."""
+    crystals = six_crystals()
+    arrays, selection = make_store(crystals)
+    return arrays, selection, {m: s for m, (s, _, _) in crystals.items()}

@@ -1,6 +1,6 @@
-"""The generator evaluation's pure helpers (``ml/evaluation/generator.py``): site matching on periodic
-distances, the reconstruction figures of hand-made reconstructions, and the gates at their
-boundaries. No network: structures are built by hand."""
+"""The generator evaluation's pure helpers (``ml/evaluation/generator.py``): the reconstruction
+figures of hand-made reconstructions, and the gates at their boundaries. No network: structures
+are built by hand (the site matching itself is tested in ``test_sites.py``)."""
 
 from __future__ import annotations
 
@@ -8,67 +8,17 @@ import numpy as np
 import pytest
 from pymatgen.core import Lattice, Structure
 
-from ml.evaluation.generator import GATES, RECALL_DISTANCE, check_gates, failure_reasons, reconstruction_metrics, site_match
-from ml.generation.generator import GeneratedCrystal
+from ml.evaluation.generator import GATES, check_gates, failure_reasons, reconstruction_metrics
+from ml.generation.records import GeneratedCrystal
+from voxel_store import b2, perovskite, shifted
 
 
 def cscl(a: float = 4.0) -> Structure:
-    return Structure(Lattice.cubic(a), ["Cs", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    return b2(a, "Cs", "Cl")
 
 
 def srtio3(a: float = 3.9) -> Structure:
-    return Structure(Lattice.cubic(a), ["Sr", "Ti", "O", "O", "O"],
-                     [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]])
-
-
-def shifted(structure: Structure, shift, order=None) -> Structure:
-    """The same atoms moved by a fractional ``shift`` (wrapped into the cell), in another order."""
-    order = list(range(len(structure))) if order is None else order
-    return Structure(structure.lattice, [structure[i].specie for i in order],
-                     np.mod(structure.frac_coords[order] + np.asarray(shift), 1.0))
-
-
-def test_site_match_of_a_shifted_copy_is_the_shift():
-    true = cscl(4.0)
-    # every atom moved 0.02 · 4 Å = 0.08 Å along −a, so Cs wraps to x = 0.98; listed in reverse order
-    decoded = shifted(true, [-0.02, 0, 0], order=[1, 0])
-    distance, recalled = site_match(true, decoded)
-    assert distance == pytest.approx(0.08, abs=1e-9)
-    assert recalled == 2
-
-
-def test_site_match_ignores_species_for_matching_but_not_for_recall():
-    true = srtio3()
-    decoded = true.copy()
-    decoded.replace(1, "Zr")  # Ti → Zr on the body centre
-    distance, recalled = site_match(true, decoded)
-    assert distance == pytest.approx(0.0, abs=1e-9)  # still matched to its own site
-    assert recalled == len(true) - 1
-
-
-def test_site_match_recalls_only_within_half_an_angstrom():
-    true = cscl(4.0)
-    near = Structure(true.lattice, ["Cs", "Cl"], [[0.1, 0, 0], [0.5, 0.5, 0.5]])  # Cs 0.4 Å away
-    far = Structure(true.lattice, ["Cs", "Cl"], [[0.15, 0, 0], [0.5, 0.5, 0.5]])  # Cs 0.6 Å away
-    assert 0.4 < RECALL_DISTANCE < 0.6
-    assert site_match(true, near) == (pytest.approx(0.2), 2)
-    assert site_match(true, far) == (pytest.approx(0.3), 1)
-
-
-def test_site_match_reads_decoded_sites_in_the_true_cell():
-    # a decoded cell 10 % too large with the right fractional positions matches exactly: the
-    # cell-length error is scored apart (cell_length_mae)
-    true = srtio3(3.9)
-    decoded = Structure(Lattice.cubic(4.29), true.species, true.frac_coords)
-    assert site_match(true, decoded) == (pytest.approx(0.0, abs=1e-9), len(true))
-
-
-def test_site_match_with_a_missing_site_matches_the_smaller_set():
-    true = srtio3()
-    decoded = true.copy()
-    decoded.remove_sites([4])
-    distance, recalled = site_match(true, decoded)
-    assert distance == pytest.approx(0.0, abs=1e-9) and recalled == 4
+    return perovskite(a, "Sr", "Ti")
 
 
 def _crystal(index: int, structure, a: float) -> GeneratedCrystal:

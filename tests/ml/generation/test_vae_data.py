@@ -102,7 +102,7 @@ def test_hand_built_crystals_are_classified_in_their_conventional_cubic_cell(bui
 def test_conventional_cell_is_pymatgens_conventional_standard_structure(builder):
     from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
-    from ml.generation.roundtrip import match_sites
+    from ml.evaluation.sites import match_sites
 
     row = classify_structure(builder(), CONFIG)
     ours = Structure(Lattice.cubic(row["lattice_a"]), row["numbers"], np.reshape(row["frac_coords"], (-1, 3)))

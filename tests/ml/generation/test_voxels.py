@@ -7,7 +7,7 @@ import pytest
 import torch
 from pymatgen.core import Element, Lattice, Structure
 
-from ml.generation.roundtrip import match_sites
+from ml.evaluation.sites import match_sites
 from ml.evaluation.validity import min_distance_ok
 from ml.generation.devoxelize import structure_from_voxels
 from ml.generation.rotations import CUBE_ROTATIONS, rotate90, rotate_lattice

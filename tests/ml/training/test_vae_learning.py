@@ -6,7 +6,7 @@ decoded density), and nothing in the suite noticed. Here the real training entry
 perovskites that share one geometry and differ only in their elements, which recur in other
 pairings (Ti with Sr, Ba and Ca; Zr with Ba and Sr): the density is common to all, so every
 composition has to come from the species channels and the latent vector. The same
-configuration untrained is the negative control. Then :meth:`ml.generation.generator.Generator.reconstruct`
+configuration untrained is the negative control. Then :meth:`ml.generation.generative_model.GenerativeModel.reconstruct`
 decodes the crystals through the peak decoder and the per-site species vote, and every site
 found must carry its own element.
 
@@ -18,8 +18,8 @@ from dataclasses import replace
 
 import torch
 
-from ml.evaluation.generator import site_match
-from ml.generation.generator import Generator
+from ml.evaluation.sites import match_sites
+from ml.generation.generative_model import GenerativeModel
 from ml.models.vae3d import CondVAE3D, VAE3DConfig, load_voxel_model
 from ml.training.vae import VAETrainConfig, class_lookup, evaluate_loss, species_vocabulary, train_vae, training_rows
 from voxel_store import G, TinyDataset, make_store, perovskite
@@ -77,7 +77,7 @@ def test_a_tiny_generator_learns_the_species_of_a_handful_of_crystals(tmp_path):
         assert before["site_count_accuracy"] < 0.5 and after["site_count_accuracy"] == 1.0  # 5 atoms each
 
         # through the whole decoding path: density peaks → sites, each site's element by vote
-        generator = Generator(vae, payload["vocabulary"], arrays, selection, {}, torch.device("cpu"))
+        generator = GenerativeModel(vae, payload["vocabulary"], arrays, selection, {}, torch.device("cpu"))
         crystals = generator.reconstruct(list(PEROVSKITES))
         decoded_sites = recalled = exact = 0
         for crystal, (material_id, (true, _, _)) in zip(crystals, PEROVSKITES.items()):
@@ -86,7 +86,7 @@ def test_a_tiny_generator_learns_the_species_of_a_handful_of_crystals(tmp_path):
             # never another crystal's cation, though the model saw each of them in other pairings
             assert set(crystal.structure.composition) <= set(true.composition), (material_id, crystal.formula)
             decoded_sites += len(crystal.structure)
-            recalled += site_match(true, crystal.structure)[1]  # within 0.5 Å of a true site of its element
+            recalled += match_sites(true, crystal.structure).n_recalled  # within 0.5 Å of a true site of its element
             exact += crystal.structure.composition == true.composition
         assert decoded_sites >= 4 * len(PEROVSKITES)  # at least the A site and the three O of each
         assert recalled >= 0.9 * decoded_sites, (recalled, decoded_sites)

@@ -1,109 +1,43 @@
-"""Crystal generation with the trained voxel VAE (after Court et al., J. Chem. Inf. Model. 60, 4518,
-2020): latent vectors → density, per-voxel element log-probabilities and cell length (VAE decoder,
-:mod:`ml.models.vae3d`) → pymatgen ``Structure`` (:func:`ml.generation.decode.decode_crystal`) → validity
-(:mod:`ml.evaluation.validity`) and the targeted-generation funnel.
+"""Court et al.'s generative model (J. Chem. Inf. Model. 60, 4518, 2020) as the app and the CLI use
+it: latent vectors → density, per-voxel element log-probabilities and cell length (VAE decoder,
+:mod:`ml.models.vae3d`) → pymatgen ``Structure`` (:func:`ml.generation.decode.decode_crystal`) →
+validity (:mod:`ml.evaluation.validity`) → CGCNN properties.
 
 The narrow API a CLI verb or a Dash page calls::
 
-    generator = Generator.load()                         # data/models/vae-cpu, dataset mp2024
-    crystals = generator.interpolate("mp-…", "mp-…", steps=10, progress=callback)
-    crystals = generator.sample_around("mp-…", variance=0.5, n=1000, progress=callback)
-    crystals = generator.sample(decile=3, n=1000)        # latent prior: the fitted mixture, else N(0, I)
+    model = GenerativeModel.load()                       # data/models/vae-cpu, dataset mp2024
+    crystals = model.interpolate("mp-…", "mp-…", steps=10, progress=callback)
+    crystals = model.sample_around("mp-…", variance=0.5, n=1000, progress=callback)
+    crystals = model.sample(decile=3, n=1000)            # latent prior: the fitted mixture, else N(0, I)
     [c.record() for c in crystals]                       # plain dicts (CSV rows)
     write_generated(crystals, out_dir)                   # CIFs + generated.csv
 
+The three modes are in :mod:`ml.generation.sampling`, the targeted funnel in
+:mod:`ml.generation.funnel`, what they return in :mod:`ml.generation.records`.
 ``progress(done, total)`` is called after every decoded chunk. Unknown material ids, ids outside
-the VAE's set and bad arguments raise :class:`GenerationError` (a ``ValueError``) with a message
-fit for a user.
-
-Validity: ``valid`` is the strict rule of :func:`ml.evaluation.validity.strict_validity` (parses, 2–40 sites,
-distances > 0.5 Å, a cubic space group, a family's formula shape); ``valid_paper`` is Court et
-al.'s (distances > 0.5 Å). The targeted funnel, each stage a subset of the one before (Court et
-al. 2020): ``valid`` (strict) → ``same_stoichiometry`` (the base's integer ratio, e.g. 1:1:3) →
-``novel`` (reduced formula not among the VAE's training crystals) → ``energy_within_20pct``
-(CGCNN-predicted formation energy within 20 % of the base's DFT value) → ``unique`` (first of
-its reduced formula). Without a formation-energy predictor (``ml.training.property``) the funnel
-stops at ``novel``.
+the VAE's set and bad arguments raise :class:`ml.generation.records.GenerationError` (a
+``ValueError``) with a message fit for a user.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
-import math
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from ml.generation.decode import CANDIDATE_THRESHOLD
+from ml.generation.funnel import assign_funnel_stages
+from ml.generation.latent_prior import PRIOR_FILE
+from ml.generation.records import GeneratedCrystal, GenerationError, Progress
+from ml.generation.sampling import interpolated_crystals, random_crystals, targeted_crystals
+from ml.training.model_card import REPORT_FILE  # the evaluation report kept beside the weights
+
 log = logging.getLogger(__name__)
 
-from ml.generation.decode import CANDIDATE_THRESHOLD
-
-PRIOR_FILE = "latent_prior.npz"
-#: the evaluation report kept beside the weights (``ml.training.model_card.REPORT_FILE``)
-REPORT_FILE = "metrics.json"
-FUNNEL_STAGES = ("invalid", "valid", "same_stoichiometry", "novel", "energy_within_20pct", "unique")
 PROPERTY_MODELS = {"formation_energy_per_atom": "cgcnn-formation-energy", "band_gap": "cgcnn-band-gap"}
-CSV_COLUMNS = ["index", "file", "formula", "valid", "valid_paper", "reason", "spacegroup_number", "a", "b", "c",
-               "n_sites", "decile", "t", "formation_energy_per_atom", "band_gap", "funnel_stage"]
-
-Progress = Callable[[int, int], None] | None
-
-
-class GenerationError(ValueError):
-    """A generation request that cannot be served (unknown id, id outside the VAE set, bad value)."""
-
-
-@dataclass
-class GeneratedCrystal:
-    """One decoded latent vector.
-
-    Attributes:
-        index: position in the request (0-based).
-        structure: the decoded pymatgen ``Structure`` (``None`` when decoding failed).
-        valid: passes the strict rule (:func:`ml.evaluation.validity.strict_validity`).
-        reason: the first strict rule it breaks (``None`` when valid).
-        lattice: ``(a, b, c)`` in Å (a cubic cell: three equal lengths).
-        decile: the formation-energy decile conditioned on (argmax of the condition).
-        valid_paper: passes Court et al.'s rule (decoded, all distances > 0.5 Å).
-        spacegroup_number: found by spglib at 0.1 Å (``None`` when not reached).
-        t: position on an interpolation line (0 = first material, 1 = second), else ``None``.
-        formation_energy_per_atom: CGCNN prediction, eV/atom (``None``: no predictor / invalid).
-        band_gap: CGCNN prediction, eV.
-        funnel_stage: the last of :data:`FUNNEL_STAGES` it passed.
-    """
-
-    index: int
-    structure: object | None
-    valid: bool
-    reason: str | None
-    lattice: tuple[float, float, float]
-    decile: int
-    valid_paper: bool = False
-    spacegroup_number: int | None = None
-    t: float | None = None
-    formation_energy_per_atom: float | None = None
-    band_gap: float | None = None
-    funnel_stage: str = "invalid"
-
-    @property
-    def formula(self) -> str | None:
-        """Reduced formula of the decoded structure."""
-        return None if self.structure is None else self.structure.composition.reduced_formula
-
-    def record(self) -> dict:
-        """A plain dict (no pymatgen objects): the CSV row, lengths in Å, energies in eV/atom, gap in eV."""
-        a, b, c = (round(float(v), 4) for v in self.lattice)
-        return {"index": self.index, "file": f"{self.index:04d}.cif" if self.structure is not None else "",
-                "formula": self.formula or "", "valid": self.valid, "valid_paper": self.valid_paper,
-                "reason": self.reason or "", "spacegroup_number": self.spacegroup_number,
-                "a": a, "b": b, "c": c, "n_sites": 0 if self.structure is None else len(self.structure),
-                "decile": self.decile, "t": self.t, "formation_energy_per_atom": self.formation_energy_per_atom,
-                "band_gap": self.band_gap, "funnel_stage": self.funnel_stage}
 
 
 def _pick_device(device) -> torch.device:
@@ -129,7 +63,7 @@ def load_property_predictors() -> dict[str, object]:
 
 
 def model_folder(model_dir: str | Path | None = None) -> Path:
-    """The generator folder: ``model_dir`` when it is a folder, else ``data/models/<model_dir or vae-cpu>``."""
+    """The generative model's folder: ``model_dir`` when it is a folder, else ``data/models/<model_dir or vae-cpu>``."""
     from ml.settings import get_settings
 
     if model_dir is not None and Path(model_dir).is_dir():
@@ -137,9 +71,10 @@ def model_folder(model_dir: str | Path | None = None) -> Path:
     return get_settings().models_dir / (str(model_dir) if model_dir else get_settings().generator_model)
 
 
-class Generator:
-    """A trained :class:`ml.models.vae3d.CondVAE3D` with the VAE's voxel store (for encoding
-    known materials) and, when fitted, the latent prior of random generation.
+class GenerativeModel:
+    """Court et al.'s generative model: a trained :class:`ml.models.vae3d.CondVAE3D` with the VAE's
+    voxel store (for encoding known materials) and, when fitted, the latent prior of random
+    generation.
 
     Build with :meth:`load`. Methods return lists of :class:`GeneratedCrystal`.
     """
@@ -170,7 +105,7 @@ class Generator:
 
     @classmethod
     def load(cls, model_dir: str | Path | None = None, dataset="mp2024", device=None,
-             predictors: dict | None = None) -> Generator:
+             predictors: dict | None = None) -> GenerativeModel:
         """Load ``vae.pt`` (and ``latent_prior.npz`` when present) of ``model_dir`` (a folder, or a
         name under ``data/models``; default ``vae-cpu``) and the voxel store of ``dataset``.
 
@@ -323,7 +258,8 @@ class Generator:
             for crystal, value in zip(valid, values):
                 setattr(crystal, prop, None if value is None else round(float(value), 4))
 
-    def _condition(self, deciles) -> torch.Tensor:
+    def condition(self, deciles) -> torch.Tensor:
+        """``(n, 10)`` one-hot conditions of ``n`` deciles (:class:`GenerationError` outside 0–9)."""
         from ml.models.vae3d import one_hot_decile
 
         try:
@@ -331,7 +267,7 @@ class Generator:
         except ValueError as exc:
             raise GenerationError(str(exc)) from None
 
-    # ------------------------------------------------------------------ the three modes
+    # ------------------------------------------------------------------ Court et al.'s modes
 
     def reconstruct(self, material_ids: list[str], progress: Progress = None) -> list[GeneratedCrystal]:
         """Decode the posterior means μ of known materials (each with its own decile)."""
@@ -339,144 +275,35 @@ class Generator:
         if not len(rows):
             return []
         mu, _, deciles = self.encode_rows(rows)
-        return self.decode(mu, self._condition(deciles), progress)
+        return self.decode(mu, self.condition(deciles), progress)
 
     def sample(self, decile: int, n: int, seed: int = 0, progress: Progress = None,
                prior: str | None = None) -> list[GeneratedCrystal]:
-        """Random generation with a chosen formation-energy decile (0 = most stable).
-
-        Args:
-            prior: ``"fitted"`` (the mixture fitted to the training crystals' μ of that decile,
-                :mod:`ml.generation.latent_prior`; the default when the model has one) or ``"normal"``
-                (z ~ N(0, I), the paper's).
-
-        Raises:
-            GenerationError: ``n`` < 1, a decile outside 0–9, an unknown prior, or ``"fitted"``
-            for a model without one.
-        """
-        from ml.generation.latent_prior import PRIORS
-
-        _check_count(n)
-        condition = self._condition([decile] * n)
-        prior = prior or ("fitted" if self.prior is not None else "normal")
-        if prior not in PRIORS:
-            raise GenerationError(f"prior must be one of {', '.join(PRIORS)}, got {prior!r}")
-        if prior == "fitted":
-            if self.prior is None:
-                raise GenerationError(f"this model has no fitted latent prior ({PRIOR_FILE}); use prior 'normal'")
-            z = torch.from_numpy(self.prior.sample(int(decile), n, np.random.default_rng(seed)))
-        else:
-            z = torch.randn(n, self.vae.config.latent_dim, generator=torch.Generator().manual_seed(seed))
-        return self.decode(z, condition, progress)
+        """Random generation: :func:`ml.generation.sampling.random_crystals`."""
+        return random_crystals(self, decile, n, seed, progress, prior)
 
     def sample_around(self, material_id: str, variance: float, n: int, decile: int | None = None, seed: int = 0,
                       progress: Progress = None) -> list[GeneratedCrystal]:
-        """Targeted generation: z ~ N(μ_base, variance · I) around a known material, then the funnel.
-
-        Args:
-            variance: of each latent coordinate (the paper's 0.5; the standard deviation is √variance).
-            decile: condition; default the base's own decile.
-
-        Raises:
-            GenerationError: unknown id, id outside the VAE's set, ``variance`` ≤ 0, ``n`` < 1.
-        """
-        _check_count(n)
-        if not (isinstance(variance, (int, float)) and math.isfinite(variance) and variance > 0):
-            raise GenerationError(f"variance must be a positive number, got {variance!r}")
-        mu, _, own = self.encode(material_id)
-        noise = torch.randn(n, len(mu), generator=torch.Generator().manual_seed(seed))
-        z = mu.cpu()[None] + math.sqrt(variance) * noise
-        crystals = self.decode(z, self._condition([own if decile is None else decile] * n), progress)
-        self.apply_funnel(crystals, material_id)
-        return crystals
+        """Targeted generation: :func:`ml.generation.sampling.targeted_crystals`."""
+        return targeted_crystals(self, material_id, variance, n, decile, seed, progress)
 
     def interpolate(self, id_a: str, id_b: str, steps: int = 10, progress: Progress = None) -> list[GeneratedCrystal]:
-        """Decode ``steps`` points on the straight line from μ_a to μ_b (both ends included);
-        the condition moves linearly from a's one-hot decile to b's.
-
-        Raises:
-            GenerationError: an unknown id or one outside the VAE's set, ``steps`` < 2.
-        """
-        if not isinstance(steps, int) or steps < 2 or steps > 1000:
-            raise GenerationError(f"steps must be an integer from 2 to 1000, got {steps!r}")
-        mu, _, deciles = self.encode_rows(np.array([self.row_of(id_a), self.row_of(id_b)]))
-        t = torch.linspace(0, 1, steps)
-        z = (1 - t)[:, None] * mu[0].cpu()[None] + t[:, None] * mu[1].cpu()[None]
-        ca, cb = self._condition([deciles[0]]), self._condition([deciles[1]])
-        condition = (1 - t)[:, None] * ca + t[:, None] * cb
-        return self.decode(z, condition, progress, t=t.tolist())
-
-    # ------------------------------------------------------------------ funnel
+        """Interpolation: :func:`ml.generation.sampling.interpolated_crystals`."""
+        return interpolated_crystals(self, id_a, id_b, steps, progress)
 
     def apply_funnel(self, crystals: list[GeneratedCrystal], base_id: str) -> dict[str, int | None]:
-        """Set each crystal's ``funnel_stage`` relative to a base material; return the counts
-        (:func:`funnel_counts`)."""
-        from ml.generation.voxel_data import stoichiometry
-
+        """Set each crystal's ``funnel_stage`` relative to a base material of the VAE's set; return
+        the counts (:func:`ml.generation.funnel.assign_funnel_stages`)."""
         base = self.selection.set_index("material_id").loc[base_id]
-        ratio = stoichiometry(base["formula"])
-        base_energy = float(base["formation_energy_per_atom"])
-        can_check_energy = "formation_energy_per_atom" in self.predictors
-        seen: set[str] = set()
-        for crystal in crystals:
-            if not crystal.valid:
-                crystal.funnel_stage = "invalid"
-                continue
-            stage = "valid"
-            if stoichiometry(crystal.structure.composition) == ratio:
-                stage = "same_stoichiometry"
-                if crystal.formula not in self.training_formulas:
-                    stage = "novel"
-                    energy = crystal.formation_energy_per_atom
-                    if can_check_energy and energy is not None and abs(energy - base_energy) <= 0.2 * abs(base_energy):
-                        stage = "energy_within_20pct"
-                        if crystal.formula not in seen:
-                            seen.add(crystal.formula)
-                            stage = "unique"
-            crystal.funnel_stage = stage
-        return funnel_counts(crystals, energy_checked=can_check_energy)
+        return assign_funnel_stages(crystals, base["formula"], float(base["formation_energy_per_atom"]),
+                                    self.training_formulas, "formation_energy_per_atom" in self.predictors)
 
 
 def fit_latent_prior(model_dir: str | Path | None = None, dataset="mp2024", n_components: int = 8) -> Path:
     """Fit the latent prior of random generation (:mod:`ml.generation.latent_prior`) to a trained
-    generator's training crystals and save it as ``latent_prior.npz`` beside ``vae.pt``."""
-    generator = Generator.load(model_dir, dataset, predictors={})
+    generative model's training crystals and save it as ``latent_prior.npz`` beside ``vae.pt``;
+    returns its path."""
+    model = GenerativeModel.load(model_dir, dataset, predictors={})
     path = model_folder(model_dir) / PRIOR_FILE
-    generator.fit_prior(n_components).save(path)
+    model.fit_prior(n_components).save(path)
     return path
-
-
-def _check_count(n) -> None:
-    if not isinstance(n, int) or n < 1 or n > 100_000:
-        raise GenerationError(f"n must be an integer from 1 to 100000, got {n!r}")
-
-
-def funnel_counts(crystals: list[GeneratedCrystal], energy_checked: bool = True) -> dict[str, int | None]:
-    """How many crystals reached each stage of the funnel (cumulative): ``{"generated": n,
-    "valid": …, "same_stoichiometry": …, "novel": …, "energy_within_20pct": …, "unique": …}``;
-    the last two are ``None`` when no formation-energy predictor was available."""
-    rank = {s: i for i, s in enumerate(FUNNEL_STAGES)}
-    counts: dict[str, int | None] = {"generated": len(crystals)}
-    for stage in FUNNEL_STAGES[1:]:
-        counts[stage] = sum(rank[c.funnel_stage] >= rank[stage] for c in crystals)
-    if not energy_checked:
-        counts["energy_within_20pct"] = counts["unique"] = None
-    return counts
-
-
-def write_generated(crystals: list[GeneratedCrystal], out_dir: str | Path) -> Path:
-    """Write ``<index>.cif`` for every decoded structure and ``generated.csv`` (one row per
-    crystal, :data:`CSV_COLUMNS`) into ``out_dir``; returns the CSV path."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for crystal in crystals:
-        if crystal.structure is not None:
-            crystal.structure.to(filename=str(out_dir / f"{crystal.index:04d}.cif"), fmt="cif")
-    path = out_dir / "generated.csv"
-    with open(path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS)
-        writer.writeheader()
-        writer.writerows(c.record() for c in crystals)
-    return path
-
-
