@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dash import MATCH, ClientsideFunction, Input, Output, callback, clientside_callback, dcc, html
+from dash import MATCH, ClientsideFunction, Input, Output, State, callback, clientside_callback, dcc, html
 from dash.exceptions import PreventUpdate
 
 from ml.service import MAP_VIEWS
@@ -135,4 +135,25 @@ def map_view_selector(component_id: str, views: list[str], value: str, caption_i
             ),
             *([html.P(id=caption_id, className="hint")] if caption_id else []),
         ],
+    )
+
+
+def map_update_stores(prefix: str) -> list:
+    """The two stores through which a page changes a drawn map in the browser: ``<prefix>-update``
+    (a :func:`components.map_figure.map_update` written by a server callback) and
+    ``<prefix>-update-applied`` (how many updates plotly has drawn). Wire them once, at import,
+    with :func:`register_map_updates`."""
+    return [dcc.Store(id=f"{prefix}-update"), dcc.Store(id=f"{prefix}-update-applied")]
+
+
+def register_map_updates(prefix: str) -> None:
+    """Hand every update written to ``<prefix>-update`` to ``matmap.applyMapUpdate``
+    (``assets/matmap.js``: ``Plotly.react`` on the update's graph, without touching the Graph's
+    ``figure`` prop, which Dash would copy and redraw whole for a ``Patch``)."""
+    clientside_callback(
+        ClientsideFunction(namespace="matmap", function_name="applyMapUpdate"),
+        Output(f"{prefix}-update-applied", "data"),
+        Input(f"{prefix}-update", "data"),
+        State(f"{prefix}-update-applied", "data"),
+        prevent_initial_call=True,
     )

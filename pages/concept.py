@@ -14,11 +14,11 @@ import time
 
 import dash
 import numpy as np
-from dash import Input, Output, Patch, State, callback, ctx, dcc, html, no_update
+from dash import Input, Output, State, callback, ctx, dcc, html, no_update
 from dash.exceptions import PreventUpdate
 
 from components.background import progress_job_options
-from components.common import missing_page, notice, page_link
+from components.common import map_update_stores, missing_page, notice, page_link, register_map_updates
 from components.concept import (
     CANDIDATE_COLUMNS,
     LABEL_SETS,
@@ -42,6 +42,7 @@ from components.map_figure import (
     foreground_trace,
     highlight_trace,
     make_map_figure,
+    map_update,
     trace_json,
 )
 from components.map_style import GRAPH_CONFIG as MAP_GRAPH_CONFIG
@@ -101,6 +102,7 @@ def _page():
             dcc.Store(id="concept-labels", storage_type="session", data=empty_labels()),
             dcc.Store(id="concept-result", storage_type="session"),
             dcc.Store(id="concept-map-drawn", data=False),  # has this page's map got its points?
+            *map_update_stores("concept-map"),  # partial updates, applied by plotly in the browser
         ],
     )
 
@@ -241,6 +243,7 @@ def labels_changed(labels, result):
 
 @callback(
     Output("concept-map", "figure"),
+    Output("concept-map-update", "data"),
     Output(NeighborPanel.ids.grid(CANDIDATES_ID), "rowData"),
     Output("concept-summary", "children"),
     Output("concept-map-drawn", "data"),
@@ -249,21 +252,23 @@ def labels_changed(labels, result):
     State("concept-map-drawn", "data"),
 )
 def draw(labels, result, drawn):
-    """The map (whole the first time this page shows it, then patches: the session stores
-    may fire first on load) and the candidate table."""
+    """The map (whole the first time this page shows it, then updates applied in the browser,
+    :func:`rings_update` and :func:`scores_update`: the session stores may fire first on load)
+    and the candidate table."""
     atlas = require_map()
     scores = _valid_scores(atlas, labels, result)
+    figure, update = no_update, no_update
     if not drawn:
         figure = concept_figure(atlas, scores, labels)
     elif ctx.triggered_id == "concept-labels":
-        figure = rings_patch(atlas, labels, trained=scores is not None)
+        update = rings_update(atlas, labels, trained=scores is not None)
     else:
-        figure = scores_patch(atlas, scores, labels)
+        update = scores_update(atlas, scores, labels)
     if scores is None:
-        return figure, [], html.P("Train the concept to rank the materials.", className="muted"), True
+        return figure, update, [], html.P("Train the concept to rank the materials.", className="muted"), True
     labelled = np.concatenate([_label_rows(atlas, labels, "positives"), _label_rows(atlas, labels, "negatives")])
     table = candidate_table(atlas.materials, scores, labelled, N_CANDIDATES)
-    return figure, neighbor_records(table), result_summary(result), True
+    return figure, update, neighbor_records(table), result_summary(result), True
 
 
 def _valid_scores(atlas, labels, result):
@@ -299,26 +304,28 @@ def ring_trace(atlas, labels, role: str, trained: bool):
     return trace
 
 
-def rings_patch(atlas, labels, trained: bool = False) -> Patch:
-    """A ``Patch`` redrawing the rings of the positives and negatives."""
-    patch = Patch()
-    patch["data"][HIGHLIGHT] = trace_json(ring_trace(atlas, labels, "positives", trained))
-    patch["data"][NEGATIVES] = trace_json(ring_trace(atlas, labels, "negatives", trained))
-    return patch
+def rings_update(atlas, labels, trained: bool = False) -> dict:
+    """The map update (:func:`components.map_figure.map_update`) redrawing the rings of the
+    positives and negatives."""
+    return map_update(replace={HIGHLIGHT: trace_json(ring_trace(atlas, labels, "positives", trained)),
+                               NEGATIVES: trace_json(ring_trace(atlas, labels, "negatives", trained))},
+                      graph="concept-map")
 
 
-def scores_patch(atlas, scores, labels=None) -> Patch:
-    """A ``Patch`` colouring the map by ``scores`` (grey when ``None``), coordinates not
-    resent, and restyling the rings of ``labels`` to suit (faint over a coloured map)."""
+def scores_update(atlas, scores, labels=None) -> dict:
+    """The map update (:func:`components.map_figure.map_update`) colouring the map by ``scores``
+    (grey when ``None``), coordinates not resent, and restyling the rings of ``labels`` to suit
+    (faint over a coloured map)."""
     layers = score_layers(scores, len(atlas))
-    patch = Patch()
     base = trace_json(base_trace(atlas.coordinates[:0], None, layers))
-    patch["data"][BASE]["marker"] = base["marker"]
-    patch["data"][FOREGROUND] = trace_json(foreground_trace(atlas.coordinates, layers))
     trained = scores is not None
-    patch["data"][HIGHLIGHT]["marker"] = _ring_marker(atlas, labels, "positives", trained)
-    patch["data"][NEGATIVES]["marker"] = _ring_marker(atlas, labels, "negatives", trained)
-    return patch
+    return map_update(
+        traces={BASE: {"marker": base["marker"]},
+                HIGHLIGHT: {"marker": _ring_marker(atlas, labels, "positives", trained)},
+                NEGATIVES: {"marker": _ring_marker(atlas, labels, "negatives", trained)}},
+        replace={FOREGROUND: trace_json(foreground_trace(atlas.coordinates, layers))},
+        graph="concept-map",
+    )
 
 
 def result_summary(result: dict):
@@ -368,3 +375,5 @@ def train_result(atlas, labels, progress=None) -> tuple:
     }
     return result, None
 
+
+register_map_updates("concept-map")

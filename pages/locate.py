@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import dash
 import numpy as np
-from dash import ClientsideFunction, Input, Output, State, callback, clientside_callback, ctx, dcc, html, no_update
+from dash import Input, Output, State, callback, ctx, dcc, html, no_update
 from dash.exceptions import PreventUpdate
 
-from components.common import map_view_selector, missing_page
+from components.common import map_update_stores, map_view_selector, missing_page, register_map_updates
 from components.located import locate_upload, located_points, result_card
 from components.map_colors import ColorLayers
 from components.map_figure import clicked_material_href, located_color, located_shapes, make_map_figure, map_update
@@ -71,8 +71,7 @@ def _page(model: str, views: list[str]):
             ),
             dcc.Location(id="locate-nav", refresh="callback-nav"),
             dcc.Store(id="locate-map-drawn", data=False),  # has this page's map got its points?
-            dcc.Store(id="locate-map-update"),  # a partial update, applied by plotly in the browser
-            dcc.Store(id="locate-map-update-applied"),  # the applying callback's output: how many were drawn
+            *map_update_stores("locate-map"),  # partial updates, applied by plotly in the browser
         ],
     )
 
@@ -231,13 +230,7 @@ def newest_located_view(coordinates: np.ndarray, points) -> tuple[list[float], l
     return zoom_ranges(xy, rows)
 
 
-clientside_callback(
-    ClientsideFunction(namespace="matmap", function_name="applyMapUpdate"),
-    Output("locate-map-update-applied", "data"),
-    Input("locate-map-update", "data"),
-    State("locate-map-update-applied", "data"),
-    prevent_initial_call=True,
-)
+register_map_updates("locate-map")
 
 
 @callback(Output("locate-nav", "href"), Input("locate-map", "clickData"), prevent_initial_call=True)

@@ -35,7 +35,7 @@ from dash import (
 )
 from dash.exceptions import PreventUpdate
 
-from components.common import map_view_selector, missing_page, notice, page_link
+from components.common import map_update_stores, map_view_selector, missing_page, notice, page_link, register_map_updates
 from components.map_colors import COLOR_MODES, DEFAULT_ELEMENT, DEFAULT_MODE, color_layers, parse_mode
 from components.map_figure import (
     BASE,
@@ -125,8 +125,7 @@ def _page(mode: str, elements: list[str], symbol: str | None, query: str, notes:
             ),
             dcc.Location(id="map-nav", refresh="callback-nav"),
             dcc.Store(id="map-url-sync"),
-            dcc.Store(id="map-update"),  # a partial update, applied by plotly in the browser
-            dcc.Store(id="map-update-applied"),  # the applying callback's output: how many were drawn
+            *map_update_stores("map"),  # partial updates, applied by plotly in the browser
         ],
     )
 
@@ -390,13 +389,7 @@ def hover_details(material, mode: str, element: str | None):
     )
 
 
-clientside_callback(
-    ClientsideFunction(namespace="matmap", function_name="applyMapUpdate"),
-    Output("map-update-applied", "data"),
-    Input("map-update", "data"),
-    State("map-update-applied", "data"),
-    prevent_initial_call=True,
-)
+register_map_updates("map")
 
 clientside_callback(
     ClientsideFunction(namespace="matmap", function_name="syncMapUrl"),

@@ -40,10 +40,6 @@ def ids_of(component) -> set:
     return found
 
 
-def patch_ops(patch) -> dict:
-    return {tuple(op["location"]): op["params"].get("value") for op in patch.to_plotly_json()["operations"]}
-
-
 def update_ops(update: dict) -> dict:
     """A map update (``components/map_figure.py`` ``map_update``) as ``{("data", i, attribute) | ("data", i) |
     ("layout", axis, attribute): value}``, the way ``assets/matmap.js`` applies it."""

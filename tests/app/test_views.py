@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 from callback_context import in_callback
-from test_pages import ids_of, patch_ops, text_of
+from test_pages import ids_of, text_of, update_ops
 
 from components.compare import DESCRIPTOR_LABELS, OURS, neighbor_lists
 from components.concept import SCORE_FLOOR, decode_scores, labels_key
@@ -102,7 +102,7 @@ def test_training_scores_every_material_and_fills_the_table(concept, atlas):
     assert result["n_positives"] == 6 and result["random_negatives"]
     assert progress[-1] == 1.0
     scores = decode_scores(result["scores"], len(atlas))
-    figure, rows, summary, drawn = in_callback(concept.draw, labels, result, False)
+    figure, _, rows, summary, drawn = in_callback(concept.draw, labels, result, False)
     assert drawn is True
     assert len(figure.data[FOREGROUND].x) == (scores >= SCORE_FLOOR).sum() > 0  # coloured above the floor
     assert list(figure.data[HIGHLIGHT].customdata) == list(range(6))  # positives ringed
@@ -121,8 +121,9 @@ def test_a_result_of_other_labels_is_dropped(concept, atlas):
     changed = {"positives": labels["positives"][:3], "negatives": []}
     dropped, view = concept.labels_changed(changed, result)
     assert dropped is None and "3 positives" in text_of(view)
-    patch = in_callback(concept.draw, changed, None, True, trigger="concept-result.data")[0]
-    foreground = patch_ops(patch)[("data", FOREGROUND)]
+    figure, update = in_callback(concept.draw, changed, None, True, trigger="concept-result.data")[:2]
+    assert figure is concept.no_update and update["graph"] == "concept-map"  # an update, not the figure
+    foreground = update_ops(update)[("data", FOREGROUND)]
     assert np.size(foreground["customdata"]) == 0 and "colorscale" not in foreground["marker"]  # grey map again
 
 
@@ -136,11 +137,11 @@ def test_many_training_examples_do_not_hide_the_map(concept, atlas):
     assert len(figure.data[HIGHLIGHT].x) == len(superconductors)
     assert rings.opacity == 0.5 and rings.line.width == 1
     few = {"positives": superconductors[:3], "negatives": superconductors[3:6]}
-    patch = patch_ops(in_callback(concept.draw, few, None, True, trigger="concept-labels.data")[0])
+    patch = update_ops(in_callback(concept.draw, few, None, True, trigger="concept-labels.data")[1])
     assert patch[("data", HIGHLIGHT)]["marker"]["opacity"] == 1.0
     assert patch[("data", concept.NEGATIVES)]["marker"]["line"]["width"] == 2
     result, _ = concept.train_result(atlas, few)
-    patch = patch_ops(in_callback(concept.draw, few, result, True, trigger="concept-result.data")[0])
+    patch = update_ops(in_callback(concept.draw, few, result, True, trigger="concept-result.data")[1])
     assert patch[("data", HIGHLIGHT, "marker")]["opacity"] == 0.5
     assert patch[("data", concept.NEGATIVES, "marker")]["opacity"] == 0.5
 
