@@ -55,7 +55,7 @@ def open_map(page, live_server, query: str = ""):
     page.goto(f"{live_server}/{query}")
     page.wait_for_function(
         "() => { const gd = document.querySelector('#map-graph .js-plotly-plot');"
-        " return gd && gd._fullData && gd._fullData.length === 5 && gd.querySelector('canvas'); }"
+        " return gd && gd._fullData && gd._fullData.length === 3 && gd.querySelector('canvas'); }"
     )
 
 

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.browser
 def concept_trace_length(page, index: int):
     return page.evaluate(
         "(i) => { const gd = document.querySelector('#concept-map .js-plotly-plot');"
-        " return gd && gd._fullData && gd._fullData.length === 6 ? gd._fullData[i].x.length : null; }",
+        " return gd && gd._fullData && gd._fullData.length === 4 ? gd._fullData[i].x.length : null; }",  # base, foreground, positives, negatives
         index,
     )
 
@@ -25,7 +25,7 @@ def test_concept_from_pasted_ids(page, live_server, atlas):
     ids = list(atlas.materials["material_id"][:5])
     page.goto(f"{live_server}/concept")
     page.wait_for_function("() => { const gd = document.querySelector('#concept-map .js-plotly-plot');"
-                           " return gd && gd._fullData && gd._fullData.length === 6; }")
+                           " return gd && gd._fullData && gd._fullData.length === 4; }")
     page.get_by_text("random unlabelled materials will serve as negatives").wait_for()
     page.fill("#concept-paste", " ".join(ids) + " mp-0")
     page.get_by_role("button", name="Add as positives").click()

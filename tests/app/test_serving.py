@@ -244,7 +244,7 @@ def test_background_callbacks_work_under_gunicorn(gunicorn_server, browser, atla
     try:
         page.goto(f"{base}/concept")
         page.wait_for_function("() => { const gd = document.querySelector('#concept-map .js-plotly-plot');"
-                               " return gd && gd._fullData && gd._fullData.length === 6; }")
+                               " return gd && gd._fullData && gd._fullData.length === 4; }")
         page.fill("#concept-paste", " ".join(atlas.materials["material_id"][:5]))
         page.get_by_role("button", name="Add as positives").click()
         page.locator(".concept-labels").get_by_text("5 positives").wait_for()
