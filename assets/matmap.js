@@ -19,17 +19,27 @@ function matmapDecoded(value) {
 
 /*
  * Replace, in place, a trace's base64 arrays (x, y, customdata, marker.color, marker.size) by
- * typed arrays. Plotly decodes {bdata} anew on every Plotly.react, so the arrays get a new
- * identity and plotly recomputes every trace: 1.3-2 s for the 141k-point map in Chromium on
- * 2 cores even when nothing changed; once decoded, an unchanged trace costs nothing and a
- * layout-only update (a search's rings and zoom) takes 0.01-0.08 s.
+ * typed arrays: those plotly already decoded for the drawn trace (`drawn`, its _fullData entry)
+ * where it has them, else decoded here. Plotly decodes {bdata} anew on every Plotly.react, so
+ * the arrays get a new identity and plotly recomputes every trace: 1.3-2 s for the 141k-point
+ * map in Chromium on 2 cores even when nothing changed. With the drawn trace's own arrays an
+ * unchanged trace costs nothing: a layout-only update (a search's rings and zoom, a placed
+ * CIF's star) takes 0.01-0.08 s, the first one included.
  */
-function matmapDecodeTrace(trace) {
+function matmapDecodeTrace(trace, drawn) {
   if (!trace) { return trace; }
-  ["x", "y", "customdata"].forEach(function (key) { trace[key] = matmapDecoded(trace[key]); });
+  var adopt = function (value, drawnValue) {
+    var isBase64 = value && typeof value === "object" && typeof value.bdata === "string";
+    if (isBase64 && drawnValue && typeof drawnValue.length === "number" && typeof drawnValue !== "string") {
+      return drawnValue;
+    }
+    return matmapDecoded(value);
+  };
+  ["x", "y", "customdata"].forEach(function (key) { trace[key] = adopt(trace[key], drawn && drawn[key]); });
   if (trace.marker) {
-    trace.marker.color = matmapDecoded(trace.marker.color);
-    trace.marker.size = matmapDecoded(trace.marker.size);
+    var marker = drawn && drawn.marker;
+    trace.marker.color = adopt(trace.marker.color, marker && marker.color);
+    trace.marker.size = adopt(trace.marker.size, marker && marker.size);
   }
   return trace;
 }
@@ -73,7 +83,10 @@ window.dash_clientside = Object.assign({}, window.dash_clientside, {
             if (tries++ < 600) { setTimeout(attempt, 50); } else { resolve(window.dash_clientside.no_update); }
             return;
           }
-          gd.data.forEach(matmapDecodeTrace);  // once per drawn figure: later traces arrive decoded
+          gd.data.forEach(function (trace) {  // once per drawn figure: later traces arrive decoded
+            var drawn = (gd._fullData || []).filter(function (full) { return full._input === trace; })[0];
+            matmapDecodeTrace(trace, drawn);
+          });
           var data = gd.data.slice();
           Object.keys(update.traces || {}).forEach(function (key) {
             var changed = Object.assign({}, data[Number(key)], update.traces[key]);
