@@ -62,6 +62,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.memory import server_memory_mb  # noqa: E402  (after the repository is on sys.path)
+
 CHROMIUM = os.environ.get("MATMAP_TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--enable-unsafe-swiftshader", "--disable-background-networking"]
 TARGETS = {"recolour": 0.5, "xrd_map": 0.5, "search": 0.3, "neighbours": 0.5, "locate": 2.0, "server_start": 2.0}
@@ -111,19 +113,6 @@ def _start_gunicorn(port: int) -> tuple[subprocess.Popen, float, float]:
         time.sleep(0.1)
     server.terminate()
     raise RuntimeError("the map did not load within 300 s")
-
-
-def _memory_mb(pid: int) -> tuple[float, float]:
-    """``(RSS, PSS)`` of gunicorn's master and workers summed, MB. The RSS sum counts the map's
-    arrays, which the workers share copy-on-write with the master, once per process; the PSS
-    (proportional set size) sum counts every page once: the memory the server really holds."""
-    import psutil
-
-    parent = psutil.Process(pid)
-    processes = [parent, *parent.children(recursive=True)]
-    rss = sum(p.memory_info().rss for p in processes)
-    pss = sum(p.memory_full_info().pss for p in processes)
-    return rss / 2**20, pss / 2**20
 
 
 class _Quiet(SimpleHTTPRequestHandler):
@@ -285,7 +274,7 @@ def main(argv: list[str] | None = None) -> None:
                     lambda: page.locator(".located-card").filter(has_text="bench.cif")
                     .locator(".ag-center-cols-container .ag-row").first.wait_for(timeout=120_000)))
             browser.close()
-        rss, pss = _memory_mb(server.pid)
+        rss, pss = server_memory_mb(server.pid)
     finally:
         server.terminate()
         try:

@@ -27,13 +27,21 @@ import argparse
 import json
 import os
 import random
+import sys
 import threading
 import time
 import urllib.request
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench.memory import server_memory_mb, server_pid  # noqa: E402  (after the repository is on sys.path)
 
 ROUTER = ".._pages_content.children..._pages_store.data.."
 COLOR_MODES = ("band_gap", "formation_energy_per_atom", "density", "crystal_system", "nelements")
@@ -201,7 +209,13 @@ def main(argv: list[str] | None = None) -> None:
         print(f"  load average {os.getloadavg()[0]:.2f}")
         if worst_p95 < args.target:
             held = users
-    print(f"serve load users={held} target={args.target} load={os.getloadavg()[0]:.2f}")
+    memory = ""
+    pid = server_pid(args.url)
+    if pid is not None:  # the server is gunicorn on this machine: what it holds after the load
+        rss, pss = server_memory_mb(pid)
+        print(f"server memory (master and workers): PSS {pss:.0f} MB (RSS summed {rss:.0f} MB)")
+        memory = f" pss_mb={pss:.0f} rss_mb={rss:.0f}"
+    print(f"serve load users={held} target={args.target} load={os.getloadavg()[0]:.2f}{memory}")
 
 
 if __name__ == "__main__":
