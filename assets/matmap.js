@@ -68,9 +68,10 @@ window.dash_clientside = Object.assign({}, window.dash_clientside, {
     /**
      * Apply a partial map update (components/map_figure.py map_update: {graph, traces, replace,
      * layout}) to the drawn map with Plotly.react, without touching the Graph's figure prop:
-     * Dash would copy and redraw the whole 140k-point figure for a Patch. The traces' base64 arrays are decoded
-     * first (matmapDecodeTrace), so plotly recomputes only the traces that changed. Waits (up
-     * to 30 s) for the map to be drawn; resolves to the number of updates applied so far.
+     * Dash would copy and redraw the whole 140k-point figure for a Patch. Every trace's base64
+     * arrays become typed arrays first (matmapDecodeTrace), so plotly recomputes only what
+     * changed. Waits (up to 30 s) for the map to be drawn; resolves to the number of updates
+     * applied so far.
      */
     applyMapUpdate: function (update, applied) {
       if (!update) { return window.dash_clientside.no_update; }
