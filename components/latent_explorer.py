@@ -3,7 +3,7 @@ table, the properties-along-the-path figure, the funnel, the quality gates and t
 
 A *result* is what :func:`ml.service.explorer.interpolate` / :func:`ml.service.explorer.sample_around` return
 (rows with CIF text: up to a few MB for 1,000 samples). The service keeps it on the server
-(:func:`ml.service.explorer.save_result`) and the page's session store holds only its token,
+(:func:`ml.service.generated.save_result`) and the page's session store holds only its token,
 its inputs and a summary (:func:`session_entry`), so the browser's session storage stays small.
 """
 

@@ -5,7 +5,7 @@ compounds): **interpolate** decodes the straight latent path between two compoun
 step; **generate around** samples latent vectors around one compound under a formation-energy
 decile and runs the targeted funnel. Decoding is a Dash background callback (progress, cancel),
 through the torch-free facade :mod:`ml.service.explorer`. The result lives on the server
-(:func:`ml.service.explorer.save_result`); the session store keeps its token and the key of
+(:func:`ml.service.generated.save_result`); the session store keeps its token and the key of
 the inputs it was made from, and forgets it as soon as an input changes. Any generated
 structure can be shown in 3D, downloaded as a CIF (all of them as a zip) and placed on the
 materials map (:meth:`ml.service.LoadedMap.locate`).
@@ -51,7 +51,7 @@ from components.structure_view import (
     structure_scene,
 )
 from ml.service import explorer
-from ml.service.explorer import load_result, save_result
+from ml.service.generated import cif_name, cif_zip, load_result, save_result, structure_of
 
 dash.register_page(__name__, path="/generate", name="Generate", title="matmap · latent explorer", order=4)
 
@@ -435,7 +435,7 @@ def draw_structure(selected):
         return empty_scene(), [], step_summary(row), notice("Nothing decoded at this point: " + (row.get("reason") or ""),
                                                             "warning"), True, True
     try:
-        scene, colors = structure_scene(explorer.structure_of(row["cif"]))
+        scene, colors = structure_scene(structure_of(row["cif"]))
     except (StructureViewError, ValueError) as error:
         return empty_scene(), [], step_summary(row), notice(f"The structure cannot be drawn: {error}", "error"), False, False
     return scene, legend_chips(colors), step_summary(row), None, False, False
@@ -458,7 +458,7 @@ def _stem(result: dict) -> str:
 def download_cif(n_clicks, selected):
     """The chosen structure's CIF."""
     result, row = _chosen_structure(n_clicks, selected)
-    return {"content": row["cif"], "filename": f"{_stem(result)}_{explorer.cif_name(row)}", "type": "chemical/x-cif"}
+    return {"content": row["cif"], "filename": f"{_stem(result)}_{cif_name(row)}", "type": "chemical/x-cif"}
 
 
 @callback(
@@ -473,7 +473,7 @@ def download_zip(n_clicks, entry):
     if not n_clicks or result is None:
         raise PreventUpdate
     stem = _stem(result)
-    return dcc.send_bytes(explorer.cif_zip(result["rows"], stem), f"{stem}.zip")
+    return dcc.send_bytes(cif_zip(result["rows"], stem), f"{stem}.zip")
 
 
 # --------------------------------------------------------------------------- placing on the map
@@ -481,7 +481,7 @@ def download_zip(n_clicks, entry):
 
 def place(atlas, row: dict, stem: str) -> dict:
     """The located-result dict (:func:`components.located.place_cif_result`) of one generated row."""
-    return place_cif_result(atlas, row["cif"], f"{stem}_{explorer.cif_name(row)}", f"generated-{row['index']}", PLACE_K)
+    return place_cif_result(atlas, row["cif"], f"{stem}_{cif_name(row)}", f"generated-{row['index']}", PLACE_K)
 
 
 @callback(
