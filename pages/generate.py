@@ -19,16 +19,15 @@ from __future__ import annotations
 import json
 
 import dash
-import dash_ag_grid as dag
 import numpy as np
 from dash import Input, Output, State, callback, ctx, dcc, html, no_update
 from dash.exceptions import PreventUpdate
 
 from components.background import progress_job_options
 from components.common import missing_page, notice
+from components.generate_form import VIEW_ID, compound_options, generate_page, unavailable_card
 from components.latent_explorer import (
     compound_label,
-    decile_options,
     funnel_view,
     gates_view,
     grid_column_defs,
@@ -40,7 +39,6 @@ from components.latent_explorer import (
 )
 from components.located import place_cif_result, result_card
 from components.map_figure import make_neighbors_map_figure
-from components.map_style import GRAPH_CONFIG
 from components.map_image import map_image
 from components.state import is_loading, map_or_error
 from components.structure_view import (
@@ -55,15 +53,13 @@ from ml.service.generated import cif_name, cif_zip, load_result, save_result, st
 
 dash.register_page(__name__, path="/generate", name="Generate", title="matmap · latent explorer", order=4)
 
-VIEW_ID = "generate"
 PLACE_K = 10
-MODES = {"interpolate": "Interpolate between two compounds", "around": "Generate around a compound"}
 
 
 def layout(around: str | None = None, a: str | None = None, b: str | None = None, **_):
     """The controls of both modes and the result; a message with the command to run when no
     generator is trained or its voxel store is missing."""
-    page = _page(around=around, a=a, b=b)
+    page = generate_page(around=around, a=a, b=b)
     if is_loading() and not explorer.loaded():  # the server's start-up loads it (components.state)
         return missing_page("The server is loading the map and the crystal generator.", page)
     problem = explorer.unavailable()
@@ -76,152 +72,6 @@ def layout(around: str | None = None, a: str | None = None, b: str | None = None
             page.children.insert(1, notice(warning, "warning", id="generate-quality"))
         return page
     return html.Div([unavailable_card(problem), html.Div(page, hidden=True)], className="page")
-
-
-def unavailable_card(problem: dict) -> html.Div:
-    """Why the explorer cannot run and the exact command that fixes it."""
-    return html.Div(
-        className="card card--notice explorer-missing",
-        children=[
-            html.H2("The latent explorer is not ready"),
-            html.P(problem["message"], className="muted"),
-            html.P("Run this from the repository root, then reload this page (no restart needed):"),
-            html.Pre(html.Code(problem["command"]), className="command"),
-        ],
-    )
-
-
-def _options(material_id: str | None) -> list[dict]:
-    if not material_id:
-        return []
-    try:
-        row = explorer.material_row(material_id)
-    except explorer.ExplorerUnavailable:
-        return []
-    return [{"label": compound_label(row), "value": row["material_id"]}] if row else [
-        {"label": material_id, "value": material_id}]
-
-
-def _compound(id_: str, label: str, value: str | None) -> list:
-    return [
-        html.Label(label, htmlFor=id_, className="field-label"),
-        dcc.Dropdown(id=id_, options=_options(value), value=value, placeholder="formula or id, e.g. NaCl or mp-22862",
-                     persistence=True, persistence_type="session", className="compound-dropdown"),
-    ]
-
-
-def _page(around=None, a=None, b=None) -> html.Div:
-    mode = "around" if around else "interpolate"
-    return html.Div(
-        className="page generate-page",
-        children=[
-            html.H1("Latent explorer"),
-            html.P(["The voxel VAE of Court et al. (2020) learned a latent space of cubic crystals: binary AB alloys, "
-                    "ABX3 perovskites, Heusler and half-Heusler compounds. Walk the straight path between two of them, "
-                    "or sample new candidates around one. Search by formula or id, or open a compound's page from the ",
-                    dcc.Link("map", href="/"), " and follow “Generate around this compound”."], className="lead"),
-            html.Section(className="card generate-controls", children=[
-                dcc.Tabs(id="generate-mode", value=mode, persistence=True, persistence_type="session", children=[
-                    dcc.Tab(label=MODES["interpolate"], value="interpolate", children=html.Div(
-                        className="generate-fields", children=[
-                            *_compound("generate-a", "First compound", a),
-                            *_compound("generate-b", "Second compound", b),
-                            html.Label("Steps (both ends included)", htmlFor="generate-steps", className="field-label"),
-                            dcc.Input(id="generate-steps", type="number", min=2, max=explorer.MAX_STEPS, step=1,
-                                      value=explorer.DEFAULT_STEPS, persistence=True, persistence_type="session",
-                                      className="number-input"),
-                        ])),
-                    dcc.Tab(label=MODES["around"], value="around", children=html.Div(
-                        className="generate-fields", children=[
-                            *_compound("generate-base", "Compound", around),
-                            html.Label("Variance of each latent coordinate", htmlFor="generate-variance",
-                                       className="field-label"),
-                            dcc.Input(id="generate-variance", type="number", min=0.01, max=explorer.MAX_VARIANCE,
-                                      step="any", value=explorer.DEFAULT_VARIANCE, persistence=True,
-                                      persistence_type="session", className="number-input"),
-                            html.Label("Condition: formation-energy decile", htmlFor="generate-decile",
-                                       className="field-label"),
-                            dcc.Dropdown(id="generate-decile", options=decile_options(), value="own", clearable=False,
-                                         searchable=False, persistence=True, persistence_type="session"),
-                            html.Label("Samples", htmlFor="generate-n", className="field-label"),
-                            dcc.Input(id="generate-n", type="number", min=1, max=explorer.MAX_SAMPLES, step=1,
-                                      value=explorer.DEFAULT_SAMPLES, persistence=True, persistence_type="session",
-                                      className="number-input"),
-                        ])),
-                ]),
-                html.Div(className="button-row", children=[
-                    html.Button("Decode", id="generate-run", className="button", n_clicks=0),
-                    html.Button("Cancel", id="generate-cancel", className="button button--secondary", n_clicks=0,
-                                disabled=True),
-                ]),
-                html.Div(id="generate-progress-box", className="concept-progress", style={"display": "none"}, children=[
-                    html.Progress(id="generate-progress", max=1, value=0, className="concept-progress__bar"),
-                    html.Span(id="generate-progress-text", className="muted"),
-                ]),
-                html.Div(id="generate-message", role="status"),
-            ]),
-            html.Div(id="generate-results", className="generate-results", children=_results_skeleton()),
-            dcc.Store(id="generate-result", storage_type="session"),
-            dcc.Store(id="generate-selected", storage_type="session"),
-        ],
-    )
-
-
-def _results_skeleton() -> list:
-    return [
-        html.Div(id="generate-summary", children=html.P("Choose the inputs and press Decode.", className="muted")),
-        html.Div(className="grid-2", children=[
-            html.Section(className="card", children=[
-                html.H2("Structure"),
-                html.Div(id="generate-slider-box", style={"display": "none"}, children=[
-                    html.Label("Step along the path", htmlFor="generate-slider", className="field-label"),
-                    dcc.Slider(id="generate-slider", min=1, max=2, step=1, value=1, marks=None,
-                               tooltip={"placement": "bottom"}),
-                ]),
-                html.Div(id="generate-step"),
-                dcc.Loading(StructureView(VIEW_ID), type="circle", delay_show=200),
-                html.Div(id="generate-structure-message"),
-                html.Div(className="button-row", children=[
-                    html.Button("Download CIF", id="generate-cif-button", className="button button--secondary",
-                                n_clicks=0, disabled=True),
-                    html.Button("Place on map", id="generate-place", className="button button--secondary",
-                                n_clicks=0, disabled=True),
-                    dcc.Download(id="generate-cif-download"),
-                ]),
-            ]),
-            html.Section(className="card", children=[
-                html.H2(id="generate-side-title", children="Along the path"),
-                html.Div(id="generate-funnel"),
-                dcc.Graph(id="generate-path-figure", config={"displaylogo": False}, style={"display": "none"}),
-            ]),
-        ]),
-        html.Section(className="card", children=[
-            html.Div(className="section-head", children=[
-                html.H2("Generated structures"),
-                html.Div(className="button-row", children=[
-                    dcc.Checklist(id="generate-surviving", options=[{"label": " surviving candidates only",
-                                                                     "value": "surviving"}],
-                                  value=[], inline=True),
-                    html.Button("Download all CIFs (zip)", id="generate-zip-button", className="button button--secondary",
-                                n_clicks=0, disabled=True),
-                    dcc.Download(id="generate-zip-download"),
-                ]),
-            ]),
-            html.P("Click a row to show its structure. Cell length from the decoded coordinate channels; formation "
-                   "energy predicted by the CGCNN property model where one is trained.", className="hint"),
-            dag.AgGrid(id="generate-grid", rowData=[], columnDefs=grid_column_defs("interpolate"),
-                       defaultColDef={"sortable": True, "resizable": True, "filter": True, "minWidth": 80},
-                       dashGridOptions={"animateRows": False, "rowHeight": 32, "headerHeight": 36},
-                       getRowId="params.data.row_id", columnSize="autoSize",
-                       style={"height": "360px", "width": "100%"}, className="generate-grid"),
-        ]),
-        html.Section(className="card", id="generate-place-card", style={"display": "none"}, children=[
-            html.H2("On the materials map"),
-            dcc.Loading(html.Div(id="generate-placed"), type="circle", delay_show=200),
-            dcc.Graph(id="generate-place-map", config=GRAPH_CONFIG,
-                      className="neighbor-map", style={"display": "none"}),
-        ]),
-    ]
 
 
 # --------------------------------------------------------------------------- inputs
@@ -244,7 +94,7 @@ def _search_options(search, value):
         return []
     options = [{"label": compound_label(row), "value": row["material_id"]} for row in rows]
     if value and value not in {o["value"] for o in options}:
-        options = _options(value) + options
+        options = compound_options(value) + options
     return options
 
 
