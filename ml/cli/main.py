@@ -253,19 +253,21 @@ def _descriptors(args: argparse.Namespace) -> int:
 
 
 def _vae_data(args: argparse.Namespace) -> int:
-    """``python -m ml vae-data``: select the VAE's crystals, build their voxel arrays, write the set the app
-    reads (``data/artifacts/<dataset>/vae_set.parquet``), optionally round-trip them."""
+    """``python -m ml vae-data``: select the VAE's crystals, build their voxel arrays, write what the app
+    reads (the set, ``data/artifacts/<dataset>/vae_set.parquet``, and the published voxel store,
+    ``data/artifacts/<dataset>/vae_store/``), optionally round-trip them."""
     import pandas as pd
 
     from ml.data.datasets import get_dataset
     from ml.generation.vae_set import write_vae_set
-    from ml.generation.voxel_arrays import build_voxel_arrays
+    from ml.generation.voxel_arrays import build_voxel_arrays, publish_voxel_store
     from ml.generation.voxel_data import select_vae_materials
 
     dataset = get_dataset(args.dataset)
     table = select_vae_materials(dataset)
     print(table.groupby("family")["split"].value_counts().unstack(fill_value=0).assign(total=lambda t: t.sum(axis=1)))
-    print(f"{len(table)} crystals; voxel arrays: {build_voxel_arrays(dataset)}; the app's copy of the set: "
+    published = publish_voxel_store(build_voxel_arrays(dataset), dataset.name)
+    print(f"{len(table)} crystals; voxel arrays (the app's copy): {published}; the app's copy of the set: "
           f"{write_vae_set(table, dataset.name)}")
     if args.roundtrip:
         from ml.generation.roundtrip import roundtrip_report, summarise_roundtrip

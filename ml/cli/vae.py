@@ -79,7 +79,7 @@ def run_vae_verb(args: argparse.Namespace) -> int:
         from ml.settings import get_settings
         from ml.generation.generative_model import fit_latent_prior
         from ml.generation.vae_set import write_vae_set_of
-        from ml.generation.voxel_arrays import build_voxel_arrays
+        from ml.generation.voxel_arrays import build_voxel_arrays, publish_voxel_store
         from ml.training.loop import pick_device
         from ml.training.campaign import TRAIN_STATE_FILE
         from ml.training.vae import VAE_TRAIN_CONFIGS, train_vae
@@ -91,8 +91,10 @@ def run_vae_verb(args: argparse.Namespace) -> int:
         run_dir = args.run_dir or settings.data_dir / "runs" / f"vae-{args.config}"
         out = args.out or settings.models_dir / f"vae-{args.config}"
         dataset, device = get_dataset(args.dataset), pick_device()
-        build_voxel_arrays(dataset, voxel_config=config.voxel_config)
-        write_vae_set_of(dataset)  # what the app reads to know the set (ml.service.explorer)
+        store = build_voxel_arrays(dataset, voxel_config=config.voxel_config)
+        # what the app reads: the set (ml.service.explorer) and the store (GenerativeModel.load by name)
+        write_vae_set_of(dataset)
+        publish_voxel_store(store, dataset.name, config.voxel_config)
         resume = args.resume and ((run_dir / "last.pt").is_file() or (out / TRAIN_STATE_FILE).is_file())
         result = train_vae(dataset, config, run_dir, out, resume=resume, device=device, command=command)
         fit_latent_prior(out, dataset)

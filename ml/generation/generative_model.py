@@ -26,6 +26,7 @@ import logging
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
 from ml.generation.decode import CANDIDATE_THRESHOLD
@@ -85,8 +86,11 @@ class GenerativeModel:
 
         self.vae, self.vocabulary = vae, list(vocabulary)
         self.lookup = class_lookup(self.vocabulary)
-        self.dataset = dataset  # ml.data.datasets.Dataset the store was built from (ids, conventional cells)
-        self.dataset_ids = frozenset(dataset.material_ids) if dataset is not None else frozenset()
+        self.dataset = dataset  # the store's dataset: its name, or the ml.data.datasets.Dataset
+        # every id of the dataset, to tell "outside the VAE's set" from "unknown"; None when only the
+        # name is known (a published store: the ids would come from the mirror)
+        self.dataset_ids = (frozenset(dataset.material_ids) if dataset is not None and not isinstance(dataset, str)
+                            else None)
         self.arrays, self.selection, self.predictors, self.device, self.chunk = arrays, selection, predictors, device, chunk
         #: smallest decoded density of a candidate atom (the decoded site count picks the atoms
         #: among them; :data:`ml.generation.decode.CANDIDATE_THRESHOLD`)
@@ -110,7 +114,10 @@ class GenerativeModel:
         name under ``data/models``; default ``vae-cpu``) and the voxel store of ``dataset``.
 
         Args:
-            dataset: a registry name, or an ``ml.data.datasets.Dataset`` (a subset, as in tests).
+            dataset: a dataset name: the voxel store the build published among the artifacts
+                (:func:`ml.generation.voxel_arrays.published_store`; neither the mirror nor the
+                cache is read), or an ``ml.data.datasets.Dataset`` (its cached store; a subset,
+                as in tests).
             predictors: property name → object with ``predict(structures) -> (n,)``; default
                 :func:`load_property_predictors`.
 
@@ -118,10 +125,9 @@ class GenerativeModel:
             FileNotFoundError: no trained generator there. ValueError: a checkpoint of another
             format. ml.generation.voxel_data.VAEDataError: the dataset's voxel store is not built.
         """
-        from ml.data.datasets import get_dataset
         from ml.generation.latent_prior import LatentPrior
         from ml.models.vae3d import load_voxel_model
-        from ml.generation.voxel_arrays import load_voxel_arrays
+        from ml.generation.voxel_arrays import load_voxel_arrays, published_store
         from ml.generation.voxel_data import select_vae_materials
         from ml.generation.voxels import VoxelConfig
 
@@ -132,12 +138,14 @@ class GenerativeModel:
         device = _pick_device(device)
         vae, payload = load_voxel_model(folder / "vae.pt", device)
         voxel_config = VoxelConfig(**payload["voxel_config"])
-        data = get_dataset(dataset) if isinstance(dataset, str) else dataset
-        arrays = load_voxel_arrays(data, voxel_config=voxel_config)
-        selection = select_vae_materials(data, progress=False)
+        arrays = load_voxel_arrays(dataset, voxel_config=voxel_config)
+        if isinstance(dataset, str):  # the store the build published: no mirror, no cache read
+            selection = pd.read_parquet(published_store(dataset, voxel_config) / "selection.parquet")
+        else:
+            selection = select_vae_materials(dataset, progress=False)
         predictors = load_property_predictors() if predictors is None else predictors
         prior = LatentPrior.load(folder / PRIOR_FILE) if (folder / PRIOR_FILE).is_file() else None
-        loaded = cls(vae, payload["vocabulary"], arrays, selection, predictors, device, data, prior)
+        loaded = cls(vae, payload["vocabulary"], arrays, selection, predictors, device, dataset, prior)
         loaded.validation = {k: float(v) for k, v in (payload.get("val_metrics") or {}).items()}
         if (folder / REPORT_FILE).is_file():
             loaded.report = json.loads((folder / REPORT_FILE).read_text())
@@ -164,9 +172,12 @@ class GenerativeModel:
         material_id = str(material_id).strip()
         if material_id in self._row:
             return self._row[material_id]
+        outside = ("the VAE's set (cubic AB alloys, ABX3 perovskites, Heusler and half-Heusler compounds with at "
+                   "most 40 sites)")
+        if self.dataset_ids is None:
+            raise GenerationError(f"{material_id!r} is not in {outside}")
         if material_id in self.dataset_ids:
-            raise GenerationError(f"{material_id} is not in the VAE's set (cubic AB alloys, ABX3 perovskites, "
-                                  "Heusler and half-Heusler compounds with at most 40 sites)")
+            raise GenerationError(f"{material_id} is not in {outside}")
         raise GenerationError(f"unknown material id {material_id!r}")
 
     @torch.inference_mode()

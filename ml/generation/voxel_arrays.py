@@ -4,7 +4,9 @@ row-aligned arrays, cached under a hash of the data and voxel configurations."""
 from __future__ import annotations
 
 import json
+import logging
 import os
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -23,6 +25,9 @@ from ml.generation.voxel_data import (
     select_vae_materials,
 )
 from ml.generation.voxels import VoxelConfig, VoxelizationError, voxelize
+from ml.settings import get_settings
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -117,7 +122,7 @@ def build_voxel_arrays(
 
 
 def load_voxel_arrays(
-    dataset: Dataset,
+    dataset: Dataset | str,
     split: str | None = None,
     data_config: VAEDataConfig | None = None,
     voxel_config: VoxelConfig | None = None,
@@ -125,23 +130,29 @@ def load_voxel_arrays(
     """The voxel arrays of a built store, all materials (memory-mapped) or one split (in memory).
 
     Args:
-        dataset: the dataset the store was built from.
+        dataset: the dataset the store was built from (its cache), or its name: the store the
+            build published among the artifacts (:func:`published_store`; no mirror read).
         split: ``"train"``, ``"val"``, ``"test"`` or ``None`` for all.
 
     Raises:
         VAEDataError: the store is not built (run ``python -m ml vae-data``), or an unknown split.
     """
     voxel_config = voxel_config or VoxelConfig()
-    folder = arrays_dir(dataset, data_config, voxel_config)
-    if not (folder / "meta.json").is_file():
-        raise VAEDataError(
-            f"no VAE voxel arrays for {dataset.name} yet: run `python -m ml vae-data --dataset {dataset.name}`"
-        )
+    if isinstance(dataset, str):
+        folder = published_store(dataset, voxel_config)
+        selection_path = folder / "selection.parquet"
+    else:
+        folder = arrays_dir(dataset, data_config, voxel_config)
+        selection_path = cache_dir(dataset, data_config) / "selection.parquet"
+        if not (folder / "meta.json").is_file():
+            raise VAEDataError(
+                f"no VAE voxel arrays for {dataset.name} yet: run `python -m ml vae-data --dataset {dataset.name}`"
+            )
     if split not in (None, "train", "val", "test"):
         raise VAEDataError(f"split must be train, val, test or None, got {split!r}")
     index = pd.read_parquet(folder / "index.parquet")
     if "nsites" not in index:  # a store built before the site counts were kept: take them from the selection
-        selection = pd.read_parquet(cache_dir(dataset, data_config) / "selection.parquet")
+        selection = pd.read_parquet(selection_path)
         index["nsites"] = selection.set_index("material_id").loc[index["material_id"], "nsites"].to_numpy()
     rows = slice(None) if split is None else np.flatnonzero(index["split"].to_numpy() == split)
 
@@ -160,3 +171,62 @@ def load_voxel_arrays(
         n_sites=index["nsites"].to_numpy(np.int64)[rows],
         voxel_config=voxel_config,
     )
+
+
+# --------------------------------------------------------------------------- the store the app reads
+
+
+def published_store_dir(dataset: str, voxel_config: VoxelConfig | None = None) -> Path:
+    """``<artifacts>/<dataset>/vae_store/<voxel config key>/``: the voxel store the app's
+    generative model reads, with the selection table beside the arrays."""
+    return get_settings().artifacts_dir / dataset / "vae_store" / (voxel_config or VoxelConfig()).key()
+
+
+def publish_voxel_store(source: Path, dataset: str, voxel_config: VoxelConfig | None = None) -> Path:
+    """Publish the built store ``source`` (an :func:`arrays_dir`; its selection is the parent's
+    ``selection.parquet``) as the artifact :func:`published_store_dir`: hard links, so no byte is
+    copied (copies across file systems), swapped in whole; returns the folder.
+
+    Raises:
+        VAEDataError: ``source`` is not a complete store.
+    """
+    if not (source / "meta.json").is_file():
+        raise VAEDataError(f"{source} is not a complete voxel store (no meta.json)")
+    target = published_store_dir(dataset, voxel_config)
+    tmp = target.with_name(target.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for path in [*sorted(source.glob("*.npy")), source / "index.parquet", source.parent / "selection.parquet",
+                 source / "meta.json"]:  # meta.json last: the mark of a complete store
+        try:
+            os.link(path, tmp / path.name)
+        except OSError:  # another file system, or no hard links there
+            shutil.copy2(path, tmp / path.name)
+    old = target.with_name(target.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if target.exists():
+        os.replace(target, old)
+    os.replace(tmp, target)
+    shutil.rmtree(old, ignore_errors=True)
+    return target
+
+
+def published_store(dataset: str, voxel_config: VoxelConfig | None = None) -> Path:
+    """The published store of ``dataset`` (:func:`published_store_dir`). A data folder built before
+    stores were published gets it once from the newest complete store of that voxel
+    configuration under ``<cache>/vae/<dataset>/`` (found by a folder listing: no mirror read).
+
+    Raises:
+        VAEDataError: no store of ``dataset`` is built (the message says the command).
+    """
+    voxel_config = voxel_config or VoxelConfig()
+    folder = published_store_dir(dataset, voxel_config)
+    if (folder / "meta.json").is_file():
+        return folder
+    root = get_settings().cache_dir / "vae" / dataset
+    pattern = f"*/{voxel_config.key()}/meta.json"
+    built = sorted(root.glob(pattern), key=lambda p: p.stat().st_mtime) if root.is_dir() else []
+    if not built:
+        raise VAEDataError(f"no VAE voxel arrays for {dataset} yet: run `python -m ml vae-data --dataset {dataset}`")
+    log.info("publishing the voxel store %s as %s", built[-1].parent, folder)
+    return publish_voxel_store(built[-1].parent, dataset, voxel_config)

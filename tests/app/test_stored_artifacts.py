@@ -143,7 +143,11 @@ def no_mirror(monkeypatch, tmp_path):
     empty.mkdir()
     monkeypatch.setenv("MATMAP_MIRROR_DIR", str(empty))
     monkeypatch.setattr(get_settings(), "mirror_dir", empty)
-    return empty
+    yield empty
+    # settings made anew during the test (a cache_clear) read the empty mirror from the
+    # environment: drop them, or every later test would find no mirror
+    monkeypatch.undo()
+    get_settings.cache_clear()
 
 
 def test_vae_set_membership_without_the_mirror(explorer_source, no_mirror, monkeypatch):
@@ -170,6 +174,40 @@ def test_vae_set_membership_without_the_mirror(explorer_source, no_mirror, monke
         assert explorer.search(members[0])[0]["material_id"] == members[0]
     finally:
         explorer.use_source(None, explorer_source)
+
+
+def test_the_generative_model_loads_by_name_from_the_published_store(explorer_source, no_mirror):
+    """/generate's model reads the voxel store the build published among the artifacts: hard
+    links to the built store, made once from the cache on an install built before stores were
+    published; neither the mirror nor the cache is read to load it."""
+    import os
+
+    from fixture_generator import GRID
+    from ml.data.datasets import DatasetError, get_dataset
+    from ml.generation.generative_model import GenerativeModel
+    from ml.generation.records import GenerationError
+    from ml.generation.voxel_arrays import arrays_dir, load_voxel_arrays, published_store, published_store_dir
+    from ml.generation.voxels import VoxelConfig
+
+    with pytest.raises(DatasetError):
+        get_dataset("mp2024")  # the mirror is really gone
+    voxels = VoxelConfig(grid_size=GRID)
+    target = published_store_dir(explorer_source.name, voxels)
+    shutil.rmtree(target, ignore_errors=True)  # an install from before stores were published
+    folder = published_store(explorer_source.name, voxels)
+    assert folder == target and (folder / "meta.json").is_file() and (folder / "selection.parquet").is_file()
+    built = arrays_dir(explorer_source, voxel_config=voxels)
+    assert os.stat(folder / "density.npy").st_ino == os.stat(built / "density.npy").st_ino  # linked, not copied
+
+    by_name, by_dataset = load_voxel_arrays(explorer_source.name, voxel_config=voxels), load_voxel_arrays(
+        explorer_source, voxel_config=voxels)
+    assert list(by_name.material_ids) == list(by_dataset.material_ids)
+    np.testing.assert_array_equal(by_name.density, by_dataset.density)
+    model = GenerativeModel.load(None, dataset=explorer_source.name, predictors={})
+    first = str(by_name.material_ids[0])
+    assert model.row_of(first) == 0 and model.training_formulas
+    with pytest.raises(GenerationError, match="not in the VAE's set"):
+        model.row_of("mp-0")
 
 
 def test_vae_set_is_written_by_the_data_step(explorer_source, app_env, tmp_path):
