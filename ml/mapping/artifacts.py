@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -15,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ml.data.formulas import formula_key
 from ml.mapping.format import (
     CLOSE_MATCH_QUANTILE,
     CLOSE_MATCH_SAMPLE,
@@ -180,7 +180,7 @@ class MapArtifacts:
             return []
         if query in self._row_of:
             return [self._row_of[query]]
-        key = _formula_key(query)
+        key = formula_key(query)
         if key is None:
             return []
         keys = self._formula_keys
@@ -188,7 +188,7 @@ class MapArtifacts:
 
     @cached_property
     def _formula_keys(self) -> np.ndarray:
-        return np.array([_formula_key(f) or "" for f in self.materials["formula"]], dtype=object)
+        return np.array([formula_key(f) or "" for f in self.materials["formula"]], dtype=object)
 
     # ------------------------------------------------------------------ neighbours
 
@@ -390,27 +390,6 @@ def _warn_once(folder: Path, message: str) -> None:
     if folder not in _warned:
         _warned.add(folder)
         log.warning(message)
-
-
-_ELEMENT_TOKEN = re.compile(r"([A-Z][a-z]?)(\d*\.?\d*)")
-
-
-def _formula_key(formula: str) -> str | None:
-    """A canonical key of a formula (reduced, sorted by element), ``None`` if unreadable."""
-    text = formula.replace(" ", "")
-    tokens = _ELEMENT_TOKEN.findall(text)
-    if "".join(e + n for e, n in tokens) != text:
-        return None
-    counts: dict[str, float] = {}
-    for element, number in tokens:
-        counts[element] = counts.get(element, 0.0) + (float(number) if number else 1.0)
-    values = np.array(list(counts.values()))
-    if (values <= 0).any():
-        return None
-    if np.allclose(values, np.round(values)):
-        divisor = np.gcd.reduce(np.round(values).astype(int))
-        values = values / max(divisor, 1)
-    return " ".join(f"{e}{v:g}" for e, v in sorted(zip(counts, values)))
 
 
 def _cif_from_sqlite(path: Path, material_id: str) -> str | None:

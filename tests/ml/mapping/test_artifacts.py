@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ml.mapping.artifacts import MapArtifacts, _formula_key
+from ml.data.formulas import formula_key
+from ml.mapping.artifacts import MapArtifacts
 from ml.mapping.writer import write_artifacts
 from ml.mapping.tables import column_label, table_csv
 from ml.mapping.format import MANIFEST, ArtifactError, UnknownMaterialError, artifact_dir
@@ -99,7 +100,7 @@ def test_search_by_id_and_formula(small_map):
     assert artifacts.search("Li2Co2O4") == [1, 4]  # reduced
     assert artifacts.search("nacl") == []  # element symbols are case-sensitive
     assert artifacts.search("   ") == [] and artifacts.search("Xx!") == []
-    assert _formula_key("Fe2O3") == _formula_key("O3Fe2") != _formula_key("FeO")
+    assert formula_key("Fe2O3") == formula_key("O3Fe2") != formula_key("FeO")
 
 
 def test_structures_from_the_store(small_map):
