@@ -189,7 +189,7 @@ def _timed(action, wait, clock: _CallbackClock | None = None, server: list[float
     return ended - began
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> None:  # long: one timed scenario, read top to bottom in the order a user acts
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--material", default="mp-22526", help="material page to open (default LiCoO2)")

@@ -137,7 +137,7 @@ def top_peaks_found(ours: np.ndarray, reference: np.ndarray, k: int = TOP_PEAKS)
     return bool(np.all((padded[top] > 0) | (padded[top + 1] > 0) | (padded[top + 2] > 0)))
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> None:  # long: one measurement script, its steps in the order they run
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=1000, help="structures drawn from the dataset")
     parser.add_argument("--dataset", default="mp2024", help="dataset name or CIF folder (ml.data.datasets)")
