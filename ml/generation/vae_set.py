@@ -26,7 +26,6 @@ import numpy as np
 import pandas as pd
 
 from ml.mapping.format import vae_set_path
-from ml.settings import get_settings
 
 log = logging.getLogger(__name__)
 
@@ -85,11 +84,11 @@ def derive_vae_set(dataset: str, cache_dir: Path | None = None) -> pd.DataFrame:
     Raises:
         VAESetMissing: no voxel store of ``dataset`` is built.
     """
-    root = (cache_dir or get_settings().cache_dir) / "vae" / dataset
-    stores = sorted(root.glob("*/*/meta.json"), key=lambda p: p.stat().st_mtime) if root.is_dir() else []
-    if not stores:
+    from ml.generation.voxel_arrays import newest_built_store  # here, not at the top: this module stays light to import
+
+    store = newest_built_store(dataset, cache_dir=cache_dir)
+    if store is None:
         raise VAESetMissing(f"the VAE set of {dataset} is not selected yet", f"python -m ml vae-data --dataset {dataset}")
-    store = stores[-1].parent
     table = pd.read_parquet(store / "index.parquet", columns=["material_id", "split", "family"])
     table["decile"] = np.load(store / "decile.npy")
     selection = pd.read_parquet(store.parent / "selection.parquet", columns=["material_id", "formula",

@@ -223,10 +223,18 @@ def published_store(dataset: str, voxel_config: VoxelConfig | None = None) -> Pa
     folder = published_store_dir(dataset, voxel_config)
     if (folder / "meta.json").is_file():
         return folder
-    root = get_settings().cache_dir / "vae" / dataset
-    pattern = f"*/{voxel_config.key()}/meta.json"
-    built = sorted(root.glob(pattern), key=lambda p: p.stat().st_mtime) if root.is_dir() else []
-    if not built:
+    built = newest_built_store(dataset, voxel_config.key())
+    if built is None:
         raise VAEDataError(f"no VAE voxel arrays for {dataset} yet: run `python -m ml vae-data --dataset {dataset}`")
-    log.info("publishing the voxel store %s as %s", built[-1].parent, folder)
-    return publish_voxel_store(built[-1].parent, dataset, voxel_config)
+    log.info("publishing the voxel store %s as %s", built, folder)
+    return publish_voxel_store(built, dataset, voxel_config)
+
+
+def newest_built_store(dataset: str, voxel_key: str = "*", cache_dir: Path | None = None) -> Path | None:
+    """The most recently built complete voxel store of ``dataset`` in the cache (a folder
+    ``<cache>/vae/<dataset>/<selection>/<voxel key>/`` with ``meta.json``), found by a folder
+    listing without the mirror; ``voxel_key`` limits it to one voxel configuration. ``None``
+    when there is none."""
+    root = (cache_dir or get_settings().cache_dir) / "vae" / dataset
+    built = sorted(root.glob(f"*/{voxel_key}/meta.json"), key=lambda p: p.stat().st_mtime) if root.is_dir() else []
+    return built[-1].parent if built else None
