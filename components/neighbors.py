@@ -15,13 +15,11 @@ columns are one click away in the chooser.
 
 from __future__ import annotations
 
-import math
-
 import dash_ag_grid as dag
 import pandas as pd
 from dash import MATCH, Input, Output, State, callback, dcc, html, no_update
 
-from ml.service import NEIGHBOR_COLUMNS, column_label, table_csv
+from ml.service import NEIGHBOR_COLUMNS, column_label, plain_record, table_csv
 
 #: Decimal places shown in the grid per column (the CSV export: ``ml.mapping.tables.CSV_DECIMALS``).
 DECIMALS = {
@@ -68,20 +66,8 @@ HEADERS = {
 
 
 def neighbor_records(table: pd.DataFrame) -> list[dict]:
-    """The rows of a neighbour table as JSON-ready dicts (NaN -> ``None``, numpy -> Python)."""
-    records = []
-    for row in table.to_dict("records"):
-        clean = {}
-        for key, value in row.items():
-            if hasattr(value, "item"):
-                value = value.item()
-            if isinstance(value, float) and not math.isfinite(value):
-                value = None
-            elif value is pd.NA or value is pd.NaT:
-                value = None
-            clean[key] = value
-        records.append(clean)
-    return records
+    """The rows of a neighbour table as JSON-ready dicts (:func:`ml.service.plain_record`)."""
+    return [plain_record(row) for row in table.to_dict("records")]
 
 
 def neighbors_csv(records: list[dict], columns: list[str], units: dict[str, str] | None = None) -> str:

@@ -166,13 +166,6 @@ def _write_manifest(folder: Path, dataset: Dataset, spec: DescriptorSpec, reques
     return manifest
 
 
-def refresh_manifest(dataset: str | Dataset, name: str) -> dict:
-    """Rewrite the cache manifest of ``name`` from its part files (after runs were interrupted)."""
-    dataset = get_dataset(dataset) if isinstance(dataset, str) else dataset
-    spec = get_spec(name)
-    return _write_manifest(cache_folder(dataset, spec), dataset, spec)
-
-
 #: Cores the "whole dataset" estimate of :func:`cost_estimate` assumes (the project's machine).
 ESTIMATE_CORES = 2
 

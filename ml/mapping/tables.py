@@ -3,6 +3,8 @@ candidate tables (``python -m ml neighbors``, the app's downloads)."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 
@@ -38,3 +40,18 @@ def table_csv(table: pd.DataFrame, units: dict[str, str] | None = None) -> str:
             out[column] = out[column].astype(np.float64).round(CSV_DECIMALS.get(column, CSV_DEFAULT_DECIMALS))
     out.columns = [f"{c} ({known[c]})" if known.get(c) else str(c) for c in out.columns]
     return out.to_csv(index=False)
+
+
+def plain_record(row: dict) -> dict:
+    """A table row as JSON-ready values: numpy scalars as Python numbers, NaN, infinities,
+    ``pd.NA`` and ``pd.NaT`` as ``None`` (what a Dash store or grid can hold)."""
+    out = {}
+    for key, value in row.items():
+        if hasattr(value, "item"):
+            value = value.item()
+        if isinstance(value, float) and not math.isfinite(value):
+            value = None
+        elif value is pd.NA or value is pd.NaT:
+            value = None
+        out[key] = value
+    return out

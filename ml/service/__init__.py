@@ -27,7 +27,7 @@ from ml.mapping.format import (
     UnknownMaterialError,
     descriptor_command,
 )
-from ml.mapping.tables import column_label, table_csv
+from ml.mapping.tables import column_label, plain_record, table_csv
 from ml.service.loaded_map import LoadedMap
 
 __all__ = [
@@ -41,5 +41,6 @@ __all__ = [
     "UnknownMaterialError",
     "column_label",
     "descriptor_command",
+    "plain_record",
     "table_csv",
 ]

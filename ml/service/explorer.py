@@ -35,6 +35,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ml.generation.vae_set import COLUMNS as VAE_SET_COLUMNS
+from ml.mapping.tables import plain_record
 
 VAE_DATASET = "mp2024"
 DEFAULT_STEPS, MAX_STEPS = 10, 30
@@ -241,25 +242,14 @@ def search(query: str | None, limit: int = 30) -> list[dict]:
     hits = table[ids.str.contains(text, regex=False) | formulas.str.contains(text, regex=False)]
     exact = (hits["material_id"].str.lower() == text) | (hits["formula"].str.lower() == text)
     hits = hits.assign(_exact=~exact).sort_values(["_exact", "formula", "material_id"], kind="stable").head(limit)
-    return [_plain_row(row) for row in hits[SEARCH_COLUMNS].to_dict("records")]
+    return [plain_record(row) for row in hits[SEARCH_COLUMNS].to_dict("records")]
 
 
 def material_row(material_id: str) -> dict | None:
     """The VAE-set row of one material (:data:`SEARCH_COLUMNS`), ``None`` when not in the set."""
     table = vae_table()
     hit = table[table["material_id"] == str(material_id).strip()]
-    return None if hit.empty else _plain_row(hit[SEARCH_COLUMNS].iloc[0].to_dict())
-
-
-def _plain_row(row: dict) -> dict:
-    out = {}
-    for key, value in row.items():
-        if hasattr(value, "item"):
-            value = value.item()
-        if isinstance(value, float) and not math.isfinite(value):
-            value = None
-        out[key] = value
-    return out
+    return None if hit.empty else plain_record(hit[SEARCH_COLUMNS].iloc[0].to_dict())
 
 
 # --------------------------------------------------------------------------- generation
