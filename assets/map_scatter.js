@@ -38,7 +38,7 @@
     var host = document.getElementById(hostId);
     if (!host || typeof window.createScatterplot !== "function") { return null; }
     if (scatter.plot && scatter.host === host && host.isConnected) { return scatter.plot; }
-    if (scatter.plot) { scatter.plot.destroy(); }
+    if (scatter.plot) { scatter.plot.destroy(); scatter.plot = null; }
     var canvas = document.createElement("canvas");
     canvas.className = "map-scatter__canvas";
     host.appendChild(canvas);
@@ -72,6 +72,14 @@
     scatter.host = host;
     scatter.plot = plot;
     scatter.x = scatter.y = scatter.index = null;
+    var watch = setInterval(function () {  // the page was left: free the WebGL context and its buffers
+      if (host.isConnected) { return; }
+      clearInterval(watch);
+      if (scatter.plot === plot) {  // (a new map page's scatter destroyed it already otherwise)
+        scatter.plot = scatter.host = null;
+        plot.destroy();
+      }
+    }, 1000);
     return plot;
   }
 

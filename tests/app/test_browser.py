@@ -189,6 +189,7 @@ def test_click_a_point_opens_its_page_with_neighbours_and_structure(page, live_s
         page.locator("#map-preview-legend").get_by_text(symbol, exact=True).wait_for()
     page.mouse.click(position["x"], position["y"])  # leaving the page unmounts the preview: no error
     page.wait_for_url(f"**/material/{material_id}")
+    page.wait_for_function("() => matmapScatter.plot() === null")  # the map's WebGL scatter is freed
     page.locator("#material-title").get_by_text(material_id).wait_for()
     grid_rows = page.locator(".neighbor-panel .ag-center-cols-container .ag-row")
     grid_rows.first.wait_for()
