@@ -79,7 +79,7 @@ window.dash_clientside = Object.assign({}, window.dash_clientside, {
       return new Promise(function (resolve) {
         var tries = 0;
         (function attempt() {
-          var gd = document.querySelector("#" + (update.graph || "map-graph") + " .js-plotly-plot");
+          var gd = document.querySelector("#" + update.graph + " .js-plotly-plot");
           if (!gd || !gd._fullLayout || !gd.data || !window.Plotly) {
             if (tries++ < 600) { setTimeout(attempt, 50); } else { resolve(window.dash_clientside.no_update); }
             return;

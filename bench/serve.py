@@ -92,16 +92,17 @@ class App:
                                        [("_pages_location", "pathname", path), ("_pages_location", "search", "")]))
 
     def draw_map(self, color: str = "nelements", first: bool = True) -> dict:
-        """The whole figure (``first``: the page's first call), else the update recolouring it."""
+        """The whole map's scatter update (``first``: the page's first call), else the update recolouring it."""
         return post(self.url, callback(
-            multi("map-graph.figure", "map-update.data", "map-element-row.style", "map-view-caption.children"),
-            [("map-graph", "figure"), ("map-update", "data"), ("map-element-row", "style"),
+            multi("map-update.data", "map-legend.children", "map-element-row.style", "map-view-caption.children"),
+            [("map-update", "data"), ("map-legend", "children"), ("map-element-row", "style"),
              ("map-view-caption", "children")],
-            [("map-color", "value", color), ("map-element", "value", "O"), ("map-view", "value", "crystal")],
+            [("map-color", "value", color), ("map-element", "value", "O"), ("map-view", "value", "crystal"),
+             ("map-home", "n_clicks", None)],
             [("map-highlight", "data", "")], changed=[] if first else ["map-color.value"]))
 
     def hover(self, row: int) -> None:
-        hover = [("map-graph", "hoverData", {"points": [{"curveNumber": 0, "pointIndex": row}]})]
+        hover = [("map-canvas-hovered", "data", row)]  # what assets/map_scatter.js writes on a hover
         jobs = [callback("map-hover.children", [("map-hover", "children")], hover,
                          [("map-color", "value", "nelements"), ("map-element", "value", "O")]),
                 callback(multi("map-preview.figure", "map-preview-legend.children", "map-preview-box.style"),

@@ -7,8 +7,7 @@ in this order so that a Dash ``Patch`` can replace one of them without resending
 |---|---|---|
 | :data:`BASE` | ``materials`` | every material, coordinates and hover text sent once |
 | :data:`FOREGROUND` | colour layer | the coloured subset of some colour modes, drawn on top (may be empty) |
-| :data:`HIGHLIGHT` | search result | rings around highlighted materials (may be empty; the map page
-draws its search rings as layout shapes instead, :func:`ring_shapes`) |
+| :data:`HIGHLIGHT` | search result | rings around highlighted materials (may be empty) |
 
 Overlay traces carry ``customdata`` = the material's row in the materials table, so a click
 on any trace resolves to a material; the base trace's row is its ``pointIndex``. The colours
@@ -75,32 +74,6 @@ def foreground_trace(coordinates: np.ndarray, layers: ColorLayers) -> go.Scatter
         marker=copy.deepcopy(layers.foreground_marker) or {"size": 1},
         uid="foreground",
     )
-
-
-#: Radius of a search ring, screen pixels (as the ring markers of :func:`highlight_trace`).
-RING_RADIUS_PX = 8
-
-
-def ring_shapes(coordinates: np.ndarray, rows, name: str = "search") -> list[dict]:
-    """Black rings around ``rows`` as layout shapes: circles of :data:`RING_RADIUS_PX` screen
-    pixels anchored at the materials' map coordinates, the first with a legend entry ``name``.
-
-    A search then changes only the layout (rings and ranges), no trace: plotly relayouts the
-    141k-point map in about 0.05 s (Chromium, 2 cores; :data:`MAP_ASPECT_NOTE`). Shapes do not
-    catch the pointer: hover and clicks reach the points.
-
-    Args:
-        coordinates: ``(n, 2)`` map coordinates. rows: the ringed rows (may be empty).
-
-    Returns:
-        Plotly ``layout.shapes`` entries, one per row.
-    """
-    r = RING_RADIUS_PX
-    return [{"type": "circle", "xref": "x", "yref": "y", "xsizemode": "pixel", "ysizemode": "pixel",
-             "xanchor": float(coordinates[row, 0]), "yanchor": float(coordinates[row, 1]),
-             "x0": -r, "x1": r, "y0": -r, "y1": r, "line": {"color": HIGHLIGHT_COLOR, "width": 2.5},
-             "layer": "above", "name": name, "showlegend": i == 0, "legendgroup": "rings"}
-            for i, row in enumerate(np.asarray(rows if rows is not None else [], dtype=np.int64))]
 
 
 def highlight_trace(coordinates: np.ndarray, rows, text: np.ndarray | None = None, name: str = "search") -> go.Scattergl:
@@ -217,7 +190,6 @@ def make_map_figure(
     highlight_rows=None,
     highlight_name: str = "search",
     highlight_text: np.ndarray | None = None,
-    rings_as_shapes: bool = False,
     located: list[LocatedPoint] | None = None,
     zoom_to_highlight: bool = True,
     style: dict | None = None,
@@ -233,10 +205,8 @@ def make_map_figure(
         highlight_name: legend name of the rings.
         highlight_text: ``(n,)`` hover text of the rings (default ``text``; only the ringed
             rows are sent).
-        rings_as_shapes: draw the rings as layout shapes (:func:`ring_shapes`; the highlight
-            trace stays, empty), so that a later search only relayouts.
         located: uploaded structures to mark with stars and rings (layout shapes,
-            :func:`located_shapes`, after any search rings).
+            :func:`located_shapes`).
         style: overrides of :data:`MAP_STYLE` (not modified).
 
     Returns:
@@ -249,12 +219,10 @@ def make_map_figure(
     traces = [
         base_trace(coordinates, text, layers),
         foreground_trace(coordinates, layers),
-        highlight_trace(coordinates, None if rings_as_shapes else highlight_rows,
-                        text if highlight_text is None else highlight_text, highlight_name),
+        highlight_trace(coordinates, highlight_rows, text if highlight_text is None else highlight_text, highlight_name),
     ]
     figure = go.Figure(data=traces, layout=copy.deepcopy(s["layout"]))
-    shapes = ring_shapes(coordinates, highlight_rows, highlight_name) if rings_as_shapes else []
-    shapes += located_shapes(coordinates, located or [])
+    shapes = located_shapes(coordinates, located or [])
     if shapes:
         figure.update_layout(shapes=shapes)
     ranges = zoom_ranges(coordinates, highlight_rows) if zoom_to_highlight else None
@@ -344,7 +312,7 @@ def _query_star(query_xy: tuple[float, float], label: str) -> go.Scattergl:
 
 
 def map_update(traces: dict[int, dict] | None = None, replace: dict[int, dict] | None = None,
-               layout: dict[str, dict] | None = None, graph: str = "map-graph") -> dict:
+               layout: dict[str, dict] | None = None, *, graph: str) -> dict:
     """A partial update of a drawn map, for ``matmap.applyMapUpdate`` (``assets/matmap.js``),
     which hands it to ``Plotly.react`` in the browser. The Graph's ``figure`` prop is not
     touched: for a ``Patch`` of it, Dash copied and redrew the whole 141k-point figure (2 s in

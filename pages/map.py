@@ -8,13 +8,13 @@ The URL keeps the view: ``?view=xrd``, ``?color=band_gap``, ``?color=element&ele
 ``history.replaceState`` (``assets/matmap.js``), which changes the address without making
 Dash re-render the page, so the 140k coordinates are sent once per visit.
 
-A colour change, a search or the switch to the other map sends only what changes (the base
-trace's marker and the small foreground trace; the ring shapes and axis ranges; the other map's
-traces) to the ``map-update`` store, and
-``matmap.applyMapUpdate`` (``assets/matmap.js``) hands it to ``Plotly.react`` in the browser:
-the figure prop is not touched, so Dash does not copy and redraw the whole 140k-point figure
-(a ``Patch`` of it cost 2 s in Chromium beside plotly's own 0.05–0.75 s). The figure prop is
-set once, at the first paint.
+The points are drawn by regl-scatterplot (``assets/map_scatter.js``), not plotly: plotly
+recomputes every trace when one changes, 0.65–1.1 s per recolour of 141,659 points in Chromium
+on 2 cores, where regl-scatterplot redraws from a palette index in 0.2–0.35 s
+(:mod:`components.map_points`). Every server callback writes a small update to the
+``map-update`` store (:func:`components.map_points.scatter_update`): the positions once per
+visit and per map, one byte per point for a colour mode, the rows to ring and the window to
+zoom to for a search. The key of the colours is HTML over the map (:mod:`components.map_legend`).
 """
 
 from __future__ import annotations
@@ -35,30 +35,21 @@ from dash import (
 )
 from dash.exceptions import PreventUpdate
 
-from components.common import map_update_stores, map_view_selector, missing_page, notice, page_link, register_map_updates
-from components.map_colors import COLOR_MODES, DEFAULT_ELEMENT, DEFAULT_MODE, color_layers, parse_mode
-from components.map_figure import (
-    BASE,
-    FOREGROUND,
-    base_trace,
-    clicked_material_href,
-    clicked_row,
-    foreground_trace,
-    make_map_figure,
-    map_update,
-    ring_shapes,
-    trace_json,
-)
-from components.map_style import GRAPH_CONFIG
+from components.common import map_view_selector, missing_page, notice, page_link
+from components.map_colors import COLOR_MODES, DEFAULT_ELEMENT, DEFAULT_MODE, parse_mode
+from components.map_points import ndc_area, scatter_update
 from components.map_view import zoom_group, zoom_ranges
 from components.properties import format_value, formula_children, property_rows
-from components.state import map_elements, map_or_error, require_map
+from components.state import map_elements, map_or_error, require_map, scatter_colors, scatter_xy
 from components.structure_preview import PREVIEW_SIZE, preview_figure
 from components.structure_view import StructureViewError, element_colors, legend_chips
 from ml.service import DEFAULT_VIEW, MAP_VIEWS, ArtifactError
 
 dash.register_page(__name__, path="/", name="Map", title="matmap · materials map", order=0)
 
+#: The element that holds the scatter's canvas; the scatter writes the hovered row to
+#: ``map-canvas-hovered`` and a clicked one to ``map-canvas-clicked`` (``assets/map_scatter.js``).
+HOST = "map-canvas"
 #: Matches a search rings and lists (the list scrolls, with a visible scroll bar).
 MAX_MATCHES = 50
 #: The properties the hover card lists (beside the value the colour shows).
@@ -115,17 +106,25 @@ def _page(mode: str, elements: list[str], symbol: str | None, query: str, notes:
         className="map-page",
         children=[
             html.Aside(className="sidebar", children=sidebar),
-            html.Div(
-                className="map-main",
-                children=dcc.Loading(
-                    dcc.Graph(id="map-graph", config=GRAPH_CONFIG, className="map-graph", clear_on_unhover=True),
-                    type="circle",
-                    parent_className="map-loading",
-                ),
-            ),
+            html.Div(className="map-main", children=html.Div(
+                className="map-graph map-frame",
+                children=[
+                    html.Div(id=HOST, className="map-scatter"),  # assets/map_scatter.js adds the canvas
+                    html.Div("Drawing the map…", className="map-drawing"),
+                    html.Div(id="map-legend", className="map-legend"),
+                    html.Div(className="map-tools", children=[
+                        html.Button("Whole map", id="map-home", className="button button--small",
+                                    title="Show the whole map (or double-click it)"),
+                        html.Button("PNG", id="map-png", className="button button--small button--secondary",
+                                    title="Save the view as a PNG image (points only)"),
+                    ]),
+                ],
+            )),
             dcc.Location(id="map-nav", refresh="callback-nav"),
             dcc.Store(id="map-url-sync"),
-            *map_update_stores("map"),  # partial updates, applied by plotly in the browser
+            # the scatter's updates (server → browser), how many it drew, and what the pointer did
+            dcc.Store(id="map-update"), dcc.Store(id="map-update-applied"),
+            dcc.Store(id=f"{HOST}-hovered"), dcc.Store(id=f"{HOST}-clicked"), dcc.Store(id="map-png-saved"),
         ],
     )
 
@@ -229,72 +228,60 @@ def _highlight_rows(atlas, query: str) -> list[int]:
     return atlas.search(query, limit=MAX_MATCHES) if query else []
 
 
-def initial_figure(atlas, mode: str, element: str | None, query: str, view: str = DEFAULT_VIEW):
-    """The whole map figure of map ``view``: every material coloured by ``mode``, ``query``'s
-    matches ringed."""
-    layers = color_layers(atlas.materials, mode, element)
+def search_target(atlas, query: str, view: str = DEFAULT_VIEW) -> tuple[list[int], dict | None]:
+    """The rows ``query`` matches (at most :data:`MAX_MATCHES`) and the zoom rectangle that
+    frames them on map ``view`` (:func:`components.map_view.zoom_ranges`, in the scatter's
+    coordinates), ``None`` when nothing matches or no match is placed."""
     rows = _highlight_rows(atlas, query or "")
-    # no hover text: 141k labels were 4.2 of the figure's 6.6 MB and slowed every redraw; the
-    # hover card and the 3D preview beside the map say what is under the pointer
-    return make_map_figure(atlas.coordinates_of(view), layers, None, highlight_rows=rows,
-                           highlight_name=f"search: {query}", rings_as_shapes=True)
+    coordinates = atlas.coordinates_of(view)
+    ranges = zoom_ranges(coordinates, rows)
+    return rows, (None if ranges is None else ndc_area(coordinates, ranges))
 
 
-def recolor_update(atlas, mode: str, element: str | None, view: str = DEFAULT_VIEW) -> dict:
-    """The map update (:func:`map_update`) that gives the map another colour mode: the base
-    trace's marker and legend entry and the whole foreground trace; the coordinates and hover
-    text stay in the browser."""
-    layers = color_layers(atlas.materials, mode, element)
-    base = trace_json(base_trace(atlas.coordinates[:0], None, layers))  # only marker and legend are used
-    return map_update(
-        traces={BASE: {"marker": base["marker"], "name": base["name"], "showlegend": base["showlegend"]}},
-        replace={FOREGROUND: trace_json(foreground_trace(atlas.coordinates_of(view), layers))},
-    )
+def whole_update(atlas, mode: str, element: str | None, query: str, view: str = DEFAULT_VIEW) -> dict:
+    """The scatter update that draws map ``view`` whole: positions, ``mode``'s colours,
+    ``query``'s matches ringed and framed (else the whole map in view)."""
+    rows, zoom = search_target(atlas, query, view)
+    return scatter_update(HOST, points=scatter_xy(atlas, view), colors=scatter_colors(atlas, mode, element)[0],
+                          select=rows, zoom=zoom or "home")
+
+
+def recolor_update(atlas, mode: str, element: str | None) -> dict:
+    """The scatter update that gives the drawn map another colour mode: one byte per point and
+    the palette; positions, rings and view stay."""
+    return scatter_update(HOST, colors=scatter_colors(atlas, mode, element)[0])
 
 
 def search_update(atlas, query: str, view: str = DEFAULT_VIEW) -> dict:
-    """The map update (:func:`map_update`) ringing ``query``'s matches (layout shapes,
-    :func:`components.map_figure.ring_shapes`: only the layout changes) and zooming onto them
-    (the view is kept when nothing matches)."""
-    rows = _highlight_rows(atlas, query)
-    coordinates = atlas.coordinates_of(view)
-    ranges = zoom_ranges(coordinates, rows)
-    axes = {} if ranges is None else {"xaxis": {"range": ranges[0], "autorange": False},
-                                      "yaxis": {"range": ranges[1], "autorange": False}}
-    return map_update(layout={"shapes": ring_shapes(coordinates, rows, f"search: {query}"), **axes})
-
-
-def view_update(atlas, mode: str, element: str | None, query: str, view: str) -> dict:
-    """The map update (:func:`map_update`) that draws map ``view`` in place of the drawn one:
-    every trace of :func:`initial_figure` replaced, its rings and its zoom (or its whole view). Applied by
-    plotly in the browser as a new figure would be, without Dash's handling of a 3 MB figure prop."""
-    figure = initial_figure(atlas, mode, element, query, view).to_plotly_json()
-    axes = {axis: {"range": figure["layout"][axis]["range"], "autorange": False} for axis in ("xaxis", "yaxis")}
-    return map_update(replace=dict(enumerate(figure["data"])),
-                      layout={"shapes": figure["layout"].get("shapes", []), **axes})
+    """The scatter update ringing ``query``'s matches and zooming onto them (the view is kept
+    when nothing matches)."""
+    rows, zoom = search_target(atlas, query, view)
+    return scatter_update(HOST, select=rows, zoom=zoom)
 
 
 @callback(
-    Output("map-graph", "figure"),
     Output("map-update", "data"),
+    Output("map-legend", "children"),
     Output("map-element-row", "style"),
     Output("map-view-caption", "children"),
     Input("map-color", "value"),
     Input("map-element", "value"),
     Input("map-view", "value"),
+    Input("map-home", "n_clicks"),
     State("map-highlight", "data"),
 )
-def draw_map(mode, element, view, query):
-    """First call: the whole figure; later calls update the drawn figure: another map
-    (:func:`view_update`), a new colour or element (:func:`recolor_update`)."""
+def draw_map(mode, element, view, _home, query):
+    """First call and another map: the whole map (:func:`whole_update`); a new colour or
+    element: only the colours (:func:`recolor_update`); "Whole map": the home view."""
     atlas = require_map()
     view = view if view in atlas.views else DEFAULT_VIEW
     caption = view_caption(atlas, view)
-    if ctx.triggered_id is None:
-        return initial_figure(atlas, mode, element, query, view), no_update, _element_row_style(mode), caption
-    if ctx.triggered_id == "map-view":
-        return no_update, view_update(atlas, mode, element, query, view), _element_row_style(mode), caption
-    return no_update, recolor_update(atlas, mode, element, view), _element_row_style(mode), caption
+    if ctx.triggered_id == "map-home":
+        return scatter_update(HOST, zoom="home"), no_update, no_update, no_update
+    legend = scatter_colors(atlas, mode, element)[1]
+    if ctx.triggered_id in (None, "map-view"):
+        return whole_update(atlas, mode, element, query, view), legend, _element_row_style(mode), caption
+    return recolor_update(atlas, mode, element), legend, _element_row_style(mode), caption
 
 
 @callback(
@@ -314,28 +301,39 @@ def search(query, _clicks, view):
     return search_update(atlas, query, view), search_summary(atlas, query, view), query
 
 
-@callback(Output("map-nav", "href"), Input("map-graph", "clickData"), prevent_initial_call=True)
-def open_material(click_data):
+def pointed_row(atlas, pointed) -> int | None:
+    """The materials-table row the scatter reports (``map-canvas-hovered``: a row;
+    ``map-canvas-clicked``: ``{"row": …}``), or ``None`` for anything that is not a row of the map."""
+    row = pointed.get("row") if isinstance(pointed, dict) else pointed
+    if isinstance(row, bool) or not isinstance(row, (int, float)) or not 0 <= row < len(atlas.materials):
+        return None
+    return int(row)
+
+
+@callback(Output("map-nav", "href"), Input(f"{HOST}-clicked", "data"), prevent_initial_call=True)
+def open_material(clicked):
     """A click on a point opens that material's page."""
-    href = clicked_material_href(require_map().materials["material_id"], click_data)
-    if href is None:
+    atlas = require_map()
+    row = pointed_row(atlas, clicked)
+    if row is None:
         return no_update
-    return href
+    return f"/material/{atlas.materials['material_id'].iat[row]}"
 
 
 @callback(
     Output("map-hover", "children"),
-    Input("map-graph", "hoverData"),
+    Input(f"{HOST}-hovered", "data"),
     State("map-color", "value"),
     State("map-element", "value"),
     prevent_initial_call=True,
 )
-def describe_hovered(hover_data, mode, element):
+def describe_hovered(hovered, mode, element):
     """The hovered material: formula, id and the value the colour shows."""
-    row = clicked_row(hover_data)
+    atlas = require_map()
+    row = pointed_row(atlas, hovered)
     if row is None:
         return _hover_placeholder()
-    material = require_map().materials.iloc[row]
+    material = atlas.materials.iloc[row]
     return hover_details(material, mode, element)
 
 
@@ -343,17 +341,17 @@ def describe_hovered(hover_data, mode, element):
     Output("map-preview", "figure"),
     Output("map-preview-legend", "children"),
     Output("map-preview-box", "style"),
-    Input("map-graph", "hoverData"),
+    Input(f"{HOST}-hovered", "data"),
     prevent_initial_call=True,
 )
-def preview_structure(hover_data):
+def preview_structure(hovered):
     """The hovered material's unit cell in 3D beside the map (chemiscope's linked view), with
     its element colours; the last one stays while the pointer is off the points, and a
     structure that cannot be drawn hides the box instead of breaking the page."""
-    row = clicked_row(hover_data)
+    atlas = require_map()
+    row = pointed_row(atlas, hovered)
     if row is None:
         raise PreventUpdate
-    atlas = require_map()
     try:
         structure = atlas.structure(atlas.materials["material_id"].iat[row])
         colors = element_colors(structure)
@@ -389,7 +387,13 @@ def hover_details(material, mode: str, element: str | None):
     )
 
 
-register_map_updates("map")
+clientside_callback(
+    ClientsideFunction(namespace="matmapScatter", function_name="apply"),
+    Output("map-update-applied", "data"),
+    Input("map-update", "data"),
+    State("map-update-applied", "data"),
+    prevent_initial_call=True,
+)
 
 clientside_callback(
     ClientsideFunction(namespace="matmap", function_name="syncMapUrl"),
@@ -398,4 +402,11 @@ clientside_callback(
     Input("map-element", "value"),
     Input("map-highlight", "data"),
     Input("map-view", "value"),
+)
+
+clientside_callback(
+    ClientsideFunction(namespace="matmapScatter", function_name="savePng"),
+    Output("map-png-saved", "data"),
+    Input("map-png", "n_clicks"),
+    prevent_initial_call=True,
 )

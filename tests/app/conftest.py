@@ -16,6 +16,8 @@ import shutil
 import threading
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from fixture_map import DATASET, MODEL, build_fixture_map
@@ -155,3 +157,27 @@ def page(browser, live_server):
     context.close()
     assert not outside, f"the page fetched from outside this machine: {outside}"
     assert not errors, f"JavaScript errors: {errors}"
+
+
+@pytest.fixture
+def table() -> pd.DataFrame:
+    """Six materials with the map's columns, some values missing."""
+    return pd.DataFrame(
+        {
+            "material_id": [f"mp-{i}" for i in range(1, 7)],
+            "formula": ["LiCoO2", "NaCl", "Cu", "CuO", "SiO2", "YBa2Cu3O7"],
+            "elements": ["Co Li O", "Cl Na", "Cu", "Cu O", "O Si", "Ba Cu O Y"],
+            "nelements": [3, 2, 1, 2, 2, 4],
+            "band_gap": [2.1, 5.0, 0.0, 1.2, np.nan, 0.0],
+            "density": [5.0, 2.2, 8.9, 6.3, 2.6, 6.4],
+            "formation_energy_per_atom": [-1.8, -2.1, 0.0, -0.8, -3.0, np.nan],
+            "total_magnetization": [0.0, 0.0, 0.0, 0.5, 0.0, 1.0],
+            "e_above_hull": [0.0, 0.0, 0.0, 0.01, 0.0, np.nan],
+            "spacegroup_number": [166, 225, 225, 15, 154, 47],
+            "crystal_system": ["trigonal", "cubic", "cubic", "monoclinic", "trigonal", None],
+            "supercon_label": ["no SuperCon entry", "non-superconductor", "no SuperCon entry", "doped match",
+                               "no SuperCon entry", "superconductor"],
+            "x": np.array([0, 1, 2, 3, 4, 5], dtype=np.float32),
+            "y": np.array([0, 1, 0, 1, 0, 1], dtype=np.float32),
+        }
+    )

@@ -52,11 +52,20 @@ def wait_until_drawn(page, selector: str, minimum: float = 0.002) -> float:
 
 
 def open_map(page, live_server, query: str = ""):
+    """Open the map page and wait until its scatter drew the points (``assets/map_scatter.js``)."""
     page.goto(f"{live_server}/{query}")
-    page.wait_for_function(
-        "() => { const gd = document.querySelector('#map-graph .js-plotly-plot');"
-        " return gd && gd._fullData && gd._fullData.length === 3 && gd.querySelector('canvas'); }"
-    )
+    page.wait_for_function("() => window.matmapScatter && matmapScatter.state() && matmapScatter.state().n > 0"
+                           " && (window.matmapMapUpdates || 0) >= 1")
+
+
+def scatter_state(page) -> dict:
+    """The drawn scatter: ``n`` points, ``selected`` rows (the rings), ``camera`` (its view matrix)."""
+    return page.evaluate("() => { const s = matmapScatter.state(); return {n: s.n, selected: s.selected, camera: s.camera}; }")
+
+
+def drawn_positions(page, rows) -> np.ndarray:
+    """``(len(rows), 2)`` positions of ``rows`` as the scatter holds them (its coordinates)."""
+    return np.array(page.evaluate("(rows) => rows.map(r => matmapScatter.plot().get('points')[r].slice(0, 2))", list(rows)))
 
 
 def isolated_row(atlas) -> int:
@@ -71,16 +80,9 @@ def isolated_row(atlas) -> int:
 
 
 def point_position(page, row: int) -> dict:
-    """Screen position of a point of the map's base trace."""
-    return page.evaluate(
-        """(row) => {
-            const gd = document.querySelector('#map-graph .js-plotly-plot');
-            const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis, trace = gd._fullData[0];
-            const box = gd.getBoundingClientRect();
-            return {x: box.left + xa._offset + xa.l2p(trace.x[row]), y: box.top + ya._offset + ya.l2p(trace.y[row])};
-        }""",
-        row,
-    )
+    """Screen position (CSS px) of a material's point on the map page's scatter."""
+    x, y = page.evaluate("(row) => matmapScatter.screenPosition(row)", row)
+    return {"x": x, "y": y}
 
 
 def upload(page, files: list[tuple[str, bytes]]):
@@ -95,69 +97,80 @@ def upload(page, files: list[tuple[str, bytes]]):
 
 def test_map_draws_every_material_in_webgl(page, live_server, atlas):
     open_map(page, live_server)
-    n_points = page.evaluate("() => document.querySelector('#map-graph .js-plotly-plot')._fullData[0].x.length")
-    assert n_points == len(atlas)
-    assert wait_until_drawn(page, "#map-graph"), "the WebGL scatter stayed blank"
+    assert scatter_state(page)["n"] == len(atlas)
+    assert wait_until_drawn(page, "#map-canvas"), "the WebGL scatter stayed blank"
     page.get_by_text(f"{len(atlas):,} crystals").wait_for()
+    page.locator("#map-legend").get_by_text("number of elements").wait_for()  # the key names the colours
+    with page.expect_download() as download:  # the view as an image, points in colour
+        page.get_by_role("button", name="PNG").click()
+    assert download.value.suggested_filename == "matmap.png"
+    png = Path(download.value.path()).read_bytes()
+    assert png.startswith(b"\x89PNG") and colourful_fraction(png) > 0.002
 
 
 def test_url_sets_and_keeps_the_colour(page, live_server, atlas):
     open_map(page, live_server, "?color=band_gap")
-    page.locator("#map-graph .colorbar").get_by_text("band gap (eV)").wait_for()
+    page.locator("#map-legend").get_by_text("band gap (eV)").wait_for()
     page.locator("#map-color").click()
     page.get_by_role("option", name="Density (g/cm³)").click()
-    page.locator("#map-graph .colorbar").get_by_text("density (g/cm³)").wait_for()
+    page.locator("#map-legend").get_by_text("density (g/cm³)").wait_for()
     page.wait_for_url(re.compile(r"\?color=density$"))
 
 
 def test_switching_to_the_xrd_map_redraws_it_and_keeps_the_colour(page, live_server, atlas):
+    from components.map_points import scatter_points
+
+    rows = list(range(5))
     open_map(page, live_server, "?view=xrd&color=band_gap")
-    base_x = "() => Array.from(document.querySelector('#map-graph .js-plotly-plot')._fullData[0].x.slice(0, 5))"
-    xrd_x = atlas.coordinates_of("xrd")[:5, 0]
-    np.testing.assert_allclose(page.evaluate(base_x), xrd_x, rtol=1e-5)
-    page.locator("#map-graph .colorbar").get_by_text("band gap (eV)").wait_for()
+    np.testing.assert_allclose(drawn_positions(page, rows), scatter_points(atlas.coordinates_of("xrd"))[rows], atol=1e-6)
+    page.locator("#map-legend").get_by_text("band gap (eV)").wait_for()
     page.get_by_label("Crystal-graph embedding").check()
-    crystal_x = atlas.coordinates[:5, 0]
-    assert poll(lambda: np.allclose(page.evaluate(base_x), crystal_x, rtol=1e-5), page=page)
+    crystal = scatter_points(atlas.coordinates)[rows]
+    assert poll(lambda: np.allclose(drawn_positions(page, rows), crystal, atol=1e-6), page=page)
     page.wait_for_url(re.compile(r"/\?color=band_gap$"))
-    page.locator("#map-graph .colorbar").get_by_text("band gap (eV)").wait_for()
-    assert wait_until_drawn(page, "#map-graph")
+    page.locator("#map-legend").get_by_text("band gap (eV)").wait_for()
+    assert wait_until_drawn(page, "#map-canvas")
 
 
 def test_search_highlights_and_lists_matches(page, live_server, atlas):
     open_map(page, live_server, "?highlight=mp-172")
     page.locator("#map-search-result").get_by_role("link", name="mp-172").wait_for()
-    rings = page.evaluate("() => document.querySelector('#map-graph .js-plotly-plot')._fullLayout.shapes.length")
-    assert rings == 1
+    assert poll(lambda: scatter_state(page)["selected"] == [atlas.row_of("mp-172")], page=page)
     page.fill("#map-search", "Xx9")
     page.press("#map-search", "Enter")
     page.locator("#map-search-result").get_by_text("Nothing matches 'Xx9'").wait_for()
     page.wait_for_url(re.compile(r"highlight=Xx9"))
-    assert poll(lambda: page.evaluate("() => document.querySelector('#map-graph .js-plotly-plot')._fullLayout.shapes.length") == 0,
-                page=page)  # the rings of the last search go
+    assert poll(lambda: scatter_state(page)["selected"] == [], page=page)  # the rings of the last search go
 
 
 def test_recolour_and_search_change_the_drawn_map_in_place_and_keep_each_other(page, live_server, atlas):
-    """Issue 12: a recolour and a search update the drawn figure in the browser (plotly), not
-    the Graph's figure prop; the rings and the zoom survive a recolour, the colours a search."""
-    gd = "document.querySelector('#map-graph .js-plotly-plot')"
+    """Issue 12: a recolour and a search update the drawn scatter in the browser; the rings and
+    the zoom survive a recolour, the colours a search, and the page draws no plotly figure."""
     open_map(page, live_server, "?color=band_gap")
-    page.locator("#map-graph .colorbar").get_by_text("band gap (eV)").wait_for()
+    page.locator("#map-legend").get_by_text("band gap (eV)").wait_for()
+    home = scatter_state(page)["camera"]
     page.fill("#map-search", "mp-172")
     page.press("#map-search", "Enter")
     page.locator("#map-search-result").get_by_role("link", name="mp-172").wait_for()
-    assert poll(lambda: page.evaluate(f"() => {gd}._fullLayout.shapes.length") == 1, page=page)
-    x = float(atlas.coordinates[atlas.row_of("mp-172"), 0])
-    x_range = page.evaluate(f"() => {gd}._fullLayout.xaxis.range")
-    assert x_range[0] < x < x_range[1] and x_range[1] - x_range[0] < np.ptp(atlas.coordinates[:, 0])
-    page.locator("#map-graph .colorbar").get_by_text("band gap (eV)").wait_for()  # the colours stay
+    row = atlas.row_of("mp-172")
+    assert poll(lambda: scatter_state(page)["selected"] == [row], page=page)
+    zoomed = scatter_state(page)["camera"]
+    assert zoomed[0] > 2 * home[0]  # zoomed in (the view matrix's scale) …
+    x, y = point_position(page, row).values()
+    box = page.locator("#map-canvas").bounding_box()
+    assert box["x"] < x < box["x"] + box["width"] and box["y"] < y < box["y"] + box["height"]  # … onto the match
+    page.locator("#map-legend").get_by_text("band gap (eV)").wait_for()  # the colours stay
+    updates = page.evaluate("() => window.matmapMapUpdates")
     page.locator("#map-color").click()
     page.get_by_role("option", name="Density (g/cm³)").click()
-    page.locator("#map-graph .colorbar").get_by_text("density (g/cm³)").wait_for()
-    assert page.evaluate(f"() => {gd}._fullLayout.shapes.length") == 1  # the rings stay
-    assert page.evaluate(f"() => {gd}._fullLayout.xaxis.range") == x_range  # and the zoom
-    assert page.evaluate(f"() => {gd}._fullData[0].x.length") == len(atlas)
-    assert wait_until_drawn(page, "#map-graph")
+    page.locator("#map-legend").get_by_text("density (g/cm³)").wait_for()
+    page.wait_for_function("(n) => window.matmapMapUpdates > n", arg=updates)
+    after = scatter_state(page)
+    assert after["selected"] == [row] and after["camera"] == zoomed and after["n"] == len(atlas)  # rings, zoom stay
+    assert page.locator("#map-canvas .js-plotly-plot").count() == 0
+    page.get_by_role("button", name="Whole map").click()
+    assert poll(lambda: scatter_state(page)["camera"] == home, page=page)
+    assert wait_until_drawn(page, "#map-canvas")
 
 
 def test_click_a_point_opens_its_page_with_neighbours_and_structure(page, live_server, atlas):
@@ -238,7 +251,7 @@ def test_locate_says_why_a_file_is_refused(page, live_server, atlas):
     placed = page.locator(".located-card").filter(has_text="disordered.cif")
     placed.locator(".notice--warning").filter(has_text="majority occupant of each site").wait_for()
     page.goto(f"{live_server}/")  # the server still serves
-    page.locator("#map-graph").wait_for()
+    page.locator("#map-canvas").wait_for()
 
 
 def test_locate_with_the_trained_model(page, live_server, atlas):

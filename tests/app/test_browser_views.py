@@ -80,7 +80,7 @@ def test_elements_table_opens_the_map_coloured_by_an_element(page, live_server, 
         page=page), "the small maps did not load"
     page.locator(".element-cell", has_text=re.compile(r"^O")).first.click()
     page.wait_for_url(re.compile(r"/\?color=element&element=O$"))
-    page.locator("#map-graph .legend").get_by_text(re.compile(r"contains O \(")).wait_for()
+    page.locator("#map-legend").get_by_text(re.compile(r"contains O \(")).wait_for()
 
 
 def test_material_page_compares_descriptors(page, live_server, atlas, tiny_descriptor):  # noqa: F811

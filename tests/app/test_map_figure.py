@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 
 import numpy as np
-import pandas as pd
 import plotly.graph_objects as go
 import pytest
 
@@ -13,30 +12,6 @@ from components import map_colors as mc
 from components import map_figure as mf
 from components import map_style as ms
 from components import map_view as mv
-
-
-@pytest.fixture
-def table() -> pd.DataFrame:
-    """Six materials with the map's columns, some values missing."""
-    return pd.DataFrame(
-        {
-            "material_id": [f"mp-{i}" for i in range(1, 7)],
-            "formula": ["LiCoO2", "NaCl", "Cu", "CuO", "SiO2", "YBa2Cu3O7"],
-            "elements": ["Co Li O", "Cl Na", "Cu", "Cu O", "O Si", "Ba Cu O Y"],
-            "nelements": [3, 2, 1, 2, 2, 4],
-            "band_gap": [2.1, 5.0, 0.0, 1.2, np.nan, 0.0],
-            "density": [5.0, 2.2, 8.9, 6.3, 2.6, 6.4],
-            "formation_energy_per_atom": [-1.8, -2.1, 0.0, -0.8, -3.0, np.nan],
-            "total_magnetization": [0.0, 0.0, 0.0, 0.5, 0.0, 1.0],
-            "e_above_hull": [0.0, 0.0, 0.0, 0.01, 0.0, np.nan],
-            "spacegroup_number": [166, 225, 225, 15, 154, 47],
-            "crystal_system": ["trigonal", "cubic", "cubic", "monoclinic", "trigonal", None],
-            "supercon_label": ["no SuperCon entry", "non-superconductor", "no SuperCon entry", "doped match",
-                               "no SuperCon entry", "superconductor"],
-            "x": np.array([0, 1, 2, 3, 4, 5], dtype=np.float32),
-            "y": np.array([0, 1, 0, 1, 0, 1], dtype=np.float32),
-        }
-    )
 
 
 def coords(table):
@@ -225,10 +200,9 @@ def test_located_structures_get_stars_and_neighbour_rings_as_shapes(table):
     assert [(sh["xanchor"], sh["yanchor"]) for sh in rings] == [tuple(xy[r].astype(float)) for r in (1, 2, 5)]
     assert [sh["line"]["color"] for sh in rings] == [mf.located_color(0)] * 2 + [mf.located_color(1)]
     assert [sh["showlegend"] for sh in stars] == [True, False] and sum(sh["showlegend"] for sh in rings) == 1
-    figure = mf.make_map_figure(xy, mc.color_layers(table, "nelements"), highlight_rows=[3], rings_as_shapes=True,
-                                located=points)
+    figure = mf.make_map_figure(xy, mc.color_layers(table, "nelements"), located=points)
     assert len(figure.data) == mf.HIGHLIGHT + 1  # no trace for them: a new upload relayouts only
-    assert len(figure.layout.shapes) == 1 + 3 + 2  # the search ring, then the located marks
+    assert len(figure.layout.shapes) == 3 + 2  # the located marks
 
 
 def test_clicked_row_resolves_base_and_overlay_points():
@@ -272,15 +246,3 @@ def test_neighbours_map_colours_by_distance_and_marks_the_query(table):
 
 def test_available_elements_are_sorted_by_atomic_number(table):
     assert mc.available_elements(table["elements"]) == ["Li", "O", "Na", "Si", "Cl", "Co", "Cu", "Y", "Ba"]
-
-
-def test_ring_shapes_circle_each_row_at_a_fixed_pixel_size(table):
-    coordinates = np.array([[0.0, 1.0], [2.5, -3.0], [7.0, 7.0]], dtype=np.float32)
-    shapes = mf.ring_shapes(coordinates, [2, 0], "search: X")
-    assert [(s["xanchor"], s["yanchor"]) for s in shapes] == [(7.0, 7.0), (0.0, 1.0)]
-    assert all(s["xsizemode"] == s["ysizemode"] == "pixel" and s["x1"] - s["x0"] == 2 * mf.RING_RADIUS_PX for s in shapes)
-    assert [s["showlegend"] for s in shapes] == [True, False] and shapes[0]["name"] == "search: X"
-    assert mf.ring_shapes(coordinates, None) == []
-    xy = np.zeros((len(table), 2), np.float32)
-    figure = mf.make_map_figure(xy, mc.color_layers(table, "nelements"), highlight_rows=[1], rings_as_shapes=True)
-    assert len(figure.layout.shapes) == 1 and len(figure.data[mf.HIGHLIGHT].x) == 0

@@ -88,30 +88,25 @@ def test_a_click_on_the_full_size_map_sends_the_neighbours_not_the_map(dash_app,
 
 
 def _update_of(response) -> dict:
-    """The map update (``components/map_figure.py`` ``map_update``) a callback response writes to
-    ``map-update``, after checking that it leaves the figure prop alone."""
-    outputs = response.json["response"]
-    assert "figure" not in outputs.get("map-graph", {}), "a figure was sent, not an update"
-    return outputs["map-update"]["data"]
+    """The scatter update (``components/map_points.py`` ``scatter_update``) a callback response
+    writes to ``map-update``."""
+    return response.json["response"]["map-update"]["data"]
 
 
-@pytest.mark.parametrize("mode", ["band_gap", "crystal_system"])
+@pytest.mark.parametrize("mode", ["band_gap", "crystal_system", "element"])
 def test_a_recolour_of_the_full_size_map_resends_colours_not_coordinates(dash_app, atlas, monkeypatch, mode):
-    """Issue 12: a new colour mode is an update of the base trace's marker (and the small
-    foreground trace), applied by plotly in the browser; the 141,659 coordinates and hover
-    texts stay there, so the response holds about one float32 per point (base64: 5.3 bytes;
-    8.0 here with the grey rows of the test map's missing band gaps), not the 19 bytes per point
-    the band-gap recolour sent while the coloured points were a new trace with their coordinates."""
+    """Issue 12: a new colour mode sends one palette index per point (one byte; base64 and
+    gzip: about 1.3 bytes) and the palette; the 141,659 positions stay in the browser's
+    scatter (``assets/map_scatter.js``). Plotly's marker update sent about 5.3 bytes per point,
+    and the coloured points as a new trace with their coordinates 19."""
     from components import state
-    from components.map_figure import BASE, FOREGROUND
 
     big = scaled_map(atlas, FULL_MAP)
     monkeypatch.setattr(state, "get_map", lambda: big)
     client = dash_app.server.test_client()
-    values = {"map-color.value": mode, "map-element.value": None, "map-view.value": "crystal", "map-highlight.data": ""}
+    values = {"map-color.value": mode, "map-element.value": "O", "map-view.value": "crystal", "map-highlight.data": ""}
     recolour = post_callback(client, "map-update", "data", values, ["map-color.value"])
     assert recolour.status == 200
     update = _update_of(recolour)
-    assert set(update["traces"][str(BASE)]) == {"marker", "name", "showlegend"}  # no x, y or hover text
-    assert set(update["replace"]) == {str(FOREGROUND)} and not update["layout"]
-    assert recolour.nbytes < 10 * FULL_MAP, f"{recolour.nbytes / FULL_MAP:.1f} bytes per point"
+    assert set(update) == {"host", "colors"}  # no positions
+    assert recolour.nbytes < 2 * FULL_MAP, f"{recolour.nbytes / FULL_MAP:.1f} bytes per point"

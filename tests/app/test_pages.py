@@ -70,7 +70,7 @@ def test_navbar_lists_the_pages_in_order(dash_app):
 def test_map_layout_reads_the_view_from_the_url(pages, atlas):
     layout = pages["map"].layout(color="element", element="Cd", highlight="HoCd")
     ids = ids_of(layout)
-    assert {"map-graph", "map-color", "map-element", "map-search", "map-highlight"} <= ids
+    assert {"map-canvas", "map-legend", "map-color", "map-element", "map-search", "map-highlight"} <= ids
     text = text_of(layout)
     assert "300 crystals" in text and "1 material ringed on the map" in text and "mp-170" in text
 
@@ -80,31 +80,63 @@ def test_map_layout_explains_a_bad_url(pages, atlas):
     assert "unknown colour mode 'bandgap'" in text and "No material of this map contains 'Xx'" in text
 
 
-def test_initial_figure_and_updates(pages, atlas):
+def decoded(payload: dict) -> np.ndarray:
+    """A base64 array of a scatter update (``components.map_points.encode``) as numpy."""
+    return np.frombuffer(base64.b64decode(payload["bdata"]), dtype=payload["dtype"])
+
+
+def test_whole_map_and_updates(pages, atlas):
     page = pages["map"]
-    figure = page.initial_figure(atlas, "band_gap", None, "HoCd")
-    assert len(figure.data[BASE].x) == len(atlas)
-    assert figure.data[BASE].marker.colorbar.title.text == "band gap (eV)"  # most materials have one: the base carries the colours
-    rows = atlas.search("HoCd")  # ringed by layout shapes, the highlight trace left empty
-    assert [(c["xanchor"], c["yanchor"]) for c in figure.to_plotly_json()["layout"]["shapes"]] == \
-        [tuple(float(v) for v in atlas.coordinates[r]) for r in rows] and len(figure.data[HIGHLIGHT].x) == 0
+    update = page.whole_update(atlas, "band_gap", None, "HoCd")
+    json.dumps(update)  # a Store's data: plain JSON
+    xy = decoded(update["points"]["xy"]).reshape(-1, 2)
+    assert xy.shape == (len(atlas), 2) and np.abs(xy).max() <= 1.0  # every point placed, the home view is [-1, 1]²
+    # one map unit is as long across as up: the scatter keeps the map's shape
+    span = np.ptp(atlas.coordinates, axis=0)
+    np.testing.assert_allclose(np.ptp(xy, axis=0) / np.ptp(xy, axis=0).max(), span / span.max(), rtol=1e-4)
+    index = decoded(update["colors"]["index"])
+    palette = update["colors"]["palette"]
+    assert index.shape == (len(atlas),) and index.max() < len(palette) == len(update["colors"]["sizes"])
+    gap = atlas.materials["band_gap"].to_numpy(dtype=float)
+    wide, narrow = int(np.nanargmax(gap)), int(np.nanargmin(gap))
+    assert index[wide] > index[narrow]  # along the colour scale, low to high
+    rows = atlas.search("HoCd")
+    assert update["select"] == rows and set(update["zoom"]) == {"x", "y", "width", "height"}
+    assert page.whole_update(atlas, "band_gap", None, "")["zoom"] == "home"  # nothing searched: the whole map
 
     update = page.recolor_update(atlas, "element", "Cd")
-    json.dumps(update)  # a Store's data: plain JSON
-    ops = update_ops(update)
-    assert set(ops) == {("data", BASE, "marker"), ("data", BASE, "name"), ("data", BASE, "showlegend"), ("data", FOREGROUND)}
-    assert "x" not in ops[("data", BASE, "marker")]  # the coordinates are not sent again
-    assert ops[("data", FOREGROUND)]["name"].startswith("contains Cd")
+    assert set(update) == {"host", "colors"}  # the positions stay in the browser
+    index, colors = decoded(update["colors"]["index"]), update["colors"]
+    has_cd = atlas.materials["elements"].str.split().apply(lambda e: "Cd" in e).to_numpy()
+    assert has_cd.any() and (index[has_cd] >= colors["top_from"]).all() and (index[~has_cd] < colors["top_from"]).all()
+    assert colors["sizes"][colors["top_from"]] > colors["sizes"][0]  # drawn on top, a little larger
 
     update = page.search_update(atlas, "mp-172")
-    assert not update["traces"] and not update["replace"]  # a relayout: no trace is recomputed
-    (ring,) = update["layout"]["shapes"]
-    assert (ring["xanchor"], ring["yanchor"]) == tuple(float(v) for v in atlas.coordinates[atlas.row_of("mp-172")])
-    assert ring["name"] == "search: mp-172" and ring["showlegend"] is True
-    ops = update_ops(update)
-    assert ("layout", "xaxis", "range") in ops and ops[("layout", "yaxis", "autorange")] is False
+    assert set(update) == {"host", "select", "zoom"} and update["select"] == [atlas.row_of("mp-172")]
     nothing = page.search_update(atlas, "no such thing")
-    assert nothing["layout"] == {"shapes": []}  # rings cleared, view kept
+    assert nothing["select"] == [] and "zoom" not in nothing  # rings cleared, view kept
+
+
+def test_the_map_key_names_what_the_colours_mean(pages, atlas):
+    page = pages["map"]
+    _, key = in_callback(page.draw_map, "band_gap", None, "crystal", None, "", trigger=None)[:2]
+    assert "band gap (eV)" in text_of(key) and "linear-gradient" in text_of(key)
+    _, key = in_callback(page.draw_map, "element", "Cd", "crystal", None, "", trigger="map-color.value")[:2]
+    n_cd = int(atlas.materials["elements"].str.split().apply(lambda e: "Cd" in e).sum())
+    assert f"contains Cd ({n_cd:,})" in text_of(key) and "no Cd" in text_of(key)
+    _, key = in_callback(page.draw_map, "crystal_system", None, "crystal", None, "", trigger="map-color.value")[:2]
+    assert all(name in text_of(key) for name in ("crystal system", "cubic", "triclinic"))
+
+
+def test_whole_map_button_and_colour_changes_send_no_positions(pages, atlas):
+    page = pages["map"]
+    first = in_callback(page.draw_map, "nelements", None, "crystal", None, "", trigger=None)[0]
+    assert "points" in first
+    recolour = in_callback(page.draw_map, "density", None, "crystal", None, "", trigger="map-color.value")[0]
+    # one byte per point instead of the eight of the positions
+    assert "points" not in recolour and 7 * len(recolour["colors"]["index"]["bdata"]) < len(first["points"]["xy"]["bdata"])
+    home = in_callback(page.draw_map, "density", None, "crystal", 1, "", trigger="map-home.n_clicks")
+    assert home[0] == {"host": "map-canvas", "zoom": "home"} and home[1] is no_update
 
 
 def test_map_page_offers_the_xrd_map(pages, atlas):
@@ -117,24 +149,18 @@ def test_map_page_offers_the_xrd_map(pages, atlas):
     assert "has no 'tsne3d' map" in text_of(page.layout(view="tsne3d"))
 
     xrd_xy = atlas.coordinates_of("xrd")
-    figure = page.initial_figure(atlas, "band_gap", None, "mp-172", "xrd")
-    np.testing.assert_array_equal(np.asarray(figure.data[BASE].x, dtype=np.float32), xrd_xy[:, 0])
     assert not np.allclose(xrd_xy, atlas.coordinates)
+    update = in_callback(page.draw_map, "band_gap", None, "xrd", None, "mp-172", trigger="map-view.value")[0]
+    drawn = decoded(update["points"]["xy"]).reshape(-1, 2)
+    # the XRD map's positions, in the scatter's square frame of that map
+    np.testing.assert_allclose(np.ptp(drawn, axis=0) / np.ptp(drawn, axis=0).max(),
+                               np.ptp(xrd_xy, axis=0) / np.ptp(xrd_xy, axis=0).max(), rtol=1e-4)
+    assert np.corrcoef(drawn[:, 0], xrd_xy[:, 0])[0, 1] > 0.999
     # a search on the XRD map zooms onto the material's XRD-map position
-    ranges = update_ops(page.search_update(atlas, "mp-172", "xrd"))[("layout", "xaxis", "range")]
-    assert ranges[0] < xrd_xy[atlas.row_of("mp-172"), 0] < ranges[1]
+    zoom, row = update["zoom"], atlas.row_of("mp-172")
+    assert zoom["x"] < drawn[row, 0] < zoom["x"] + zoom["width"] and zoom["y"] < drawn[row, 1] < zoom["y"] + zoom["height"]
+    assert update["select"] == [row]
     assert "300 materials placed" in page.view_caption(atlas, "xrd")
-    # switching maps on the page replaces every trace in place, with the rings and zoom of that map
-    update = page.view_update(atlas, "band_gap", None, "mp-172", "xrd")
-    assert sorted(update["replace"]) == [str(i) for i in range(len(figure.data))] and not update["traces"]
-    base_x = update["replace"][str(BASE)]["x"]
-    np.testing.assert_array_equal(np.frombuffer(base64.b64decode(base_x["bdata"]), np.float32), xrd_xy[:, 0])
-    (ring,) = update["layout"]["shapes"]
-    assert update["layout"]["xaxis"]["range"][0] < ring["xanchor"] < update["layout"]["xaxis"]["range"][1]
-    # without a search: the other map's whole view, in square ranges (equal aspect, no scaleanchor)
-    whole = page.view_update(atlas, "band_gap", None, "", "crystal")["layout"]
-    assert whole["xaxis"] == {"range": home_ranges(atlas.coordinates)[0], "autorange": False}
-    assert np.ptp(whole["xaxis"]["range"]) == pytest.approx(np.ptp(whole["yaxis"]["range"]))
 
 
 def _walk(node):
@@ -167,13 +193,16 @@ def test_search_lists_every_match_and_says_which_the_zoom_shows(pages, atlas, mo
     monkeypatch.setattr(atlas, "search", lambda query, limit=50: far)
     text = text_of(page.search_summary(atlas, "X"))
     assert "They lie far apart: the map shows the 1 of them" in text and text.count('"◎ "') == 1
-    x_range = update_ops(page.search_update(atlas, "X"))[("layout", "xaxis", "range")]
-    assert x_range[0] < xy[far[0], 0] < x_range[1] < xy[far[1], 0]  # zoomed onto the first, not both
+    zoom = page.search_update(atlas, "X")["zoom"]
+    drawn = decoded(page.whole_update(atlas, "nelements", None, "")["points"]["xy"]).reshape(-1, 2)
+    assert zoom["x"] < drawn[far[0], 0] < zoom["x"] + zoom["width"] < drawn[far[1], 0]  # zoomed onto the first, not both
 
 
 def test_click_opens_the_material_page(pages, atlas):
     row = atlas.row_of("mp-172")
-    assert pages["map"].open_material({"points": [{"curveNumber": BASE, "pointIndex": row}]}) == "/material/mp-172"
+    assert pages["map"].open_material({"row": row, "at": 1}) == "/material/mp-172"
+    for junk in ({"row": len(atlas)}, {"row": -1}, {"row": True}, "mp-172", None):
+        assert pages["map"].open_material(junk) is no_update
 
 
 def test_hover_card_shows_the_coloured_value_key_properties_and_the_page_link(pages, atlas):
@@ -296,7 +325,7 @@ def test_a_located_upload_changes_only_the_layout_shapes(pages, atlas):
 
 
 def test_every_page_explains_a_missing_map(pages, no_map):
-    for name, kwargs, some_id in (("map", {}, "map-graph"), ("material", {"material_id": "mp-172"}, "material-xrd"),
+    for name, kwargs, some_id in (("map", {}, "map-canvas"), ("material", {"material_id": "mp-172"}, "material-xrd"),
                                   ("locate", {}, "locate-upload")):
         layout = pages[name].layout(**kwargs)
         text = text_of(layout)

@@ -50,7 +50,7 @@ def test_the_figure_draws_the_twelve_cell_edges_and_colours_each_atom():
 def test_the_map_page_previews_the_hovered_material(pages, atlas):
     page = pages["map"]
     row = atlas.row_of("mp-172")
-    figure, legend, style = page.preview_structure({"points": [{"curveNumber": 0, "pointIndex": row}]})
+    figure, legend, style = page.preview_structure(row)  # the row the scatter reports
     assert style == {}
     structure = atlas.structure("mp-172")
     assert set(figure.data[1].text) == {el.symbol for el in structure.composition.elements}
@@ -58,4 +58,4 @@ def test_the_map_page_previews_the_hovered_material(pages, atlas):
     from dash.exceptions import PreventUpdate
 
     with pytest.raises(PreventUpdate):  # the pointer off the points: the last preview stays
-        page.preview_structure({"points": []})
+        page.preview_structure(None)
