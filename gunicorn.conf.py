@@ -11,6 +11,10 @@ when the socket is bound, the master loads the map in a background thread while 
 workers already answer (pages say "loading", ``/healthz`` 503). When it is loaded, the master
 re-forks its workers (a graceful reload, SIGHUP): the new ones share the loaded arrays
 copy-on-write, and ``/healthz`` answers 200.
+
+Builds while serving (``./run.sh`` adds the XRD map and the voxel store in the background): the
+master looks for rewritten artifacts every few seconds (:func:`components.state.watch`), reloads
+them and re-forks its workers the same way; a worker never reloads on its own.
 """
 
 import os
@@ -47,7 +51,7 @@ def when_ready(server):
     # does it once; every worker is forked with it done. The map is marked as loading first, so
     # that the layouts say "loading" instead of loading it, and the loader starts after: sharing
     # the GIL with it, this request took 9 s and held back the first workers.
-    loader = start_warm_up(on_done=lambda: _replace_workers(server), start=False)
+    loader = start_warm_up(on_done=lambda: _loaded(server), start=False)
     app.server.test_client().get("/healthz")
     if loader is not None:
         loader.start()
@@ -59,6 +63,28 @@ def pre_fork(server, worker):
     from components.state import is_loading
 
     _forked_while_loading = _forked_while_loading or is_loading()
+
+
+def post_fork(server, worker):
+    """Worker, just forked: the master reloads rebuilt artifacts and replaces it; it never reloads itself."""
+    from components.state import follow_master
+
+    follow_master()
+
+
+def _loaded(server):
+    """Master's loader thread, map loaded (or failed): replace the workers forked meanwhile, then
+    watch for builds that rewrite the artifacts (reload, replace the workers again)."""
+    from components.state import watch
+
+    _replace_workers(server)
+    watch(on_reloaded=lambda: _reload_workers(server))
+
+
+def _reload_workers(server):
+    """Master's watcher thread, artifacts reloaded: replace every worker by a fork of the reloaded map."""
+    server.log.info("artifacts rebuilt and reloaded: replacing the workers")
+    os.kill(server.pid, signal.SIGHUP)
 
 
 def _replace_workers(server):

@@ -6,6 +6,7 @@ from dash import MATCH, ClientsideFunction, Input, Output, State, callback, clie
 from dash.exceptions import PreventUpdate
 
 from ml.service import MAP_VIEWS
+from ml.service.building import VIEW_ITEMS
 from ml.settings import get_settings
 
 #: How often a page shown while the map loads asks whether it is ready, ms.
@@ -119,20 +120,30 @@ def page_link(material_id: str, text: str | None = None) -> dcc.Link:
 
 def map_view_selector(component_id: str, views: list[str], value: str, caption_id: str | None = None) -> html.Div:
     """The "Map" radio that switches between a build's maps (:data:`ml.mapping.format.MAP_VIEWS`:
-    crystal-graph and XRD embeddings); hidden when the build has only one. ``caption_id``
-    adds an empty hint paragraph under it for a callback to fill."""
+    crystal-graph and XRD embeddings); hidden when the build has only one. A map a background
+    build is still adding (:func:`components.state.views_being_built`) is a disabled option
+    "… (being built)" with a note under the radio saying where its progress goes; the page shows
+    it once written (the server reloads the map). ``caption_id`` adds an empty hint paragraph
+    under it for a callback to fill."""
+    from components.state import building_note, views_being_built
+
+    coming = [v for v in views_being_built() if v not in views]
+    options = [{"label": MAP_VIEWS[v][0], "value": v} for v in views]
+    options += [{"label": f"{MAP_VIEWS[v][0]} (being built)", "value": v, "disabled": True} for v in coming]
+    notes = [note for note in (building_note(VIEW_ITEMS[v]) for v in coming) if note]
     return html.Div(
         id=f"{component_id}-row",
-        style={} if len(views) > 1 else {"display": "none"},
+        style={} if len(options) > 1 else {"display": "none"},
         children=[
             html.Label("Map", htmlFor=component_id, className="field-label"),
             dcc.RadioItems(
                 id=component_id,
-                options=[{"label": MAP_VIEWS[v][0], "value": v} for v in views],
+                options=options,
                 value=value,
                 className="radio-list",
                 inputClassName="radio-list__input",
             ),
+            *[html.P(note, className="hint", id=f"{component_id}-building") for note in notes[:1]],
             *([html.P(id=caption_id, className="hint")] if caption_id else []),
         ],
     )

@@ -15,6 +15,13 @@ Under gunicorn the warm-up runs in the master, whose workers are then forked aga
 they share the loaded arrays copy-on-write (``gunicorn.conf.py``). A process forked while
 this one was loading (the first workers) keeps saying "loading", since the loader thread does
 not exist in it, until the master replaces it.
+
+A build that rewrites the served artifacts (the XRD map added by ``python -m ml finish-build``
+in the background, the voxel store, a rebuilt map) is picked up without a restart
+(:func:`refresh_if_changed`): under gunicorn the master watches (:func:`watch`), reloads and
+replaces its workers; elsewhere :func:`get_map` checks every :data:`CHECK_SECONDS` and reloads
+in a thread, serving the loaded map meanwhile. While the build runs, pages say what it is
+building (:func:`building_note`, :func:`views_being_built`).
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from ml.service import ArtifactError, LoadedMap
+from ml.service import ArtifactError, LoadedMap, building
 from ml.settings import get_settings
 
 T = TypeVar("T")
@@ -39,6 +46,12 @@ _loaded: LoadedMap | None = None
 #: ``loading`` (a warm-up runs), ``ready`` or ``failed`` (the last warm-up failed: the next
 #: use retries); ``started`` (``time.time()``), ``seconds`` the warm-up took, ``error``.
 _status: dict = {"state": "idle", "started": None, "seconds": None, "error": None}
+#: How often (seconds) a process looks for rebuilt artifacts (a ``stat`` of two files).
+CHECK_SECONDS = 5.0
+#: ``signature``: :func:`ml.service.building.signature` of what is loaded; ``checked``: when it
+#: was last compared (``time.monotonic()``); ``reloading``: a reload runs; ``follow_master``:
+#: a gunicorn worker, which its master replaces instead of reloading itself.
+_freshness: dict = {"signature": None, "checked": 0.0, "reloading": False, "follow_master": False}
 
 
 class MapLoading(ArtifactError):
@@ -59,8 +72,12 @@ def get_map() -> LoadedMap:
                              "this page reloads when it is ready.")
         with _lock:  # two first requests at once load it once
             if _loaded is None:
+                signature = building.signature(*building.served_dataset())
                 _loaded = LoadedMap.load()
+                _freshness.update(signature=signature, checked=time.monotonic())
                 _status.update(state="ready", error=None)
+    elif not _freshness["follow_master"] and time.monotonic() - _freshness["checked"] > CHECK_SECONDS:
+        refresh_if_changed(wait=False)
     return _loaded
 
 
@@ -101,21 +118,28 @@ def warm_up() -> LoadedMap:
         ArtifactError: the map is missing or incomplete (message with the build command).
     """
     global _loaded
+    with _lock:
+        signature = building.signature(*building.served_dataset())
+        atlas = _prepared(_loaded if _loaded is not None else LoadedMap.load())
+        _loaded = atlas
+        _freshness.update(signature=signature, checked=time.monotonic())
+    return atlas
+
+
+def _prepared(atlas: LoadedMap) -> LoadedMap:
+    """Load now what :func:`warm_up` lists for ``atlas``; returns it."""
     from components.structure_view import preload
 
-    with _lock:
-        atlas = _loaded if _loaded is not None else LoadedMap.load()
-        atlas.preload()
-        try:
-            atlas.preload_locator()
-        except (ArtifactError, OSError, ValueError) as error:  # the map works without it; /locate says why
-            log.warning("placing CIFs will load on first use: %s", error)
-        map_hover_text(atlas)
-        map_elements(atlas)
-        _preload_scatter(atlas)
-        preload()
-        _preload_generator()
-        _loaded = atlas
+    atlas.preload()
+    try:
+        atlas.preload_locator()
+    except (ArtifactError, OSError, ValueError) as error:  # the map works without it; /locate says why
+        log.warning("placing CIFs will load on first use: %s", error)
+    map_hover_text(atlas)
+    map_elements(atlas)
+    _preload_scatter(atlas)
+    preload()
+    _preload_generator()
     return atlas
 
 
@@ -128,6 +152,91 @@ def _preload_scatter(atlas: LoadedMap) -> None:
         scatter_xy(atlas, view)
     for mode in COLOR_MODES:
         scatter_colors(atlas, mode, None)
+
+
+def refresh_if_changed(wait: bool = True) -> bool:
+    """Reload the map and what is derived from it when a build has rewritten the served
+    artifacts since they were loaded (:func:`ml.service.building.signature`); the loaded map is
+    served until the new one is ready. A missing or half-written map keeps the loaded one.
+
+    Args:
+        wait: reload in this thread (``False``: in a daemon thread, returning at once).
+
+    Returns:
+        Whether a reload was started (and, with ``wait``, done).
+    """
+    _freshness["checked"] = time.monotonic()
+    if _loaded is None or _freshness["reloading"]:
+        return False
+    signature = building.signature(*building.served_dataset())
+    if signature == _freshness["signature"]:
+        return False
+    _freshness["reloading"] = True
+    if not wait:
+        threading.Thread(target=_reload, args=(signature,), name="matmap-reload", daemon=True).start()
+        return True
+    _reload(signature)
+    return True
+
+
+def _reload(signature: tuple) -> None:
+    global _loaded
+    try:
+        started = time.perf_counter()
+        fresh = LoadedMap.load()
+        with _lock:
+            _memo.clear()
+            _loaded = _prepared(fresh)
+            _freshness["signature"] = signature
+        log.info("reloaded the map after a build changed it (%.1f s): maps %s", time.perf_counter() - started,
+                 ", ".join(fresh.views))
+    except Exception as error:  # noqa: BLE001 — a half-written or broken build: keep serving what is loaded
+        _freshness["signature"] = signature
+        log.warning("the rebuilt map could not be loaded, serving the loaded one: %s", error)
+    finally:
+        _freshness["reloading"] = False
+
+
+def watch(on_reloaded: Callable[[], None], every: float = CHECK_SECONDS) -> threading.Thread:
+    """Look for rebuilt artifacts every ``every`` seconds in a daemon thread; after each reload
+    call ``on_reloaded`` (gunicorn's master: replace the workers by forks of the reloaded map)."""
+
+    def loop() -> None:
+        while True:
+            time.sleep(every)
+            try:
+                if refresh_if_changed(wait=True):
+                    on_reloaded()
+            except Exception:  # noqa: BLE001 — the watcher must outlive one bad check
+                log.exception("checking for a rebuilt map failed")
+
+    thread = threading.Thread(target=loop, name="matmap-watch", daemon=True)
+    thread.start()
+    return thread
+
+
+def follow_master() -> None:
+    """In a gunicorn worker: never reload on its own; the master reloads and replaces it."""
+    _freshness["follow_master"] = True
+
+
+def building_note(item: str) -> str | None:
+    """A sentence for the page when ``item`` (``"xrd map"``, ``"voxel store"``) of the served
+    dataset is being built in the background (:func:`ml.service.building.note`), else ``None``."""
+    try:
+        return building.note(building.served_dataset()[0], item)
+    except (OSError, ValueError):  # an unreadable status file: say nothing rather than fail the page
+        return None
+
+
+def views_being_built() -> list[str]:
+    """Map views (keys of ``MAP_VIEWS``) a background build is adding to the served map."""
+    try:
+        build = building.pending(building.served_dataset()[0])
+    except (OSError, ValueError):
+        return []
+    items = build["items"] if build else []
+    return [view for view, item in building.VIEW_ITEMS.items() if item in items]
 
 
 def _preload_generator() -> None:
@@ -216,6 +325,7 @@ def reset() -> None:
         _loaded = None
         _memo.clear()
         _status.update(state="idle", started=None, seconds=None, error=None)
+        _freshness.update(signature=None, checked=0.0, reloading=False, follow_master=False)
     get_settings.cache_clear()
 
 

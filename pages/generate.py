@@ -40,7 +40,7 @@ from components.latent_explorer import (
 from components.located import place_cif_result, result_card
 from components.map_figure import make_neighbors_map_figure
 from components.map_image import map_image
-from components.state import is_loading, map_or_error
+from components.state import building_note, is_loading, map_or_error
 from components.structure_view import (
     StructureView,
     StructureViewError,
@@ -49,6 +49,7 @@ from components.structure_view import (
     structure_scene,
 )
 from ml.service import explorer
+from ml.service.building import VOXEL_STORE
 from ml.service.generated import cif_name, cif_zip, load_result, save_result, structure_of
 
 dash.register_page(__name__, path="/generate", name="Generate", title="matmap · latent explorer", order=4)
@@ -71,7 +72,9 @@ def layout(around: str | None = None, a: str | None = None, b: str | None = None
         if warning is not None:  # under the title
             page.children.insert(1, notice(warning, "warning", id="generate-quality"))
         return page
-    return html.Div([unavailable_card(problem), html.Div(page, hidden=True)], className="page")
+    building = building_note(VOXEL_STORE)  # ./run.sh builds the voxel store in the background
+    shown = [notice(building, "info", id="generate-building")] if building else []
+    return html.Div([*shown, unavailable_card(problem), html.Div(page, hidden=True)], className="page")
 
 
 # --------------------------------------------------------------------------- inputs

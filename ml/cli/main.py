@@ -40,6 +40,16 @@ def _add_map_verbs(verbs) -> None:
     p.add_argument("--seed", type=int, default=0, help="t-SNE random seed")
     p.add_argument("--processes", type=int, default=None, help="featurisation processes (default: all cores)")
     p.add_argument("--force", action="store_true", help="rebuild even if the map is up to date")
+    p.add_argument("--views", default="crystal,xrd", metavar="crystal[,xrd]",
+                   help="the maps to build (default both); a crystal-only map gets the XRD map added in place by a "
+                        "later build that asks for it")
+
+    p = verbs.add_parser("finish-build", help="add what ./run.sh leaves to the background: the XRD map and the "
+                                              "latent explorer's voxel store (the app says they are being built)")
+    p.add_argument("--dataset", default="mp2024")
+    p.add_argument("--model", default=None, help=f"the map's model (default: {DEFAULT_MODEL})")
+    p.add_argument("--processes", type=int, default=None, help="featurisation processes (default: all cores)")
+    p.add_argument("--log", default=None, help="the file this build's output goes to, which the app names")
 
     p = verbs.add_parser("featurize", help="compute cached features of a dataset")
     p.add_argument("--dataset", default="mp2024")
@@ -146,9 +156,61 @@ def _build(args: argparse.Namespace) -> int:
     """``python -m ml build``: build (or update) the map of a dataset."""
     from ml.mapping.build import build_map
 
-    folder = build_map(args.dataset, args.model, args.perplexity, args.seed, args.processes, args.force)
+    views = [v.strip() for v in args.views.split(",") if v.strip()]
+    folder = build_map(args.dataset, args.model, args.perplexity, args.seed, args.processes, args.force, views=views)
     print(f"map ready: {folder}")
     return 0
+
+
+def _finish_build(args: argparse.Namespace) -> int:
+    """``python -m ml finish-build``: the XRD map of the dataset's map (built first with ``build --views
+    crystal``) and the latent explorer's voxel store (of mp2024, what ``/generate`` reads), announced
+    to the app (:mod:`ml.build_status`); nothing when both are there or another build runs. Resumes
+    where an interrupted one stopped (cached feature shards and voxel parts)."""
+    from ml.build_status import VOXEL_STORE, XRD_MAP, BuildRunning, announce
+    from ml.data.datasets import get_dataset
+    from ml.generation.voxel_arrays import voxel_store_published
+    from ml.mapping.build import build_map, built_views
+    from ml.mapping.format import MANIFEST, artifact_dir
+    from ml.service.explorer import VAE_DATASET
+    from ml.settings import get_settings
+
+    dataset = get_dataset(args.dataset)
+    folder = artifact_dir(dataset.name, _model_name(args.model) or get_settings().model)
+    pending = [XRD_MAP] if not (folder / MANIFEST).is_file() or "xrd" not in built_views(folder) else []
+    if not voxel_store_published(VAE_DATASET):  # /generate's generator reads mp2024's, whatever map is served
+        pending.append(VOXEL_STORE)
+    if not pending:
+        print("the XRD map and the voxel store are built")
+        return 0
+    try:
+        with announce(dataset.name, pending, args.log) as build:
+            if XRD_MAP in pending:
+                build.stage("XRD map: patterns, XRD embedding, t-SNE")
+                build_map(dataset, args.model, processes=args.processes)
+                build.done(XRD_MAP)
+            if VOXEL_STORE in pending:
+                build.stage("voxel store: select the cubic crystals, voxelise them")
+                print(build_vae_data(get_dataset(VAE_DATASET)))
+                build.done(VOXEL_STORE)
+    except BuildRunning as running:
+        print(f"nothing to do here: {running}")
+    return 0
+
+
+def build_vae_data(dataset) -> str:
+    """Select the VAE's crystals, build their voxel arrays, write what the app reads (the set,
+    ``data/artifacts/<dataset>/vae_set.parquet``, and the published voxel store,
+    ``data/artifacts/<dataset>/vae_store/``); returns a summary for the terminal."""
+    from ml.generation.vae_set import write_vae_set
+    from ml.generation.voxel_arrays import build_voxel_arrays, publish_voxel_store
+    from ml.generation.voxel_data import select_vae_materials
+
+    table = select_vae_materials(dataset)
+    counts = table.groupby("family")["split"].value_counts().unstack(fill_value=0).assign(total=lambda t: t.sum(axis=1))
+    published = publish_voxel_store(build_voxel_arrays(dataset), dataset.name)
+    return (f"{counts}\n{len(table)} crystals; voxel arrays (the app's copy): {published}; the app's copy of the set: "
+            f"{write_vae_set(table, dataset.name)}")
 
 
 def _featurize(args: argparse.Namespace) -> int:
@@ -259,16 +321,9 @@ def _vae_data(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from ml.data.datasets import get_dataset
-    from ml.generation.vae_set import write_vae_set
-    from ml.generation.voxel_arrays import build_voxel_arrays, publish_voxel_store
-    from ml.generation.voxel_data import select_vae_materials
 
     dataset = get_dataset(args.dataset)
-    table = select_vae_materials(dataset)
-    print(table.groupby("family")["split"].value_counts().unstack(fill_value=0).assign(total=lambda t: t.sum(axis=1)))
-    published = publish_voxel_store(build_voxel_arrays(dataset), dataset.name)
-    print(f"{len(table)} crystals; voxel arrays (the app's copy): {published}; the app's copy of the set: "
-          f"{write_vae_set(table, dataset.name)}")
+    print(build_vae_data(dataset))
     if args.roundtrip:
         from ml.generation.roundtrip import roundtrip_report, summarise_roundtrip
 
@@ -340,6 +395,7 @@ def _file_error(path: Path, message: str) -> int:
 #: The map verbs and their functions (the generator verbs: :func:`ml.cli.vae.run_vae_verb`).
 _VERBS = {
     "build": _build,
+    "finish-build": _finish_build,
     "featurize": _featurize,
     "train": _train,
     "train-property": _train_property,

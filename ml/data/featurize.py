@@ -9,8 +9,15 @@ configuration or a changed id list never reuses a stale cache.
 
 Kinds:
 - ``graph``: crystal graphs (:func:`ml.features.graph.crystal_graph`) plus a structure summary
-  (reduced formula, density, spglib space group, elements);
-- ``xrd``: binned XRD patterns (:func:`ml.features.xrd.xrd_pattern`), stored sparse.
+  (reduced formula, density, spglib space group, elements) and the parsed cell
+  (:class:`ml.data.structures.CellArrays`: lattice, atomic numbers, fractional coordinates).
+  Density and space group are computed only for the materials whose properties table lacks
+  one of them (a row with both known gets NaN and 0): the map's table takes them from the
+  properties table first (:func:`ml.mapping.build.materials_table`);
+- ``xrd``: binned XRD patterns (:func:`ml.features.xrd.xrd_pattern`), stored sparse. Each CIF
+  is parsed once: a material whose graph shard is cached gets its pattern from the cell stored
+  there (:func:`cached_cells`, the same ``Structure`` and the same pattern, 4× faster than
+  parsing again); the others (no graph cache yet, or a graph that failed) from their CIF.
 
 A structure that fails to parse or featurise is recorded with its reason in the shard
 (``failures``) and skipped; it never aborts the build. Shards, workers and resuming:
@@ -21,7 +28,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -30,12 +37,13 @@ import numpy as np
 
 from ml.data.datasets import Dataset
 from ml.data.shard_cache import (
-    apply_each, compute_shards, ids_digest, n_shards_for, read_failures, save_npz_atomically, shard_of, split_results,
+    Result, apply_each, compute_shards, ids_digest, n_shards_for, read_failures, save_npz_atomically, shard_of,
+    split_results,
 )
 from ml.features.errors import FeaturisationError
 from ml.features.graph import CrystalGraph, GraphConfig, crystal_graph
 from ml.settings import get_settings
-from ml.data.structures import CifError, parse_cif, structure_summary
+from ml.data.structures import CellArrays, CifError, parse_cif, structure_summary
 from ml.features.xrd import XRDConfig, xrd_pattern
 from ml.features.xrd_sim import xrd_pattern_fast
 
@@ -62,18 +70,28 @@ def cache_dir(dataset: Dataset, kind: str, config=None) -> Path:
 # --------------------------------------------------------------------------- worker side
 
 
-def featurize_cif(kind: str, config, cif: str, engine: str = "fast"):
-    """Features of one CIF: ``(CrystalGraph, summary dict)`` for ``graph``, a pattern for ``xrd``.
-
-    XRD patterns come from our batched simulator (:mod:`ml.features.xrd_sim`, identical to pymatgen's
-    ``XRDCalculator`` to float precision, ~30× faster) unless ``engine="pymatgen"``.
+def graph_features(cif: str, config: GraphConfig, symmetry: bool = True) -> tuple[CrystalGraph, dict, CellArrays]:
+    """The graph-cache entry of one CIF: its graph, summary (:func:`structure_summary`; density and
+    space group left out with ``symmetry=False``) and parsed cell.
 
     Raises:
         CifError, FeaturisationError: the text holds no usable structure.
     """
     structure = parse_cif(cif)
-    if kind == "graph":
-        return crystal_graph(structure, config), structure_summary(structure)
+    graph = crystal_graph(structure, config)  # refuses disordered structures first
+    return graph, structure_summary(structure, symmetry=symmetry), CellArrays.of(structure)
+
+
+def xrd_features(source: str | CellArrays, config: XRDConfig, engine: str = "fast") -> np.ndarray:
+    """The binned ``(n_bins,)`` pattern of a CIF text or of a cell the graph cache stored.
+
+    Patterns come from our batched simulator (:mod:`ml.features.xrd_sim`, identical to pymatgen's
+    ``XRDCalculator`` to float precision, ~30× faster) unless ``engine="pymatgen"``.
+
+    Raises:
+        CifError, FeaturisationError: the text holds no usable structure.
+    """
+    structure = source.structure() if isinstance(source, CellArrays) else parse_cif(source)
     if not structure.is_ordered:
         raise FeaturisationError("disordered structure (partial occupancies) is not supported")
     if engine == "pymatgen":
@@ -81,10 +99,17 @@ def featurize_cif(kind: str, config, cif: str, engine: str = "fast"):
     return xrd_pattern_fast(structure, config)
 
 
-def _featurize_chunk(job: tuple[str, object, str, list[tuple[str, str]]]) -> list[tuple[str, object, str | None]]:
+def _featurize_chunk(job: tuple[str, object, str, list[tuple[str, object]]]) -> list[Result]:
+    """Worker: the features of one chunk of ``(material_id, source)`` (graph: ``(cif, symmetry)``;
+    xrd: a CIF or a :class:`CellArrays`)."""
     kind, config, xrd_engine, records = job
-    return apply_each(partial(featurize_cif, kind, config, engine=xrd_engine), records,
-                      plain=(CifError, FeaturisationError))
+    if kind == "graph":
+        def work(source: tuple[str, bool]):
+            cif, symmetry = source
+            return graph_features(cif, config, symmetry=symmetry)
+    else:
+        work = partial(xrd_features, config=config, engine=xrd_engine)
+    return apply_each(work, records, plain=(CifError, FeaturisationError))
 
 
 # --------------------------------------------------------------------------- shard files
@@ -96,7 +121,10 @@ def _write_shard(path: Path, kind: str, results: list[tuple[str, object, str | N
     if kind == "graph":
         graphs: list[CrystalGraph] = [value[0] for _, value in ok]
         summaries = [value[1] for _, value in ok]
+        cells: list[CellArrays] = [value[2] for _, value in ok]
         arrays |= {
+            "lattice": np.array([c.lattice for c in cells], dtype=np.float64).reshape(-1, 3, 3),
+            "frac_coords": _concat([c.frac_coords for c in cells], np.float64).reshape(-1, 3),
             "n_atoms": np.array([len(g.atomic_numbers) for g in graphs], dtype=np.int32),
             "n_edges": np.array([len(g.edge_src) for g in graphs], dtype=np.int32),
             "atomic_numbers": _concat([g.atomic_numbers for g in graphs], np.int16),
@@ -170,11 +198,54 @@ def featurize(
     shard_by_id = {mid: s for mid in dataset.material_ids if (s := shard_of(mid, n_shards)) in missing}
     for s in missing - set(shard_by_id.values()):  # an empty shard is still a finished shard
         _write_shard(shard_path(folder, s), kind, [])
-    compute_shards(dataset.records(set(shard_by_id)), shard_by_id, _featurize_chunk, (kind, config, xrd_engine),
+    if kind == "graph":
+        known = _known_symmetry(dataset)
+        records = ((mid, (cif, mid not in known)) for mid, cif in dataset.records(set(shard_by_id)))
+    else:
+        records = _xrd_sources(dataset, shard_by_id)
+    compute_shards(records, shard_by_id, _featurize_chunk, (kind, config, xrd_engine),
                    lambda s, results: _write_shard(shard_path(folder, s), kind, results),
                    processes=processes or os.cpu_count() or 1, chunk_size=CHUNK_SIZE,
                    desc=f"{kind} features ({dataset.name})", progress=progress)
     return folder
+
+
+def _known_symmetry(dataset: Dataset) -> set[str]:
+    """Ids whose properties table has both density and space group (their graph entry skips them)."""
+    table = dataset.properties
+    if not {"density", "spacegroup_number"} <= set(table.columns):
+        return set()
+    known = table["density"].notna() & table["spacegroup_number"].notna()
+    return set(table.index[known.to_numpy()])
+
+
+def _xrd_sources(dataset: Dataset, shard_by_id: dict[str, int]) -> Iterator[tuple[str, str | CellArrays]]:
+    """``(material_id, source)`` for every id of ``shard_by_id``: the cell the graph cache stored,
+    else (graph shard not cached, graph failed, or a cache written before cells were stored) the CIF."""
+    left = set(shard_by_id)
+    for s in sorted(set(shard_by_id.values())):
+        for material_id, cell in cached_cells(dataset, s):
+            if material_id in left:
+                left.discard(material_id)
+                yield material_id, cell
+    if left:
+        yield from dataset.records(left)
+
+
+def cached_cells(dataset: Dataset, shard: int, config: GraphConfig | None = None) -> Iterator[tuple[str, CellArrays]]:
+    """``(material_id, CellArrays)`` of the materials of one graph shard (none when the shard is not
+    cached, or was cached before the cells were stored)."""
+    path = shard_path(cache_dir(dataset, "graph", config), shard)
+    if not path.exists():
+        return
+    with np.load(path) as data:
+        if "frac_coords" not in data.files:
+            return
+        ids, lattice, numbers, frac = (data[k] for k in ("material_ids", "lattice", "atomic_numbers", "frac_coords"))
+        offsets = np.concatenate([[0], np.cumsum(data["n_atoms"])])
+    for i, material_id in enumerate(ids):
+        lo, hi = offsets[i], offsets[i + 1]
+        yield str(material_id), CellArrays(lattice[i], numbers[lo:hi].astype(np.int64), frac[lo:hi])
 
 
 # --------------------------------------------------------------------------- loading

@@ -238,3 +238,11 @@ def newest_built_store(dataset: str, voxel_key: str = "*", cache_dir: Path | Non
     root = (cache_dir or get_settings().cache_dir) / "vae" / dataset
     built = sorted(root.glob(f"*/{voxel_key}/meta.json"), key=lambda p: p.stat().st_mtime) if root.is_dir() else []
     return built[-1].parent if built else None
+
+
+def voxel_store_published(dataset: str, voxel_config: VoxelConfig | None = None) -> bool:
+    """Has ``python -m ml vae-data`` written what the app reads for ``dataset``: the published store
+    (:func:`published_store_dir`, complete) and the VAE set (:func:`ml.mapping.format.vae_set_path`)?"""
+    from ml.mapping.format import vae_set_path
+
+    return (published_store_dir(dataset, voxel_config) / "meta.json").is_file() and vae_set_path(dataset).is_file()

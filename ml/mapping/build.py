@@ -5,6 +5,10 @@ Euclidean neighbours, and write the artifacts (:mod:`ml.mapping.artifacts`).
 The same build embeds every material's simulated powder XRD pattern (:mod:`ml.features.xrd_sim`) with
 the model's XRD encoder and lays those embeddings out with a second t-SNE: the paper's second
 map (Suzuki et al. 2022, XRD-embedding t-SNE), stored as the ``x_xrd`` / ``y_xrd`` columns.
+
+The two maps can be built in two steps (``views``): ``./run.sh`` builds the crystal-graph map
+alone, serves it, and adds the XRD map in the background (:func:`add_xrd_map`, in place: the
+crystal map is not touched), which a full build of an up-to-date crystal-only map also does.
 """
 
 from __future__ import annotations
@@ -19,8 +23,8 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from ml.mapping.writer import write_artifacts
-from ml.mapping.format import MANIFEST, MAP_VIEWS, artifact_dir
+from ml.mapping.writer import add_xrd_view, write_artifacts
+from ml.mapping.format import DEFAULT_VIEW, MANIFEST, MAP_VIEWS, MATERIALS, artifact_dir
 from ml.data.batches import GraphStore, XRDStore, align
 from ml.data.datasets import Dataset, DatasetError, get_dataset, read_supercon_labels
 from ml.mapping.embed import embed_crystals, embed_xrd
@@ -205,11 +209,63 @@ def xrd_map(dataset: Dataset, net, material_ids: np.ndarray, perplexity: float =
 
 
 def _up_to_date(folder: Path, settings: dict) -> bool:
-    """``folder`` holds a map built with ``settings`` (model checksum, t-SNE settings, dataset size, views)."""
+    """``folder`` holds a map built with ``settings`` (model checksum, t-SNE settings, dataset size)."""
     if not (folder / MANIFEST).is_file():
         return False
     manifest = json.loads((folder / MANIFEST).read_text())
     return all(manifest.get(k) == v for k, v in settings.items())
+
+
+def built_views(folder: Path) -> list[str]:
+    """The maps (keys of :data:`MAP_VIEWS`) the manifest of ``folder`` lists; a map built before
+    the manifest listed them has the crystal-graph map alone."""
+    manifest = json.loads((Path(folder) / MANIFEST).read_text())
+    return list(manifest.get("maps", [DEFAULT_VIEW]))
+
+
+def _checked_views(views) -> list[str]:
+    """``views`` in :data:`MAP_VIEWS` order.
+
+    Raises:
+        ValueError: an unknown view, or views without the crystal-graph map (every map has it).
+    """
+    views = list(MAP_VIEWS) if views is None else list(views)
+    unknown = set(views) - set(MAP_VIEWS)
+    if unknown:
+        raise ValueError(f"unknown map {sorted(unknown)[0]!r}; expected some of {', '.join(MAP_VIEWS)}")
+    if DEFAULT_VIEW not in views:
+        raise ValueError(f"every build has the {DEFAULT_VIEW!r} map; got {views}")
+    return [view for view in MAP_VIEWS if view in views]
+
+
+def _xrd_manifest_entries(xrd: XRDMap) -> dict:
+    """The manifest's entries of an XRD map: its place in ``maps`` and the ``xrd_map`` counts."""
+    return {"maps": list(MAP_VIEWS),
+            "xrd_map": {"n_materials": int(xrd.rows.size), "n_failed": len(xrd.failures),
+                        "failures": xrd.failures[:1000]}}
+
+
+def add_xrd_map(folder: Path, dataset: Dataset, model_path: Path, perplexity: float = 30.0, seed: int = 0,
+                processes: int | None = None, progress: bool = True) -> Path:
+    """Add the XRD map to the crystal-only map in ``folder`` (:func:`xrd_map` for its materials,
+    written in place by :func:`ml.mapping.writer.add_xrd_view`); the crystal map is left as it is.
+    Resumable: the patterns are cached per shard; the embedding and t-SNE are redone.
+
+    Returns:
+        ``folder``.
+    """
+    from ml.models.cmml import load_model
+
+    began = time.time()
+    materials = pd.read_parquet(Path(folder) / MATERIALS)
+    net, _payload = load_model(model_path)
+    xrd = xrd_map(dataset, net, materials["material_id"].to_numpy(), perplexity=perplexity, seed=seed,
+                  processes=processes, progress=progress)
+    materials["x_xrd"] = xrd.coordinates[:, 0]
+    materials["y_xrd"] = xrd.coordinates[:, 1]
+    add_xrd_view(folder, materials, _xrd_manifest_entries(xrd), xrd.embeddings, xrd.tsne, xrd.patterns)
+    log.info("XRD map of %d materials added to %s in %.0f s", xrd.rows.size, folder, time.time() - began)
+    return folder
 
 
 def _complete(folder: Path, dataset: Dataset, processes: int | None, progress: bool) -> None:
@@ -229,6 +285,7 @@ def build_map(
     processes: int | None = None,
     force: bool = False,
     progress: bool = True,
+    views: list[str] | tuple[str, ...] | None = None,
 ) -> Path:
     """Everything a map needs that is not built yet; returns the artifact folder.
 
@@ -236,28 +293,34 @@ def build_map(
 
     Steps: crystal graphs (cached, parallel), embeddings with the model, t-SNE, neighbour
     index; XRD patterns (cached, parallel), XRD-encoder embeddings and their own t-SNE
-    (:func:`xrd_map`); structure store, manifest. An up-to-date map (same model file, same materials,
-    same t-SNE settings) is left as it is unless ``force``; one built before the XRD patterns were
-    stored gets them from the cached features (:func:`ml.mapping.xrd_patterns.add_xrd_patterns`,
+    (:func:`xrd_map`); structure store, manifest. ``views=["crystal"]`` leaves out the XRD map
+    (default: every map of :data:`MAP_VIEWS`). An up-to-date map (same model file, same
+    materials, same t-SNE settings) is left as it is unless ``force``, but gets the XRD map when
+    asked for and missing (:func:`add_xrd_map`), and, built before the XRD patterns were stored,
+    the patterns from the cached features (:func:`ml.mapping.xrd_patterns.add_xrd_patterns`,
     seconds, nothing else rebuilt).
 
     Raises:
         DatasetError: unknown dataset / missing mirror. FileNotFoundError: unknown model.
-        RuntimeError: no material of the dataset could be featurised.
+        RuntimeError: no material of the dataset could be featurised. ValueError: unknown views.
     """
     import torch
 
     from ml.models.cmml import load_model
 
     began = time.time()
+    views = _checked_views(views)
     if isinstance(dataset, str):
         dataset = get_dataset(dataset)
     model_name, model_path = resolve_model(model)
     folder = artifact_dir(dataset.name, model_name)
     settings = {"perplexity": perplexity, "seed": seed, "model_sha256": file_sha256(model_path),
-                "n_dataset_materials": len(dataset), "maps": list(MAP_VIEWS)}
+                "n_dataset_materials": len(dataset)}
     if not force and _up_to_date(folder, settings):
-        _complete(folder, dataset, processes, progress)
+        if "xrd" in views and "xrd" not in built_views(folder):
+            add_xrd_map(folder, dataset, model_path, perplexity, seed, processes, progress)
+        elif "xrd" in built_views(folder):
+            _complete(folder, dataset, processes, progress)
         log.info("the map in %s is up to date", folder)
         return folder
     featurize(dataset, "graph", processes=processes, progress=progress)
@@ -274,18 +337,20 @@ def build_map(
     table = materials_table(dataset, graphs)
     table["x"] = np.asarray(tsne)[:, 0].astype(np.float32)
     table["y"] = np.asarray(tsne)[:, 1].astype(np.float32)
-    xrd = xrd_map(dataset, net, graphs.material_ids, perplexity=perplexity, seed=seed,
-                  processes=processes, progress=progress)
-    table["x_xrd"] = xrd.coordinates[:, 0]
-    table["y_xrd"] = xrd.coordinates[:, 1]
+    xrd = None
+    if "xrd" in views:
+        xrd = xrd_map(dataset, net, graphs.material_ids, perplexity=perplexity, seed=seed,
+                      processes=processes, progress=progress)
+        table["x_xrd"] = xrd.coordinates[:, 0]
+        table["y_xrd"] = xrd.coordinates[:, 1]
     wanted = set(table["material_id"])
     cifs = dict(tqdm(dataset.records(wanted), total=len(wanted), desc="structure store", unit="mat", disable=not progress))
-    manifest = {"dataset": dataset.name, "model": model_name, **settings,
+    manifest = {"dataset": dataset.name, "model": model_name, **settings, "maps": [DEFAULT_VIEW],
                 "n_failed": len(graphs.failures), "failures": graphs.failures[:1000],
-                "xrd_map": {"n_materials": int(xrd.rows.size), "n_failed": len(xrd.failures),
-                            "failures": xrd.failures[:1000]},
+                **(_xrd_manifest_entries(xrd) if xrd is not None else {}),
                 "build_seconds_before_writing": round(time.time() - began, 1)}
     write_artifacts(folder, manifest, table, embeddings, tsne, cifs,
-                    xrd_embeddings=xrd.embeddings, xrd_tsne=xrd.tsne, xrd_patterns=xrd.patterns)
+                    **({} if xrd is None else {"xrd_embeddings": xrd.embeddings, "xrd_tsne": xrd.tsne,
+                                               "xrd_patterns": xrd.patterns}))
     log.info("map of %d materials written to %s in %.0f s", len(table), folder, time.time() - began)
     return folder

@@ -179,9 +179,15 @@ def place(state, embeddings: np.ndarray) -> np.ndarray:
     return np.asarray(state.transform(np.asarray(embeddings, dtype=np.float64))) + state.map_shift
 
 
-@lru_cache(maxsize=4)
 def _tsne_for(folder: Path, name: str = TSNE):
-    return load_tsne(folder / name)
+    """The t-SNE state ``name`` of a map folder, loaded once per version of the file (a server that
+    reloads a rebuilt map gets the new state)."""
+    return _tsne_of_version(folder / name, (folder / name).stat().st_mtime_ns)
+
+
+@lru_cache(maxsize=4)
+def _tsne_of_version(path: Path, _mtime_ns: int):
+    return load_tsne(path)
 
 
 @contextmanager

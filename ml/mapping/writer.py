@@ -22,8 +22,8 @@ from ml.mapping.format import (
 )
 from ml.mapping.knn import ExactL2Index
 from ml.mapping.xrd_patterns import MANIFEST_KEY as XRD_PATTERNS_KEY
+from ml.data.shard_cache import write_atomically
 from ml.models.registry import file_sha256
-
 
 
 def write_artifacts(
@@ -73,7 +73,8 @@ def write_artifacts(
     materials.reset_index(drop=True).to_parquet(partial / MATERIALS, index=False)
     np.save(partial / EMBEDDINGS, embeddings)
     ExactL2Index.build(embeddings).write(partial / INDEX)
-    optional = _write_optional(partial, tsne_embedding, xrd_embeddings, xrd_tsne, xrd_patterns)
+    _pickle(partial / TSNE, tsne_embedding)
+    optional = _write_xrd_files(partial, xrd_embeddings, xrd_tsne, xrd_patterns)
     _write_structures(partial / STRUCTURES, cifs)
     manifest = dict(manifest)
     manifest.update(
@@ -89,21 +90,73 @@ def write_artifacts(
     return folder
 
 
-def _write_optional(partial: Path, tsne_embedding, xrd_embeddings, xrd_tsne, xrd_patterns) -> list[str]:
-    """The t-SNE pickles and the XRD files into ``partial``; returns the names of the optional files written."""
+def add_xrd_view(folder: Path, materials: pd.DataFrame, manifest_entries: dict, xrd_embeddings: np.ndarray,
+                 xrd_tsne, xrd_patterns) -> Path:
+    """Add the XRD map to a complete map folder built without it (``python -m ml build --views crystal``),
+    in place, while a server may be reading it.
+
+    Each file is written under a temporary name and renamed: first the XRD files, then
+    ``materials.parquet`` (with the ``x_xrd``, ``y_xrd`` columns), then ``manifest.json`` with
+    their checksums and ``manifest_entries`` (``maps``, ``xrd_map``). A reader that loads the
+    folder meanwhile sees the crystal map alone or both; a server reloads when the manifest
+    changes (:mod:`components.state`).
+
+    Args:
+        folder: the map folder. materials: its table, same rows, with ``x_xrd``, ``y_xrd``.
+        manifest_entries: keys to set in the manifest. Others as :func:`write_artifacts`.
+
+    Raises:
+        ValueError: ``materials`` or the XRD rows do not match the folder's table.
+    """
+    folder = Path(folder)
+    stored = pd.read_parquet(folder / MATERIALS, columns=["material_id"])["material_id"]
+    if not stored.equals(materials["material_id"].reset_index(drop=True)):
+        raise ValueError(f"{folder}: the materials differ from the map's")
+    for name, rows in (("XRD embeddings", xrd_embeddings), ("XRD patterns", xrd_patterns)):
+        if len(rows) != len(materials):
+            raise ValueError(f"{len(materials)} materials but {len(rows)} {name}")
+    written = _write_xrd_files(folder, xrd_embeddings, xrd_tsne, xrd_patterns)
+    write_atomically(folder / MATERIALS, lambda tmp: materials.reset_index(drop=True).to_parquet(tmp, index=False),
+                     ".tmp.parquet")
+    entries = {**manifest_entries, XRD_PATTERNS_KEY: xrd_patterns.manifest_entry()}
+    rewrite_manifest(folder, entries, [*written, MATERIALS])
+    return folder
+
+
+def rewrite_manifest(folder: Path, entries: dict, changed: list[str]) -> None:
+    """Set ``entries`` in ``folder``'s manifest and the checksums of the ``changed`` files,
+    rewriting ``manifest.json`` atomically."""
+    path = Path(folder) / MANIFEST
+    manifest = json.loads(path.read_text())
+    manifest.update(entries)
+    manifest.setdefault("files", {}).update({name: file_sha256(Path(folder) / name) for name in changed})
+    write_atomically(path, lambda tmp: tmp.write_text(json.dumps(manifest, indent=2, default=str)), ".tmp")
+
+
+def _pickle(path: Path, fitted) -> None:
+    """A fitted openTSNE embedding as ``path``, atomically."""
     import pickle
 
-    optional = [XRD_TSNE] if xrd_tsne is not None else []
-    for name, fitted in ((TSNE, tsne_embedding), (XRD_TSNE, xrd_tsne)):
-        if fitted is not None:
-            with open(partial / name, "wb") as handle:
-                pickle.dump(fitted, handle, protocol=pickle.HIGHEST_PROTOCOL)
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as handle:
+            pickle.dump(fitted, handle, protocol=pickle.HIGHEST_PROTOCOL)
+
+    write_atomically(path, write, ".tmp")
+
+
+def _write_xrd_files(folder: Path, xrd_embeddings, xrd_tsne, xrd_patterns) -> list[str]:
+    """The XRD map's files into ``folder``, each atomically; returns the names written."""
+    written = []
+    if xrd_tsne is not None:
+        _pickle(folder / XRD_TSNE, xrd_tsne)
+        written.append(XRD_TSNE)
     if xrd_embeddings is not None:
-        np.save(partial / XRD_EMBEDDINGS, np.asarray(xrd_embeddings, dtype=np.float32))
-        optional.append(XRD_EMBEDDINGS)
+        array = np.asarray(xrd_embeddings, dtype=np.float32)
+        write_atomically(folder / XRD_EMBEDDINGS, lambda tmp: np.save(tmp, array), ".tmp.npy")
+        written.append(XRD_EMBEDDINGS)
     if xrd_patterns is not None:
-        optional += xrd_patterns.write(partial)
-    return optional
+        written += xrd_patterns.write(folder)
+    return written
 
 
 def _write_structures(path: Path, cifs: dict[str, str]) -> None:

@@ -25,7 +25,6 @@ again or rebuilding the map: ``python -m ml build`` on an up-to-date map calls
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from dataclasses import asdict, dataclass
@@ -208,12 +207,6 @@ def add_xrd_patterns(folder: Path, dataset, processes: int | None = None, progre
 def record_in_manifest(folder: Path, patterns: SparsePatterns, names: list[str]) -> None:
     """Add ``names`` (files of ``folder``) to the manifest's checksums and the patterns' entry,
     rewriting ``manifest.json`` atomically."""
-    from ml.models.registry import file_sha256
+    from ml.mapping.writer import rewrite_manifest  # the writer imports this module
 
-    path = Path(folder) / MANIFEST
-    manifest = json.loads(path.read_text())
-    manifest.setdefault("files", {}).update({name: file_sha256(Path(folder) / name) for name in names})
-    manifest[MANIFEST_KEY] = patterns.manifest_entry()
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(manifest, indent=2, default=str))
-    os.replace(tmp, path)
+    rewrite_manifest(folder, {MANIFEST_KEY: patterns.manifest_entry()}, names)

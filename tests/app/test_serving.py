@@ -102,7 +102,7 @@ def test_healthz_answers_503_while_the_map_loads_and_200_once_loaded(dash_app, f
     assert len(state.get_map().index) == 300  # loaded with its index
     from ml.mapping import locate  # and with what places a CIF: the first upload loads nothing
 
-    assert locate._model_for.cache_info().currsize >= 1 and locate._tsne_for.cache_info().currsize >= 2
+    assert locate._model_for.cache_info().currsize >= 1 and locate._tsne_of_version.cache_info().currsize >= 2
 
 
 def test_a_map_whose_model_is_gone_still_loads_for_browsing(dash_app, fresh_state, monkeypatch):

@@ -187,3 +187,66 @@ def test_pymatgen_engine_gives_the_same_cache_content(cif_folder, tmp_path):
 def test_unknown_xrd_engine_is_refused(cif_folder):
     with pytest.raises(ValueError, match="unknown XRD engine"):
         featurize(get_dataset(str(cif_folder)), "xrd", processes=1, progress=False, xrd_engine="cromer")
+
+
+def test_xrd_pass_reuses_the_cells_of_the_graph_cache(cif_folder, monkeypatch):
+    """Each CIF is parsed once: after the graph pass, the XRD pass parses only the CIFs whose graph
+    failed (or is not cached), and its patterns equal those simulated from freshly parsed CIFs."""
+    dataset = get_dataset(str(cif_folder))
+    featurize(dataset, "xrd", processes=1, progress=False)
+    from_cifs = load_features(dataset, "xrd")
+    for path in cache_dir(dataset, "xrd").glob("shard_*.npz"):
+        path.unlink()
+
+    featurize(dataset, "graph", processes=1, progress=False)
+    parsed: list[str] = []
+    original = ml.data.featurize.parse_cif
+
+    def counting(text):
+        parsed.append(text)
+        return original(text)
+
+    monkeypatch.setattr(ml.data.featurize, "parse_cif", counting)
+    featurize(dataset, "xrd", processes=1, progress=False)
+    from_cells = load_features(dataset, "xrd")
+
+    texts = {m: (cif_folder / f"{m}.cif").read_text() for m in dataset.material_ids}
+    assert sorted(parsed) == sorted(texts[m] for m in BAD_REASONS)  # the 3 good ones came from their cells
+    np.testing.assert_array_equal(from_cells.material_ids, from_cifs.material_ids)
+    for key in ("indptr", "bins", "values"):
+        np.testing.assert_array_equal(from_cells.arrays[key], from_cifs.arrays[key])
+    assert sorted(map(str, from_cells.failures)) == sorted(map(str, from_cifs.failures))
+
+
+def test_cell_arrays_rebuild_the_parsed_structure(cif_texts):
+    from ml.data.structures import CellArrays
+
+    for text in (cif_texts["NaCl"], cif_texts["Si"]):
+        structure = parse_cif(text)
+        rebuilt = CellArrays.of(structure).structure()
+        np.testing.assert_array_equal(rebuilt.lattice.matrix, structure.lattice.matrix)
+        np.testing.assert_array_equal(rebuilt.frac_coords, structure.frac_coords)
+        assert rebuilt.species == structure.species
+
+
+def test_graph_pass_skips_symmetry_known_from_the_properties(cif_folder, monkeypatch):
+    """Density and space group are computed only where the properties table lacks them; the map's
+    table is the same either way (it prefers the properties table)."""
+    from ml.mapping.build import materials_table
+
+    real = get_dataset(str(cif_folder))
+    properties = real.properties.copy()
+    properties.loc["NaCl", ["density", "spacegroup_number"]] = [2.17, 225]
+    dataset = Dataset(name="known", material_ids=real.material_ids, read_records=real.read_records,
+                      properties=properties)
+    calls: list[int] = []
+    original = ml.data.structures.spacegroup_number
+    monkeypatch.setattr(ml.data.structures, "spacegroup_number", lambda s: calls.append(len(s)) or original(s))
+    featurize(dataset, "graph", processes=1, progress=False)
+    table = load_features(dataset, "graph")
+    groups = dict(zip(table.material_ids, table.arrays["spacegroup_number"].tolist()))
+    assert groups == {"NaCl": 0, "CsCl": 221, "Si": 227} and len(calls) == 2
+    assert np.isnan(table.arrays["density"][list(table.material_ids).index("NaCl")])
+    mapped = materials_table(dataset, table).set_index("material_id")
+    assert mapped.loc["NaCl", "spacegroup_number"] == 225 and mapped.loc["NaCl", "density"] == pytest.approx(2.17)
+    assert mapped.loc["Si", "spacegroup_number"] == 227
