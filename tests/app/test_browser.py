@@ -228,7 +228,7 @@ def test_material_page_paints_its_neighbour_table_before_the_plots_and_the_scene
     page.wait_for_function(
         "() => { const gd = document.querySelector('#material-neighbor-map .js-plotly-plot');"
         " return gd && gd._fullData.some(t => t.customdata && t.customdata.length === 5); }")
-    assert page.locator(".neighbor-panel .ag-center-cols-container .ag-row").count() == 5
+    assert poll(lambda: page.locator(".neighbor-panel .ag-center-cols-container .ag-row").count() == 5, page=page)
 
 
 def test_material_page_downloads_the_neighbour_csv(page, live_server, atlas):
