@@ -105,8 +105,9 @@ def neighbor_view(atlas, material_id: str, k, note: str | None = None) -> Neighb
 
 
 def neighbor_map(atlas, material_id: str, k: int):
-    """The small map of the ``k`` nearest materials of ``material_id``: the whole map as a
-    picture (:func:`components.map_image.map_image`), the neighbours coloured by embedding
+    """The small map of the ``k`` nearest materials of ``material_id``, a plotly ``Figure``
+    (:func:`components.map_figure.make_neighbors_map_figure`): the whole map as a picture
+    (:func:`components.map_image.map_image`), the ``k`` neighbours coloured by embedding
     distance, the material as a star (a response of a few KB whatever the map's size).
 
     Raises:
