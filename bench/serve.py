@@ -120,16 +120,17 @@ class App:
             [("map-search", "value", query), ("map-search-button", "n_clicks", 1)], [("map-view", "value", "crystal")]))
 
     def material(self, material_id: str) -> None:
+        """The page (its neighbour table comes with it), then what the browser asks for once the
+        table is painted: structure, XRD plot, small map (``pages/material.py``)."""
         self.route(f"/material/{material_id}")
-        structure = self.output('..{"aio_id":"material","component":"StructureView"')
-        structure_ids = [json.loads(part.rsplit(".", 1)[0]) for part in structure.strip(".").split("...")[:2]]
-        mid = [("material-id", "data", material_id)]
+        painted = [("material-painted", "data", material_id)]
         jobs = [
-            callback(structure, [(structure_ids[0], "data"), (structure_ids[1], "children"),
-                                 ("material-structure-message", "children")], mid),
-            callback(multi("material-xrd.figure", "material-xrd-message.children"),
-                     [("material-xrd", "figure"), ("material-xrd-message", "children")], mid),
-            callback("material-generate-link.children", [("material-generate-link", "children")], mid),
+            callback("material-structure.children", [("material-structure", "children")], painted),
+            callback("material-xrd-frame.children", [("material-xrd-frame", "children")], painted),
+            callback("material-neighbor-map-frame.children", [("material-neighbor-map-frame", "children")],
+                     [*painted, ("material-k", "value", 25)], [("material-id", "data", material_id)]),
+            callback("material-generate-link.children", [("material-generate-link", "children")],
+                     [("material-id", "data", material_id)]),
         ]
         with ThreadPoolExecutor(len(jobs)) as pool:
             list(pool.map(lambda job: post(self.url, job), jobs))

@@ -1,7 +1,16 @@
 """``/material/<material_id>``: one material's structure, properties, XRD and neighbours.
 
-The layout is cheap (one table row); the 3D scene, the XRD pattern and the neighbour table
-are filled by callbacks so the page shows at once and each part has its own spinner.
+The page comes in two steps, so that its neighbour table shows first (issue 12: map click to a
+filled table in <= 0.5 s):
+
+1. The layout holds the header, the properties and the neighbour grid with its first
+   :data:`DEFAULT_K` rows; the 3D scene, the XRD plot and the neighbours' small map are empty
+   frames of their final size (no plotly or WebGL component is mounted yet, so the browser
+   draws only the table).
+2. When the grid has its rows (its ``virtualRowData``) and the browser has painted them, a
+   client-side callback sets ``material-painted``; that starts the callbacks that put the
+   scene, the plot and the small map into their frames (:func:`draw_structure`,
+   :func:`draw_xrd`, :func:`draw_neighbor_map`), each under its own spinner.
 """
 
 from __future__ import annotations
@@ -9,7 +18,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import dash
-from dash import Input, Output, State, callback, dcc, html, no_update
+from dash import Input, Output, State, callback, clientside_callback, dcc, html, no_update
 from dash.exceptions import PreventUpdate
 
 from components.common import missing_page, notice
@@ -23,8 +32,6 @@ from components.state import map_or_error, require_map
 from components.structure_view import (
     StructureView,
     StructureViewError,
-    empty_scene,
-    legend_chips,
     preload,
     structure_scene,
 )
@@ -40,6 +47,8 @@ dash.register_page(
 )
 
 DEFAULT_K = 25
+#: Side of the 3D scene's square canvas, px.
+SCENE_SIZE = 420
 
 VIEW_ID = "material"
 
@@ -77,17 +86,29 @@ def not_in_map(material_id: str, reason: str) -> html.Div:
 
 
 class NeighborView(NamedTuple):
-    """What the neighbour section shows for one ``k``: grid rows, the table's columns, the
-    small map and a note (``None``, or why ``k`` was changed)."""
+    """What the neighbour grid shows for one ``k``: its rows, the table's columns and a note
+    (``None``, or why ``k`` was changed)."""
 
     rows: list[dict]
     columns: list[str]
-    figure: object
     note: str | None
 
 
 def neighbor_view(atlas, material_id: str, k, note: str | None = None) -> NeighborView:
-    """The ``k`` nearest materials of ``material_id`` as the neighbour section shows them.
+    """The ``k`` nearest materials of ``material_id`` as the neighbour grid shows them.
+
+    Raises:
+        UnknownMaterialError: ``material_id`` is not on the map.
+    """
+    table = atlas.neighbors(material_id, k)
+    return NeighborView(neighbor_records(table), list(table.columns), note)
+
+
+def neighbor_map(atlas, material_id: str, k: int):
+    """The small map of the ``k`` nearest materials of ``material_id``, a plotly ``Figure``
+    (:func:`components.map_figure.make_neighbors_map_figure`): the whole map as a picture
+    (:func:`components.map_image.map_image`), the ``k`` neighbours coloured by embedding
+    distance, the material as a star (a response of a few KB whatever the map's size).
 
     Raises:
         UnknownMaterialError: ``material_id`` is not on the map.
@@ -95,7 +116,7 @@ def neighbor_view(atlas, material_id: str, k, note: str | None = None) -> Neighb
     table = atlas.neighbors(material_id, k)
     coordinates = atlas.coordinates
     rows = [atlas.row_of(mid) for mid in table["material_id"]]
-    figure = make_neighbors_map_figure(
+    return make_neighbors_map_figure(
         map_image(atlas, "crystal"),
         tuple(coordinates[atlas.row_of(material_id)]),
         coordinates[rows],
@@ -104,23 +125,33 @@ def neighbor_view(atlas, material_id: str, k, note: str | None = None) -> Neighb
         neighbor_ids=list(table["material_id"]),
         query_label=f"{atlas.material(material_id)['formula']} · {material_id}",
     )
-    return NeighborView(neighbor_records(table), list(table.columns), figure, note)
 
 
 def _body(material_id: str | None, material, first: NeighborView | None = None) -> html.Div:
-    """The page's sections: header, structure and properties, XRD, neighbours, descriptor comparison."""
+    """The page's sections: header, structure and properties, XRD, neighbours, descriptor
+    comparison. Without a ``material_id`` (Dash's validation layout, the hidden skeleton of a
+    page without a map) the frames hold the components the callbacks fill, so that every id
+    is known."""
     return html.Div(
         className="page material-page",
         children=[
             dcc.Store(id="material-id", data=material_id),
+            dcc.Store(id="material-painted"),
             dcc.Location(id="material-nav", refresh="callback-nav"),
             _header(material_id, material),
-            html.Div(className="grid-2", children=[_structure_card(), _properties_card(material)]),
-            _xrd_card(),
+            html.Div(className="grid-2", children=[_structure_card(material_id), _properties_card(material)]),
+            _xrd_card(material_id),
             _neighbors_card(material_id, first),
             _compare_card(),
         ],
     )
+
+
+def _frame(frame_id: str, placeholder, skeleton, material_id: str | None) -> dcc.Loading:
+    """A part drawn after the neighbour table: the div ``frame_id`` under a spinner, holding
+    ``placeholder`` (an empty box of the part's size) until its callback fills it, or the
+    ``skeleton`` component itself in the validation layout (``material_id`` ``None``)."""
+    return dcc.Loading(html.Div(placeholder if material_id else skeleton, id=frame_id), type="circle", delay_show=200)
 
 
 def _header(material_id: str | None, material) -> html.Div:
@@ -145,16 +176,22 @@ def _header(material_id: str | None, material) -> html.Div:
     )
 
 
-def _structure_card() -> html.Section:
-    """The 3D structure (filled by :func:`draw_structure`)."""
+def _structure_card(material_id: str | None) -> html.Section:
+    """The 3D structure (drawn by :func:`draw_structure` after the neighbour table)."""
     return html.Section(
         className="card",
         children=[
             html.H2("Structure"),
-            dcc.Loading(StructureView(VIEW_ID), type="circle", delay_show=200),
-            html.Div(id="material-structure-message"),
+            _frame("material-structure", _structure_placeholder(), StructureView(VIEW_ID, scene_size=SCENE_SIZE), material_id),
         ],
     )
+
+
+def _structure_placeholder() -> html.Div:
+    """An empty scene frame as tall as :class:`StructureView` with its legend line (2.25 rem),
+    so that nothing below moves when the scene arrives."""
+    return html.Div(className="structure-view", style={"minHeight": f"calc({SCENE_SIZE}px + 2.25rem)"},
+                    children=html.Div(className="structure-view__canvas", style={"height": f"{SCENE_SIZE}px"}))
 
 
 def _properties_card(material) -> html.Section:
@@ -166,22 +203,28 @@ def _properties_card(material) -> html.Section:
     )
 
 
-def _xrd_card() -> html.Section:
-    """The simulated powder pattern (filled by :func:`draw_xrd`)."""
+def _xrd_card(material_id: str | None) -> html.Section:
+    """The simulated powder pattern (drawn by :func:`draw_xrd` after the neighbour table)."""
     return html.Section(
         className="card",
-        children=[
-            html.H2("Simulated powder XRD"),
-            dcc.Loading(dcc.Graph(id="material-xrd", config={"displaylogo": False}, className="xrd-graph"),
-                        type="circle", delay_show=200),
-            html.Div(id="material-xrd-message"),
-        ],
+        children=[html.H2("Simulated powder XRD"),
+                  _frame("material-xrd-frame", html.Div(className="xrd-graph"), _xrd_graph(), material_id)],
     )
 
 
+def _xrd_graph(figure=None) -> dcc.Graph:
+    """The XRD plot (``figure``: :func:`components.xrd.make_xrd_figure`)."""
+    return dcc.Graph(id="material-xrd", figure=figure, config={"displaylogo": False}, className="xrd-graph")
+
+
+def _neighbor_map_graph(figure=None) -> dcc.Graph:
+    """The neighbours' small map (``figure``: :func:`neighbor_map`; a click opens a neighbour's page)."""
+    return dcc.Graph(id="material-neighbor-map", figure=figure, config=GRAPH_CONFIG, className="neighbor-map")
+
+
 def _neighbors_card(material_id: str | None, first: NeighborView | None) -> html.Section:
-    """The nearest materials: the ``k`` control, the grid and the small map (``first``: the
-    :data:`DEFAULT_K` neighbours that come with the page)."""
+    """The nearest materials: the ``k`` control, the grid (``first``: the :data:`DEFAULT_K`
+    neighbours that come with the page) and the frame of the small map."""
     k_control = html.Div(
         className="k-control",
         children=[
@@ -207,11 +250,8 @@ def _neighbors_card(material_id: str | None, first: NeighborView | None) -> html
                                       filename=f"{material_id}_neighbors.csv"),
                         type="circle", delay_show=200,
                     ),
-                    dcc.Loading(
-                        dcc.Graph(id="material-neighbor-map", config=GRAPH_CONFIG,
-                                  className="neighbor-map", figure=first.figure if first else None),
-                        type="circle", delay_show=200,
-                    ),
+                    _frame("material-neighbor-map-frame", html.Div(className="neighbor-map"), _neighbor_map_graph(),
+                           material_id),
                 ],
             ),
         ],
@@ -238,21 +278,30 @@ def _compare_card() -> html.Section:
     )
 
 
-@callback(
-    Output(StructureView.ids.scene(VIEW_ID), "data"),
-    Output(StructureView.ids.legend(VIEW_ID), "children"),
-    Output("material-structure-message", "children"),
-    Input("material-id", "data"),
+# Step 2 of the page (module docstring): once the grid has its rows and the browser has painted
+# them (the next frame, then a task), the material is marked painted, once per material.
+clientside_callback(
+    """function (rows, materialId, painted) {
+        if (!materialId || !rows || painted === materialId) { return window.dash_clientside.no_update; }
+        return new Promise((resolve) => requestAnimationFrame(() => setTimeout(() => resolve(materialId), 0)));
+    }""",
+    Output("material-painted", "data"),
+    Input(NeighborPanel.ids.grid(VIEW_ID), "virtualRowData"),
+    State("material-id", "data"),
+    State("material-painted", "data"),
 )
+
+
+@callback(Output("material-structure", "children"), Input("material-painted", "data"), prevent_initial_call=True)
 def draw_structure(material_id):
-    """The crystal-toolkit scene of the material."""
+    """The crystal-toolkit scene of the material with its element legend, or why it cannot be drawn."""
     if not material_id:
         raise PreventUpdate
     try:
         scene, colors = structure_scene(require_map().structure(material_id))
     except (StructureViewError, ArtifactError, ValueError) as error:
-        return empty_scene(), [], notice(f"The structure cannot be drawn: {error}", "error")
-    return scene, legend_chips(colors), None
+        return notice(f"The structure cannot be drawn: {error}", "error")
+    return StructureView(VIEW_ID, scene, colors, scene_size=SCENE_SIZE)
 
 
 @callback(Output("material-generate-link", "children"), Input("material-id", "data"))
@@ -265,17 +314,33 @@ def generate_link(material_id):
                     className="button button--secondary")
 
 
-@callback(Output("material-xrd", "figure"), Output("material-xrd-message", "children"), Input("material-id", "data"))
+@callback(Output("material-xrd-frame", "children"), Input("material-painted", "data"), prevent_initial_call=True)
 def draw_xrd(material_id):
-    """The simulated XRD pattern (Cu Kα, 2θ 10–110°), as the build stored it (:meth:`ml.service.LoadedMap.xrd_pattern`)."""
+    """The simulated XRD pattern (Cu Kα, 2θ 10–110°) as the build stored it
+    (:meth:`ml.service.LoadedMap.xrd_pattern`), or why there is none."""
     if not material_id:
         raise PreventUpdate
     atlas = require_map()
     try:
         two_theta, intensity = atlas.xrd_pattern(material_id)
     except (ArtifactError, ValueError) as error:
-        return no_update, notice(f"No XRD pattern: {error}", "error")
-    return make_xrd_figure(two_theta, intensity, title=str(atlas.material(material_id)["formula"])), None
+        return notice(f"No XRD pattern: {error}", "error")
+    return _xrd_graph(make_xrd_figure(two_theta, intensity, title=str(atlas.material(material_id)["formula"])))
+
+
+@callback(
+    Output("material-neighbor-map-frame", "children"),
+    Input("material-painted", "data"),
+    Input("material-k", "value"),
+    State("material-id", "data"),
+    prevent_initial_call=True,
+)
+def draw_neighbor_map(painted, k, material_id):
+    """The small map of the neighbours the grid shows (:func:`neighbor_map`), once the table is
+    painted, and again for every new ``k``."""
+    if not painted or painted != material_id:
+        raise PreventUpdate
+    return _neighbor_map_graph(neighbor_map(require_map(), material_id, clamp_k(k)[0]))
 
 
 def clamp_k(k) -> tuple[int, str | None]:
@@ -290,19 +355,19 @@ def clamp_k(k) -> tuple[int, str | None]:
 @callback(
     Output(NeighborPanel.ids.grid(VIEW_ID), "rowData"),
     Output(NeighborPanel.ids.meta(VIEW_ID), "data"),
-    Output("material-neighbor-map", "figure"),
     Output("material-k-message", "children"),
     Input("material-k", "value"),
     State("material-id", "data"),
     prevent_initial_call=True,
 )
 def show_neighbors(k, material_id):
-    """Another ``k``: the nearest materials' grid rows, the table's columns (the panel's
-    chooser and CSV follow them) and the small map (the page comes with :data:`DEFAULT_K`)."""
+    """Another ``k``: the nearest materials' grid rows and the table's columns (the panel's
+    chooser and CSV follow them; the page comes with :data:`DEFAULT_K`, the small map follows
+    in :func:`draw_neighbor_map`)."""
     if not material_id:
         raise PreventUpdate
     view = neighbor_view(require_map(), material_id, *clamp_k(k))
-    return (view.rows, panel_meta(view.columns, f"{material_id}_neighbors.csv"), view.figure,
+    return (view.rows, panel_meta(view.columns, f"{material_id}_neighbors.csv"),
             notice(view.note, "warning") if view.note else None)
 
 

@@ -197,6 +197,54 @@ def test_click_a_point_opens_its_page_with_neighbours_and_structure(page, live_s
     assert wait_until_drawn(page, ".structure-view__canvas", minimum=0.005), "the 3D structure stayed blank"
 
 
+#: Records, in the page, what was on screen when the neighbour grid got its first row, and the
+#: outputs of every Dash callback request with the number of grid rows when it was sent.
+TABLE_FIRST_PROBE = """
+window.__probe = {atRows: null, requests: []};
+const rowSelector = '.neighbor-panel .ag-center-cols-container .ag-row';
+new MutationObserver(() => {
+  if (window.__probe.atRows === null && document.querySelector(rowSelector)) {
+    window.__probe.atRows = {plots: document.querySelectorAll('.js-plotly-plot').length,
+                             canvases: document.querySelectorAll('.material-page canvas').length};
+  }
+}).observe(document, {subtree: true, childList: true});
+const fetchOriginal = window.fetch;
+window.fetch = function (url, options) {
+  if (String(url).includes('_dash-update-component') && options && options.body) {
+    window.__probe.requests.push({output: JSON.parse(options.body).output,
+                                  rows: document.querySelectorAll(rowSelector).length});
+  }
+  return fetchOriginal.apply(this, arguments);
+};
+"""
+
+
+def test_material_page_paints_its_neighbour_table_before_the_plots_and_the_scene(page, live_server, atlas):
+    """Issue 12: the table is on screen with no plot or 3D canvas drawn yet; the XRD plot, the
+    small map and the scene are asked for only once the grid has rows, and then drawn."""
+    page.add_init_script(TABLE_FIRST_PROBE)
+    page.goto(f"{live_server}/material/mp-172")
+    page.locator(".neighbor-panel .ag-center-cols-container .ag-row").first.wait_for()
+    page.wait_for_function("() => window.__probe.atRows !== null")
+    assert page.evaluate("() => window.__probe.atRows") == {"plots": 0, "canvases": 0}
+    page.wait_for_function(
+        "() => ['#material-xrd', '#material-neighbor-map'].every(s => { const gd = document.querySelector(s + ' .js-plotly-plot');"
+        " return gd && gd._fullData && gd._fullData.some(t => t.x && t.x.length); })")
+    page.locator("#material-structure .structure-view__legend .chip").first.wait_for()
+    assert wait_until_drawn(page, "#material-structure .structure-view__canvas", minimum=0.005), "the 3D structure stayed blank"
+    requests = page.evaluate("() => window.__probe.requests")
+    heavy = [r for r in requests if any(f"{frame}.children" in r["output"] for frame in
+                                        ("material-structure", "material-xrd-frame", "material-neighbor-map-frame"))]
+    assert len(heavy) == 3 and all(r["rows"] > 0 for r in heavy), requests
+    # a new neighbour count redraws the small map, its neighbours those of the grid
+    page.fill("#material-k", "5")
+    page.press("#material-k", "Enter")
+    page.wait_for_function(
+        "() => { const gd = document.querySelector('#material-neighbor-map .js-plotly-plot');"
+        " return gd && gd._fullData.some(t => t.customdata && t.customdata.length === 5); }")
+    assert poll(lambda: page.locator(".neighbor-panel .ag-center-cols-container .ag-row").count() == 5, page=page)
+
+
 def test_material_page_downloads_the_neighbour_csv(page, live_server, atlas):
     page.goto(f"{live_server}/material/mp-172")
     page.locator(".neighbor-panel .ag-row").first.wait_for()

@@ -76,11 +76,14 @@ def test_a_click_on_the_full_size_map_sends_the_neighbours_not_the_map(dash_app,
     big = scaled_map(atlas, FULL_MAP)
     monkeypatch.setattr(state, "get_map", lambda: big)
     client = dash_app.server.test_client()
-    response = post_callback(client, "material-neighbor-map", "figure",
-                             {"material-id.data": "mp-172", "material-k.value": 25}, ["material-id.data"])
+    response = post_callback(client, "material-neighbor-map-frame", "children",
+                             {"material-painted.data": "mp-172", "material-id.data": "mp-172", "material-k.value": 25},
+                             ["material-painted.data"])
     assert response.status == 200
     assert response.nbytes <= 50_000, f"{response.nbytes} bytes"
-    figure = next(v for v in response.json["response"].values() if "figure" in v)["figure"]
+    graph = response.json["response"]["material-neighbor-map-frame"]["children"]
+    assert graph["props"]["id"] == "material-neighbor-map"
+    figure = graph["props"]["figure"]
     assert len(figure["layout"]["images"]) == 1
     source = figure["layout"]["images"][0]["source"]
     assert client.get(source).status_code == 200

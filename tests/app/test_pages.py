@@ -229,15 +229,19 @@ def test_material_layout(pages, atlas):
 
 
 def test_the_material_page_comes_with_its_first_neighbour_table(pages, atlas):
-    """Issue 12: the page's layout holds the first DEFAULT_K neighbours and their small map,
-    so the table fills without a callback round trip after the page arrives."""
+    """Issue 12: the page's layout holds the first DEFAULT_K neighbours, so the table fills
+    without a callback round trip after the page arrives; the plots and the 3D scene are not in
+    it (the browser draws the table alone first), only empty frames their callbacks fill."""
     page = pages["material"]
     layout = page.layout(material_id="mp-172")
     grid = next(c for c in _walk(layout) if getattr(c, "id", None) == {"component": "NeighborPanel",
                                                                          "subcomponent": "grid", "aio_id": "material"})
     assert [r["material_id"] for r in grid.rowData] == list(atlas.neighbors("mp-172", page.DEFAULT_K)["material_id"])
-    small_map = next(c for c in _walk(layout) if getattr(c, "id", None) == "material-neighbor-map")
-    assert len(small_map.figure.data[1].x) == page.DEFAULT_K
+    heavy = [type(c).__name__ for c in _walk(layout) if type(c).__name__ in ("Graph", "CrystalToolkitScene")]
+    assert heavy == [], f"drawn before the table: {heavy}"
+    assert {"material-structure", "material-xrd-frame", "material-neighbor-map-frame", "material-painted"} <= ids_of(layout)
+    # Dash's validation layout (no material) holds the components the frames receive
+    assert {"material-xrd", "material-neighbor-map"} <= ids_of(page.layout())
 
 
 def test_unknown_material_says_it_is_not_in_the_map(pages, atlas):
@@ -247,18 +251,39 @@ def test_unknown_material_says_it_is_not_in_the_map(pages, atlas):
 
 def test_material_callbacks(pages, atlas):
     page = pages["material"]
-    scene, legend, message = page.draw_structure("mp-172")
-    assert {c["name"] for c in scene["contents"]} >= {"atoms", "unit_cell"} and message is None
-    figure, message = page.draw_xrd("mp-172")
-    assert len(figure.data[0].x) == 5000 and message is None
-    rows, meta, small_map, note = page.show_neighbors(7, "mp-172")
+    view = page.draw_structure("mp-172")
+    scene = next(c for c in _walk(view) if type(c).__name__ == "CrystalToolkitScene")
+    assert {c["name"] for c in scene.data["contents"]} >= {"atoms", "unit_cell"}
+    assert "Ge" in text_of(view)  # the element legend
+    graph = page.draw_xrd("mp-172")
+    assert graph.id == "material-xrd" and len(graph.figure.data[0].x) == 5000
+    rows, meta, note = page.show_neighbors(7, "mp-172")
     assert [r["rank"] for r in rows] == list(range(1, 8)) and note is None
     assert meta == {"columns": list(rows[0]), "filename": "mp-172_neighbors.csv", "units": {}}
-    assert len(small_map.data[1].x) == 7
+    small_map = page.draw_neighbor_map("mp-172", 7, "mp-172")
+    assert small_map.id == "material-neighbor-map" and len(small_map.figure.data[1].x) == 7
+    assert list(small_map.figure.data[1].customdata) == [r["material_id"] for r in rows]
+    for painted in (None, "mp-170"):  # the table not painted yet, or another material's
+        with pytest.raises(PreventUpdate):
+            page.draw_neighbor_map(painted, 7, "mp-172")
     rows, *_, note = page.show_neighbors(5000, "mp-172")
     assert len(rows) == len(atlas) - 1 and "between 1 and 1000" in text_of(note)
     assert page.download_cif(1, "mp-172")["content"] == atlas.cif("mp-172")
     assert page.open_neighbor({"points": [{"customdata": "mp-170"}]}) == "/material/mp-170"
+
+
+def test_a_structure_or_pattern_that_cannot_be_drawn_says_why(pages, atlas, monkeypatch):
+    from ml.service import ArtifactError
+
+    page = pages["material"]
+
+    def broken(material_id):
+        raise ArtifactError("no such file")
+
+    monkeypatch.setattr(atlas, "structure", broken)
+    monkeypatch.setattr(atlas, "xrd_pattern", broken)
+    assert "The structure cannot be drawn: no such file" in text_of(page.draw_structure("mp-172"))
+    assert "No XRD pattern: no such file" in text_of(page.draw_xrd("mp-172"))
 
 
 def test_k_is_clamped(pages):
