@@ -46,9 +46,21 @@ def colourful_fraction(png: bytes) -> float:
 
 
 def wait_until_drawn(page, selector: str, minimum: float = 0.002) -> float:
-    """Wait until the element's screenshot has coloured pixels (a WebGL canvas was drawn)."""
+    """Wait until the element's screenshot has coloured pixels (a WebGL canvas was drawn); an
+    element replaced while it is shot (a placeholder box filled by its callback) is shot again."""
+    from playwright.sync_api import Error as PlaywrightError
+
     locator = page.locator(selector).first
-    return poll(lambda: (f := colourful_fraction(locator.screenshot())) > minimum and f, page=page)
+
+    def coloured() -> float:
+        try:
+            return (f := colourful_fraction(locator.screenshot())) > minimum and f
+        except PlaywrightError as error:
+            if "not attached" not in str(error):
+                raise
+            return 0.0
+
+    return poll(coloured, page=page)
 
 
 def open_map(page, live_server, query: str = ""):
@@ -101,6 +113,9 @@ def test_map_draws_every_material_in_webgl(page, live_server, atlas):
     assert wait_until_drawn(page, "#map-canvas"), "the WebGL scatter stayed blank"
     page.get_by_text(f"{len(atlas):,} crystals").wait_for()
     page.locator("#map-legend").get_by_text("number of elements").wait_for()  # the key names the colours
+    # AG Grid is started behind the drawn map, for the neighbour table of a click-through
+    page.wait_for_function("() => document.querySelector('#map-grid-warm-up .ag-root')")
+    assert not page.locator("#map-grid-warm-up").is_visible()
     with page.expect_download() as download:  # the view as an image, points in colour
         page.get_by_role("button", name="PNG").click()
     assert download.value.suggested_filename == "matmap.png"
