@@ -5,7 +5,7 @@
  * The server writes updates (components/map_points.py scatter_update) to the page's
  * "map-update" store; matmapScatter.apply draws them in order:
  *   points  {xy: base64 float32 (n, 2)}  new positions (first draw, the other map)
- *   colors  {index: base64 uint8 (n,), palette, sizes, top_from}  a colour mode
+ *   colors  {index: base64 uint8 (n,), palette, sizes, top, palette_key}  a colour mode
  *   select  [rows]  rings (regl-scatterplot's selection outline); [] clears them
  *   zoom    {x, y, width, height} (the scatter's coordinates) or "home"
  * A recolour keeps the positions and their spatial index on the GPU side: one byte per point
@@ -13,7 +13,8 @@
  * writes it to "<host>-clicked" (dash_clientside.set_props), for the page's server callbacks.
  */
 (function () {
-  var scatter = { host: null, plot: null, x: null, y: null, index: null, queue: Promise.resolve() };
+  var scatter = { host: null, plot: null, points: null, index: null, paletteKey: null, ordered: false,
+                  queue: Promise.resolve() };
 
   function typed(value) {
     return (typeof matmapDecoded === "function") ? matmapDecoded(value) : value;  // assets/matmap.js
@@ -25,11 +26,12 @@
     }
   }
 
-  /* Draw order: palette entries below top_from first, the rest over them. */
-  function drawOrder(index, topFrom) {
-    var n = index.length, order = new Int32Array(n), low = 0, high = 0, i;
-    for (i = 0; i < n; i++) { if (index[i] < topFrom) { high++; } }
-    for (i = 0; i < n; i++) { if (index[i] < topFrom) { order[low++] = i; } else { order[high++] = i; } }
+  /* Draw order: the points of the palette entries in `top` over the others. */
+  function drawOrder(index, top) {
+    var onTop = new Uint8Array(256), n = index.length, order = new Int32Array(n), low = 0, high = 0, i;
+    top.forEach(function (entry) { onTop[entry] = 1; });
+    for (i = 0; i < n; i++) { if (!onTop[index[i]]) { high++; } }
+    for (i = 0; i < n; i++) { if (onTop[index[i]]) { order[high++] = i; } else { order[low++] = i; } }
     return order;
   }
 
@@ -71,7 +73,8 @@
     canvas.addEventListener("dblclick", function () { plot.zoomToOrigin({ transition: true, transitionDuration: 300 }); });
     scatter.host = host;
     scatter.plot = plot;
-    scatter.x = scatter.y = scatter.index = null;
+    scatter.points = scatter.index = scatter.paletteKey = null;
+    scatter.ordered = false;
     var watch = setInterval(function () {  // the page was left: free the WebGL context and its buffers
       if (host.isConnected) { return; }
       clearInterval(watch);
@@ -83,50 +86,66 @@
     return plot;
   }
 
+  /* Resolves after the scatter's next render (regl-scatterplot's "draw" event), which it asks for. */
+  function nextRender(plot) {
+    return new Promise(function (resolve) {
+      plot.subscribe("draw", function () { resolve(true); }, 1);
+      plot.redraw();
+    });
+  }
+
   function applyNow(update) {
     var plot = plotIn(update.host);
     if (!plot) { return Promise.resolve(false); }
     var began = performance.now();
-    var moved = false, steps = Promise.resolve();
+    var moved = false, rendered = Promise.resolve(false);
     if (update.points) {
+      // array-oriented points ([x, y, palette index]), which regl-scatterplot takes as they are: a
+      // recolour rewrites the third entries (object-oriented arrays are converted on every draw)
       var xy = typed(update.points.xy), n = xy.length / 2;
-      scatter.x = new Float32Array(n);
-      scatter.y = new Float32Array(n);
-      for (var i = 0; i < n; i++) { scatter.x[i] = xy[2 * i]; scatter.y[i] = xy[2 * i + 1]; }
+      scatter.points = new Array(n);
+      for (var i = 0; i < n; i++) { scatter.points[i] = [xy[2 * i], xy[2 * i + 1], 0]; }
       moved = true;
     }
-    if (update.colors && scatter.x) {
-      var index = typed(update.colors.index);
-      var values = new Float32Array(index.length);
-      for (var j = 0; j < index.length; j++) { values[j] = index[j]; }
+    if (update.colors && scatter.points) {
+      var colors = update.colors, index = typed(colors.index);
+      for (var j = 0; j < index.length; j++) { scatter.points[j][2] = index[j]; }
       var reuse = !moved && scatter.index && scatter.index.length === index.length;
-      var topFrom = update.colors.top_from;
-      var order = topFrom < update.colors.palette.length ? Array.from(drawOrder(index, topFrom)) : null;
-      var look = { pointColor: update.colors.palette, pointSize: update.colors.sizes };
-      // same points: the draw order goes in with the colours (one redraw); new points reset it, so it follows the draw
-      plot.set(reuse ? Object.assign(look, { pointOrder: order }) : look);
-      steps = plot.draw({ x: scatter.x, y: scatter.y, valueA: values },
+      var order = colors.top.length ? Array.from(drawOrder(index, colors.top)) : null;
+      // every set() costs regl-scatterplot one more redraw of all points: the palette is the map's
+      // one shared palette (set with the first colours), the draw order changes only with the top layer
+      var look = {};
+      if (colors.palette_key !== scatter.paletteKey) {
+        look.pointColor = colors.palette;
+        look.pointSize = colors.sizes;
+        scatter.paletteKey = colors.palette_key;
+      }
+      var reorder = order !== null || scatter.ordered;
+      if (reuse && reorder) { look.pointOrder = order; }  // same points: before the draw, drawn with it
+      if (Object.keys(look).length) { plot.set(look); }
+      rendered = plot.draw(scatter.points,  // resolves once the new points are rendered
         Object.assign({ zDataType: "categorical", preventFilterReset: true },
           reuse ? { spatialIndex: plot.get("spatialIndex") } : {})).then(function () {
-        if (!reuse && order) { plot.set({ pointOrder: order }); }
+        if (!reuse && order) { plot.set({ pointOrder: order }); }  // new points reset the order
+        plot.get("canvas").parentNode.setAttribute("data-drawn", "1");
+        return true;
       });
+      scatter.ordered = order !== null;
       scatter.index = index;
-      steps = steps.then(function () { plot.get("canvas").parentNode.setAttribute("data-drawn", "1"); });
     }
-    return steps.then(function () {
+    return rendered.then(function (drawn) {
+      var moves = false;
       if (update.select) {
         if (update.select.length) { plot.select(update.select, { preventEvent: true }); }
         else { plot.deselect({ preventEvent: true }); }
+        moves = true;
       }
-      if (update.zoom === "home") { return plot.zoomToOrigin({ transition: false }); }
-      if (update.zoom) { return plot.zoomToArea(update.zoom, { transition: false }); }
-      return null;
-    }).then(function () {
-      return new Promise(function (resolve) {  // until the frame with the update is drawn
-        requestAnimationFrame(function () { requestAnimationFrame(function () { resolve(true); }); });
-      });
+      if (update.zoom === "home") { plot.zoomToOrigin({ transition: false }); moves = true; }
+      else if (update.zoom) { plot.zoomToArea(update.zoom, { transition: false }); moves = true; }
+      return moves || !drawn ? nextRender(plot) : true;
     }).then(function () {
       // read by bench/app.py and the browser tests: updates drawn, seconds the last one took
+      // (from its arrival to the render that shows it)
       window.matmapMapUpdates = (window.matmapMapUpdates || 0) + 1;
       window.matmapLastUpdateSeconds = (performance.now() - began) / 1000;
       return true;
@@ -139,7 +158,7 @@
     /* The drawn scatter's state, for tests: points, colour index, selected rows. */
     state: function () {
       var plot = scatter.plot;
-      return plot ? { n: scatter.x ? scatter.x.length : 0, index: scatter.index,
+      return plot ? { n: scatter.points ? scatter.points.length : 0, index: scatter.index,
         selected: plot.get("selectedPoints"), camera: Array.from(plot.get("cameraView")) } : null;
     },
     /* The screen position (CSS px, page) of row `row`, for tests that hover or click it. */

@@ -49,7 +49,7 @@ def map_legend(layers: ColorLayers, colors: PointColors) -> list:
     if layers.base_name and isinstance(layers.base_marker.get("color"), str):
         named.append(_chip(colors.palette[0], layers.base_name))
     if layers.foreground_name and isinstance(layers.foreground_marker.get("color"), str):
-        named.append(_chip(colors.palette[colors.top_from], layers.foreground_name))
+        named.append(_chip(colors.palette[colors.top[0]], layers.foreground_name))
     children = [html.Div(named, className="map-legend__chips")] if named else []
     if "colorbar" in layers.scale_marker:
         children += _scale_key(layers.scale_marker)

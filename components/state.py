@@ -394,14 +394,24 @@ def scatter_colors(atlas: LoadedMap, mode: str | None, element: str | None) -> t
     """
     from components.map_colors import DEFAULT_ELEMENT, color_layers, parse_mode
     from components.map_legend import map_legend
-    from components.map_points import colors_payload, point_colors
+    from components.map_points import colors_payload, on_palette, point_colors
 
     mode = parse_mode(mode)
     element = (element or DEFAULT_ELEMENT) if mode == "element" else None
 
     def compute(a: LoadedMap):
         layers = color_layers(a.materials, mode, element)
-        colors = point_colors(layers, len(a.materials))
+        colors = on_palette(point_colors(layers, len(a.materials)), *scatter_palette(a))
         return colors_payload(colors), map_legend(layers, colors)
 
     return memo(atlas, f"scatter-colors:{mode}:{element}", compute)
+
+
+def scatter_palette(atlas: LoadedMap) -> tuple[list[str], list[float]]:
+    """The one palette (colours, sizes) of every colour mode on the map page's scatter
+    (:func:`components.map_points.shared_palette`), computed once per map."""
+    from components.map_colors import COLOR_MODES, color_layers
+    from components.map_points import point_colors, shared_palette
+
+    return memo(atlas, "scatter-palette", lambda a: shared_palette(
+        [point_colors(color_layers(a.materials, mode), len(a.materials)) for mode in COLOR_MODES]))

@@ -42,7 +42,7 @@ def test_element_mode_puts_the_materials_with_it_on_top(table):
     layers = mc.color_layers(table, "element", element="Cu")
     colors = mp.point_colors(layers, len(table))
     has_cu = table["elements"].str.split().apply(lambda e: "Cu" in e).to_numpy()
-    assert (colors.index[has_cu] >= colors.top_from).all() and (colors.index[~has_cu] < colors.top_from).all()
+    assert np.isin(colors.index[has_cu], colors.top).all() and not np.isin(colors.index[~has_cu], colors.top).any()
     assert colors.palette[colors.index[has_cu][0]] == mc.ELEMENT_COLOR
     assert colors.palette[0] == mc.MISSING_COLOR and len(colors.sizes) == len(colors.palette)
 
@@ -51,7 +51,7 @@ def test_a_property_follows_its_colour_scale_and_missing_values_are_grey(table):
     colors = mp.point_colors(mc.color_layers(table, "band_gap"), len(table))
     gap = table["band_gap"].to_numpy()
     steps = mp.CONTINUOUS_STEPS
-    assert colors.top_from == steps  # the scale first, then the grey "no data" entry drawn on top
+    assert colors.top == [steps]  # the scale first, then the grey "no data" entry drawn on top
     assert colors.palette[colors.index[int(np.nanargmax(gap))]] == mp.scale_colors("Viridis", steps)[-1]
     assert colors.palette[colors.index[2]] == mp.scale_colors("Viridis", steps)[0]  # 0 eV: the scale's start
     assert colors.palette[colors.index[int(np.flatnonzero(np.isnan(gap))[0])]] == mc.MISSING_COLOR
@@ -63,7 +63,7 @@ def test_categories_keep_one_colour_each(table):
     cubic = np.flatnonzero(systems == "cubic")
     assert len(cubic) == 2 and len({int(colors.index[i]) for i in cubic}) == 1
     assert colors.palette[colors.index[int(np.flatnonzero(systems.isna())[0])]] == mc.MISSING_COLOR  # "unknown"
-    assert colors.top_from == len(colors.palette)  # nothing drawn on top
+    assert colors.top == []  # nothing drawn on top
 
 
 def test_payloads_are_json_and_decode_back(table):
@@ -75,6 +75,25 @@ def test_payloads_are_json_and_decode_back(table):
         mp.encode(np.zeros(3, dtype=np.complex64))
     with pytest.raises(ValueError, match="colours"):
         mp.scatter_update("map-canvas", points={"xy": mp.encode(mp.scatter_points(_xy(table)))})
+
+
+def test_every_mode_shares_one_palette_so_a_recolour_sends_indices_only(table):
+    modes = {mode: mp.point_colors(mc.color_layers(table, mode), len(table)) for mode in mc.COLOR_MODES}
+    palette, sizes = mp.shared_palette(list(modes.values()))
+    assert len(palette) == len(set(zip(palette, sizes))) <= 256  # each (colour, size) once
+    keys = set()
+    for mode, colors in modes.items():
+        shared = mp.on_palette(colors, palette, sizes)
+        assert shared.palette == palette and shared.sizes == sizes  # nothing appended
+        # every material keeps its colour, size and layer
+        assert [palette[i] for i in shared.index] == [colors.palette[i] for i in colors.index]
+        assert [sizes[i] for i in shared.index] == [colors.sizes[i] for i in colors.index]
+        assert np.array_equal(np.isin(shared.index, shared.top), np.isin(colors.index, colors.top))
+        keys.add(mp.colors_payload(shared)["palette_key"])
+    assert len(keys) == 1  # the browser sets the palette once
+    sodium = mp.point_colors(mc.color_layers(table, "element", element="Na"), len(table))
+    other = mp.on_palette(sodium, palette[:1], sizes[:1])  # missing entries are appended
+    assert other.palette == palette[:1] + sodium.palette[1:] and mp.colors_payload(other)["palette_key"] not in keys
 
 
 def test_too_many_colours_for_one_byte_are_refused(table, monkeypatch):

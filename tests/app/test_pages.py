@@ -108,8 +108,8 @@ def test_whole_map_and_updates(pages, atlas):
     assert set(update) == {"host", "colors"}  # the positions stay in the browser
     index, colors = decoded(update["colors"]["index"]), update["colors"]
     has_cd = atlas.materials["elements"].str.split().apply(lambda e: "Cd" in e).to_numpy()
-    assert has_cd.any() and (index[has_cd] >= colors["top_from"]).all() and (index[~has_cd] < colors["top_from"]).all()
-    assert colors["sizes"][colors["top_from"]] > colors["sizes"][0]  # drawn on top, a little larger
+    assert has_cd.any() and np.isin(index[has_cd], colors["top"]).all() and not np.isin(index[~has_cd], colors["top"]).any()
+    assert colors["sizes"][index[has_cd][0]] > colors["sizes"][index[~has_cd][0]]  # drawn on top, a little larger
 
     update = page.search_update(atlas, "mp-172")
     assert set(update) == {"host", "select", "zoom"} and update["select"] == [atlas.row_of("mp-172")]
