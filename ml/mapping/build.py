@@ -101,7 +101,10 @@ def trim_for_transform(embedding):
     are needed only to fit: for 141k materials they are ~400 of the pickle's ~730 MB. So is
     the copy of the training embeddings the Annoy or exact (scikit-learn) index keeps beside
     its search structure (``knn_index.data``, float64: 290 MB at 141k × 256), which their
-    ``query`` never reads.
+    ``query`` never reads. It becomes an empty ``(0, D)`` array, not ``None``: unpickling an
+    Annoy index (openTSNE's choice from 1,000 points on) reads the width from ``data.shape[1]``,
+    so a state pickled with ``None`` could not be loaded (a fresh mp2024 build failed so at the
+    server's start, 2026-12-06).
     """
     affinities = embedding.affinities
     affinities.P = None
@@ -109,8 +112,9 @@ def trim_for_transform(embedding):
         if name.endswith("__neighbors") or name.endswith("__distances"):
             setattr(affinities, name, None)
     index = getattr(affinities, "knn_index", None)
-    if type(index).__name__ in ("Annoy", "Sklearn") and getattr(index, "index", None) is not None:
-        index.data = None
+    data = getattr(index, "data", None)
+    if type(index).__name__ in ("Annoy", "Sklearn") and getattr(index, "index", None) is not None and data is not None:
+        index.data = np.empty((0, np.shape(data)[1]), dtype=np.float64)
     return embedding
 
 

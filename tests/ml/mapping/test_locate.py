@@ -78,7 +78,7 @@ def test_load_tsne_runs_on_one_thread_and_places_points_identically(tmp_path):
         as_fitted = pickle.load(handle)
     assert as_fitted.gradient_descent_params["n_jobs"] == -1  # what the build stores
     serial = load_tsne(path)
-    assert serial.affinities.knn_index.data is None and serial.affinities.P is None  # only what transform reads
+    assert len(serial.affinities.knn_index.data) == 0 and serial.affinities.P is None  # only what transform reads
     assert serial.gradient_descent_params["n_jobs"] == 1
     assert serial.affinities.n_jobs == 1 and serial.affinities.knn_index.n_jobs == 1
     new = rng.normal(4.0, 1.0, size=(3, 16))
@@ -90,6 +90,26 @@ def test_load_tsne_runs_on_one_thread_and_places_points_identically(tmp_path):
     # the new points land in the cluster they were drawn from, in the frame of the map as built
     cluster = built[80:]
     assert np.all(np.linalg.norm(placed - cluster.mean(axis=0), axis=1) < np.ptp(np.asarray(serial), axis=0).max() / 3)
+
+
+def test_a_trimmed_state_with_an_annoy_index_pickles_and_places(tmp_path):
+    """openTSNE indexes 1,000 points or more with Annoy, whose unpickling needs the width of its
+    training data: the trimmed state keeps an empty array of that width (a build that kept
+    ``None`` wrote a state no server could load)."""
+    from openTSNE import TSNE
+
+    from ml.mapping.build import trim_for_transform
+
+    rng = np.random.default_rng(1)
+    points = np.concatenate([rng.normal(loc, 1.0, size=(60, 8)) for loc in (-4.0, 4.0)])
+    embedding = TSNE(perplexity=10, neighbors="annoy", n_iter=50, early_exaggeration_iter=50, random_state=0).fit(points)
+    assert type(embedding.affinities.knn_index).__name__ == "Annoy"
+    path = tmp_path / "tsne.pkl"
+    path.write_bytes(pickle.dumps(trim_for_transform(embedding)))
+    state = load_tsne(path)
+    assert state.affinities.knn_index.data.shape == (0, 8)
+    placed = place(state, rng.normal(4.0, 1.0, size=(2, 8)))
+    assert placed.shape == (2, 2) and np.isfinite(placed).all()
 
 
 # --------------------------------------------------------------------------- command line
