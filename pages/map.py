@@ -128,7 +128,7 @@ def _page(mode: str, elements: list[str], symbol: str | None, query: str, notes:
             dcc.Store(id=f"{HOST}-hovered"), dcc.Store(id=f"{HOST}-clicked"), dcc.Store(id="map-png-saved"),
             # an empty, hidden grid once the map is drawn: AG Grid's code is then loaded and started
             # when a click opens a material page, whose neighbour table comes first (grid_warm_up)
-            html.Div(id="map-grid-warm-up", style={"display": "none"}),
+            html.Div(id="map-grid-warm-up", style={"display": "none"}), dcc.Store(id="map-drawn"),
         ],
     )
 
@@ -305,9 +305,9 @@ def search(query, _clicks, view):
     return search_update(atlas, query, view), search_summary(atlas, query, view), query
 
 
-@callback(Output("map-grid-warm-up", "children"), Input("map-update-applied", "data"),
+@callback(Output("map-grid-warm-up", "children"), Input("map-drawn", "data"),
           State("map-grid-warm-up", "children"), prevent_initial_call=True)
-def grid_warm_up(_applied, present):
+def grid_warm_up(_drawn, present):
     """After the map's first draw, an empty hidden AG Grid: the browser loads and starts AG Grid
     (its code is fetched on first use) while the user looks at the map, so a click through to a
     material page draws its neighbour table without that wait (about 0.25 s of a first grid in
@@ -425,5 +425,13 @@ clientside_callback(
     ClientsideFunction(namespace="matmapScatter", function_name="savePng"),
     Output("map-png-saved", "data"),
     Input("map-png", "n_clicks"),
+    prevent_initial_call=True,
+)
+
+# the map's first draw, once per page (later updates send no request for the grid warm-up)
+clientside_callback(
+    "function (applied) { return applied === 1 ? true : window.dash_clientside.no_update; }",
+    Output("map-drawn", "data"),
+    Input("map-update-applied", "data"),
     prevent_initial_call=True,
 )

@@ -273,6 +273,7 @@ def test_material_callbacks(pages, atlas):
 
 
 def test_a_structure_or_pattern_that_cannot_be_drawn_says_why(pages, atlas, monkeypatch):
+    from components import state
     from ml.service import ArtifactError
 
     page = pages["material"]
@@ -280,6 +281,7 @@ def test_a_structure_or_pattern_that_cannot_be_drawn_says_why(pages, atlas, monk
     def broken(material_id):
         raise ArtifactError("no such file")
 
+    monkeypatch.setattr(state, "get_map", lambda: atlas)  # the map the page reads (a reload would replace it)
     monkeypatch.setattr(atlas, "structure", broken)
     monkeypatch.setattr(atlas, "xrd_pattern", broken)
     assert "The structure cannot be drawn: no such file" in text_of(page.draw_structure("mp-172"))
