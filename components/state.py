@@ -385,33 +385,48 @@ def scatter_xy(atlas: LoadedMap, view: str | None = None) -> dict:
 
 def scatter_colors(atlas: LoadedMap, mode: str | None, element: str | None) -> tuple[dict, list]:
     """Colour mode ``mode`` (default :data:`components.map_colors.DEFAULT_MODE`; ``element``
-    for the element mode) on the map page's scatter: the colours' payload
-    (:func:`components.map_points.colors_payload`) and the key's children
-    (:func:`components.map_legend.map_legend`), computed once per map, mode and element.
+    for the element mode) on the map page's scatter: the colours' payload on the map's shared
+    palette (:func:`components.map_points.colors_payload`, :func:`scatter_palette`) and the key's
+    children (:func:`components.map_legend.map_legend`), computed once per map, mode and element.
 
     Raises:
         ValueError: an unknown mode.
     """
-    from components.map_colors import DEFAULT_ELEMENT, color_layers, parse_mode
-    from components.map_legend import map_legend
-    from components.map_points import colors_payload, on_palette, point_colors
+    from components.map_colors import DEFAULT_ELEMENT, parse_mode
+    from components.map_points import colors_payload, on_palette
 
     mode = parse_mode(mode)
     element = (element or DEFAULT_ELEMENT) if mode == "element" else None
 
     def compute(a: LoadedMap):
-        layers = color_layers(a.materials, mode, element)
-        colors = on_palette(point_colors(layers, len(a.materials)), *scatter_palette(a))
-        return colors_payload(colors), map_legend(layers, colors)
+        colors, legend = _mode_colors(a, mode, element)
+        return colors_payload(on_palette(colors, *scatter_palette(a))), legend
 
     return memo(atlas, f"scatter-colors:{mode}:{element}", compute)
 
 
+def _mode_colors(atlas: LoadedMap, mode: str, element: str | None):
+    """One colour mode's own palette indices (:func:`components.map_points.point_colors`) and its
+    key, computed once per map, mode and element (shared by :func:`scatter_palette` and
+    :func:`scatter_colors`)."""
+    from components.map_colors import color_layers
+    from components.map_legend import map_legend
+    from components.map_points import point_colors
+
+    def compute(a: LoadedMap):
+        layers = color_layers(a.materials, mode, element)
+        colors = point_colors(layers, len(a.materials))
+        return colors, map_legend(layers, colors)
+
+    return memo(atlas, f"mode-colors:{mode}:{element}", compute)
+
+
 def scatter_palette(atlas: LoadedMap) -> tuple[list[str], list[float]]:
     """The one palette (colours, sizes) of every colour mode on the map page's scatter
-    (:func:`components.map_points.shared_palette`), computed once per map."""
-    from components.map_colors import COLOR_MODES, color_layers
-    from components.map_points import point_colors, shared_palette
+    (:func:`components.map_points.shared_palette`; the element mode with its default element),
+    computed once per map."""
+    from components.map_colors import COLOR_MODES, DEFAULT_ELEMENT
+    from components.map_points import shared_palette
 
     return memo(atlas, "scatter-palette", lambda a: shared_palette(
-        [point_colors(color_layers(a.materials, mode), len(a.materials)) for mode in COLOR_MODES]))
+        [_mode_colors(a, mode, DEFAULT_ELEMENT if mode == "element" else None)[0] for mode in COLOR_MODES]))
