@@ -10,7 +10,7 @@ Dash re-render the page, so the 140k coordinates are sent once per visit.
 
 The points are drawn by regl-scatterplot (``assets/map_scatter.js``), not plotly: plotly
 recomputes every trace when one changes, 0.65–1.1 s per recolour of 141,659 points in Chromium
-on 2 cores, where regl-scatterplot redraws from a palette index in 0.2–0.35 s
+on 2 cores, where regl-scatterplot redraws from a palette index in 0.15–0.2 s
 (:mod:`components.map_points`). Every server callback writes a small update to the
 ``map-update`` store (:func:`components.map_points.scatter_update`): the positions once per
 visit and per map, one byte per point for a colour mode, the rows to ring and the window to
@@ -277,11 +277,11 @@ def search_update(atlas, query: str, view: str = DEFAULT_VIEW) -> dict:
 def draw_map(mode, element, view, _home, query):
     """First call and another map: the whole map (:func:`whole_update`); a new colour or
     element: only the colours (:func:`recolor_update`); "Whole map": the home view."""
+    if ctx.triggered_id == "map-home":
+        return scatter_update(HOST, zoom="home"), no_update, no_update, no_update
     atlas = require_map()
     view = view if view in atlas.views else DEFAULT_VIEW
     caption = view_caption(atlas, view)
-    if ctx.triggered_id == "map-home":
-        return scatter_update(HOST, zoom="home"), no_update, no_update, no_update
     legend = scatter_colors(atlas, mode, element)[1]
     if ctx.triggered_id in (None, "map-view"):
         return whole_update(atlas, mode, element, query, view), legend, _element_row_style(mode), caption
@@ -305,15 +305,12 @@ def search(query, _clicks, view):
     return search_update(atlas, query, view), search_summary(atlas, query, view), query
 
 
-@callback(Output("map-grid-warm-up", "children"), Input("map-drawn", "data"),
-          State("map-grid-warm-up", "children"), prevent_initial_call=True)
-def grid_warm_up(_drawn, present):
+@callback(Output("map-grid-warm-up", "children"), Input("map-drawn", "data"), prevent_initial_call=True)
+def grid_warm_up(_drawn):
     """After the map's first draw, an empty hidden AG Grid: the browser loads and starts AG Grid
     (its code is fetched on first use) while the user looks at the map, so a click through to a
     material page draws its neighbour table without that wait (about 0.25 s of a first grid in
     Chromium on 2 cores, measured by the material page's helper session)."""
-    if present:
-        return no_update
     return dag.AgGrid(id="map-grid-warm-up-grid", rowData=[], columnDefs=[{"field": "material_id"}],
                       style={"height": "1px", "width": "1px"})
 
