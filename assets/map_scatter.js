@@ -145,9 +145,10 @@
       return moves || !drawn ? nextRender(plot) : true;
     }).then(function () {
       // read by bench/app.py and the browser tests: updates drawn, seconds the last one took
-      // (from its arrival to the render that shows it)
+      // (from its arrival to the render that shows it), when it was rendered (performance.now() ms)
       window.matmapMapUpdates = (window.matmapMapUpdates || 0) + 1;
       window.matmapLastUpdateSeconds = (performance.now() - began) / 1000;
+      window.matmapLastDrawnAt = performance.now();
       return true;
     });
   }

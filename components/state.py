@@ -300,14 +300,15 @@ def health() -> tuple[dict, int]:
     """``(JSON body, HTTP status)`` of ``/healthz``: 200 once the map is loaded, 503 before.
 
     The body has ``status`` (``ready``, ``loading``, ``idle``: not loaded yet, ``failed``)
-    and, when ready, ``dataset``, ``model``, ``materials`` and ``load_seconds`` (the warm-up's
+    and, when ready, ``dataset``, ``model``, ``materials``, ``views`` (the maps served:
+    ``crystal``, and ``xrd`` once the background build wrote it) and ``load_seconds`` (the warm-up's
     wall time, ``None`` when loaded on first use); when loading ``loading_seconds``; when
     failed ``error`` (the message, with the build command for a missing map). Never loads.
     """
     atlas = _loaded
     if atlas is not None:
         return {"status": "ready", "dataset": atlas.dataset, "model": atlas.model, "materials": len(atlas),
-                "load_seconds": _status["seconds"]}, 200
+                "views": list(atlas.views), "load_seconds": _status["seconds"]}, 200
     state = _status["state"]
     body: dict = {"status": "idle" if state == "ready" else state}
     if state == "loading":

@@ -106,7 +106,7 @@ class MapArtifacts:
             RuntimeError: faiss cannot read ``index.faiss``.
         """
         self.index
-        self._formula_keys
+        self._formula_rows
         self.close_match_distance
         return self
 
@@ -183,12 +183,13 @@ class MapArtifacts:
         key = formula_key(query)
         if key is None:
             return []
-        keys = self._formula_keys
-        return list(np.flatnonzero(keys == key)[:limit])
+        return [int(row) for row in self._formula_rows.get(key, ())[:limit]]
 
     @cached_property
-    def _formula_keys(self) -> np.ndarray:
-        return np.array([formula_key(f) or "" for f in self.materials["formula"]], dtype=object)
+    def _formula_rows(self) -> dict[str, np.ndarray]:
+        """Each formula key (:func:`ml.data.formulas.formula_key`) and its rows, ascending."""
+        keys = pd.Series([formula_key(f) or "" for f in self.materials["formula"]])
+        return {key: rows.to_numpy() for key, rows in keys.groupby(keys, sort=False).groups.items() if key}
 
     # ------------------------------------------------------------------ neighbours
 

@@ -98,6 +98,7 @@ def test_healthz_answers_503_while_the_map_loads_and_200_once_loaded(dash_app, f
     assert status == 200, body
     assert body["status"] == "ready" and body["materials"] == 300 and body["dataset"] == DATASET
     assert body["model"] == MODEL and body["load_seconds"] > 0
+    assert body["views"] == list(state.require_map().views) and "crystal" in body["views"]
     assert loading_finished(2) is True  # the page reloads itself
     assert len(state.get_map().index) == 300  # loaded with its index
     from ml.mapping import locate  # and with what places a CIF: the first upload loads nothing

@@ -98,6 +98,8 @@ def test_search_by_id_and_formula(small_map):
     assert artifacts.search("LiCoO2") == [1, 4]  # CoLiO2 is the same formula
     assert artifacts.search("O2 Li Co") == [1, 4]
     assert artifacts.search("Li2Co2O4") == [1, 4]  # reduced
+    assert artifacts.search("LiCoO2", limit=1) == [1]  # the first, in table order
+    assert all(type(row) is int for row in artifacts.search("LiCoO2"))  # JSON-ready rows
     assert artifacts.search("nacl") == []  # element symbols are case-sensitive
     assert artifacts.search("   ") == [] and artifacts.search("Xx!") == []
     assert formula_key("Fe2O3") == formula_key("O3Fe2") != formula_key("FeO")
