@@ -94,11 +94,13 @@ def scatter_points(coordinates: np.ndarray) -> np.ndarray:
     return ndc.astype(np.float32)
 
 
-def ndc_area(coordinates: np.ndarray, ranges: tuple[list[float], list[float]]) -> dict:
+def ndc_area(coordinates: np.ndarray, ranges: tuple[list[float], list[float]],
+             frame: tuple[np.ndarray, float] | None = None) -> dict:
     """The window ``ranges`` ``([x0, x1], [y0, y1])`` (map units) of the map with ``coordinates``
     as the scatter's zoom rectangle ``{"x", "y", "width", "height"}`` (``x``, ``y``: its lower
-    left corner, in the scatter's coordinates)."""
-    centre, half = scatter_frame(coordinates)
+    left corner, in the scatter's coordinates). ``frame``: :func:`scatter_frame` of
+    ``coordinates`` when the caller has it, else computed (~15 ms on 140k points)."""
+    centre, half = scatter_frame(coordinates) if frame is None else frame
     (x0, x1), (y0, y1) = ranges
     return {"x": (x0 - centre[0]) / half, "y": (y0 - centre[1]) / half,
             "width": (x1 - x0) / half, "height": (y1 - y0) / half}

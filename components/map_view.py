@@ -34,13 +34,15 @@ def map_extent(coordinates: np.ndarray) -> float:
     return float((hi - lo).max()) or 1.0
 
 
-def zoom_group(coordinates: np.ndarray, rows) -> np.ndarray:
+def zoom_group(coordinates: np.ndarray, rows, extent: float | None = None) -> np.ndarray:
     """The rows of ``rows`` (in their order) that a search zooms onto.
 
     All of them (those the map places: finite coordinates) when they lie within
     :data:`ZOOM_SPREAD` of the map's extent; else the largest group: the matches within
     :data:`ZOOM_GROUP_RADIUS` × extent of the match that has most matches that near (the
     first such match on ties), so the zoom shows a region instead of the whole map.
+    ``extent``: :func:`map_extent` of ``coordinates`` when the caller has it (it takes ~10 ms
+    on 140k points), else computed.
     """
     rows = np.asarray(rows if rows is not None else [], dtype=np.int64)
     xy = np.asarray(coordinates, dtype=np.float64)
@@ -48,7 +50,7 @@ def zoom_group(coordinates: np.ndarray, rows) -> np.ndarray:
     if rows.size <= 1:
         return rows
     chosen = xy[rows]
-    extent = map_extent(xy)
+    extent = map_extent(xy) if extent is None else extent
     if float(np.ptp(chosen, axis=0).max()) <= ZOOM_SPREAD * extent:
         return rows
     rows, chosen = rows[:MAX_ZOOM_ROWS], chosen[:MAX_ZOOM_ROWS]  # a pairwise table of at most 1000²
@@ -58,7 +60,7 @@ def zoom_group(coordinates: np.ndarray, rows) -> np.ndarray:
 
 
 def zoom_ranges(coordinates: np.ndarray, rows, pad: float = 0.15, min_span: float | None = None,
-                group: bool = True) -> tuple[list[float], list[float]] | None:
+                group: bool = True, extent: float | None = None) -> tuple[list[float], list[float]] | None:
     """Axis ranges ``([x0, x1], [y0, y1])`` framing ``rows`` with a margin (map units), or
     ``None`` when no row has a position.
 
@@ -66,16 +68,19 @@ def zoom_ranges(coordinates: np.ndarray, rows, pad: float = 0.15, min_span: floa
     map); otherwise all of them. ``min_span`` (default :data:`ZOOM_MIN_SPAN` of
     :func:`map_extent`) keeps a single point from zooming in infinitely; ranges are widened
     to a square window so the map keeps its aspect ratio. Rows without a position (NaN on the
-    XRD map) are left out.
+    XRD map) are left out. ``extent``: :func:`map_extent` of ``coordinates`` when the caller
+    has it, else computed when needed.
     """
     rows = np.asarray(rows if rows is not None else [], dtype=np.int64)
     if rows.size == 0 or len(coordinates) == 0:
         return None
     xy = np.asarray(coordinates, dtype=np.float64)
-    rows = zoom_group(xy, rows) if group else rows[np.isfinite(xy[rows]).all(axis=1)]
+    if min_span is None and extent is None:
+        extent = map_extent(xy)
+    rows = zoom_group(xy, rows, extent) if group else rows[np.isfinite(xy[rows]).all(axis=1)]
     if rows.size == 0:
         return None
-    min_span = ZOOM_MIN_SPAN * map_extent(xy) if min_span is None else min_span
+    min_span = ZOOM_MIN_SPAN * extent if min_span is None else min_span
     chosen = xy[rows]
     lo, hi = chosen.min(axis=0), chosen.max(axis=0)
     centre = (lo + hi) / 2

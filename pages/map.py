@@ -41,7 +41,7 @@ from components.map_colors import COLOR_MODES, DEFAULT_ELEMENT, DEFAULT_MODE, pa
 from components.map_points import ndc_area, scatter_update
 from components.map_view import zoom_group, zoom_ranges
 from components.properties import format_value, formula_children, property_rows
-from components.state import map_elements, map_or_error, require_map, scatter_colors, scatter_xy
+from components.state import map_elements, map_geometry, map_or_error, require_map, scatter_colors, scatter_xy
 from components.structure_preview import PREVIEW_SIZE, preview_figure
 from components.structure_view import StructureViewError, element_colors, legend_chips
 from ml.service import DEFAULT_VIEW, MAP_VIEWS, ArtifactError
@@ -211,7 +211,7 @@ def search_summary(atlas, query: str, view: str = DEFAULT_VIEW):
             "warning",
         )
     table = atlas.materials
-    framed = set(zoom_group(atlas.coordinates_of(view), rows).tolist())
+    framed = set(zoom_group(atlas.coordinates_of(view), rows, map_geometry(atlas, view)[0]).tolist())
     partial = len(framed) < len(rows)
     links = []
     for row in rows:
@@ -238,8 +238,9 @@ def search_target(atlas, query: str, view: str = DEFAULT_VIEW) -> tuple[list[int
     coordinates), ``None`` when nothing matches or no match is placed."""
     rows = _highlight_rows(atlas, query or "")
     coordinates = atlas.coordinates_of(view)
-    ranges = zoom_ranges(coordinates, rows)
-    return rows, (None if ranges is None else ndc_area(coordinates, ranges))
+    extent, frame = map_geometry(atlas, view)
+    ranges = zoom_ranges(coordinates, rows, extent=extent)
+    return rows, (None if ranges is None else ndc_area(coordinates, ranges, frame))
 
 
 def whole_update(atlas, mode: str, element: str | None, query: str, view: str = DEFAULT_VIEW) -> dict:

@@ -148,6 +148,9 @@ def test_zoom_goes_to_the_largest_group_of_spread_matches():
     assert list(mv.zoom_group(xy, [10, 11])) == [10, 11]
     (x0, x1), _ = mv.zoom_ranges(xy, rows, group=False)
     assert x0 < 20 and x1 > 90
+    # the map's extent, given by a caller that keeps it (components.state.map_geometry), is the one used
+    assert mv.zoom_ranges(xy, rows, extent=mv.map_extent(xy)) == mv.zoom_ranges(xy, rows)
+    assert list(mv.zoom_group(xy, rows, extent=1000.0)) == rows  # a larger map: the four lie together
 
 
 def test_zoom_leaves_out_rows_without_a_position():

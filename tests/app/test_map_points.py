@@ -36,6 +36,7 @@ def test_a_zoom_window_lands_on_the_same_points():
     assert area["width"] == pytest.approx(area["height"])
     outside = mp.scatter_points(xy)[0]
     assert not area["x"] < outside[0] < area["x"] + area["width"]
+    assert mp.ndc_area(xy, ([4.0, 6.0], [3.0, 5.0]), mp.scatter_frame(xy)) == area  # a frame kept by the caller
 
 
 def test_element_mode_puts_the_materials_with_it_on_top(table):
