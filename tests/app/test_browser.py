@@ -136,13 +136,24 @@ def test_switching_to_the_xrd_map_redraws_it_and_keeps_the_colour(page, live_ser
     from components.map_points import scatter_points
 
     rows = list(range(5))
-    open_map(page, live_server, "?view=xrd&color=band_gap")
+    open_map(page, live_server, "?view=xrd&color=band_gap&highlight=mp-172")
     np.testing.assert_allclose(drawn_positions(page, rows), scatter_points(atlas.coordinates_of("xrd"))[rows], atol=1e-6)
     page.locator("#map-legend").get_by_text("band gap (eV)").wait_for()
+    match = atlas.row_of("mp-172")
+    assert poll(lambda: scatter_state(page)["selected"] == [match], page=page)
+    updates = page.evaluate("() => window.matmapMapUpdates")
+    page.evaluate("() => { window.renders = 0; matmapScatter.plot().subscribe('draw', () => { window.renders++; }); }")
     page.get_by_label("Crystal-graph embedding").check()
     crystal = scatter_points(atlas.coordinates)[rows]
     assert poll(lambda: np.allclose(drawn_positions(page, rows), crystal, atol=1e-6), page=page)
-    page.wait_for_url(re.compile(r"/\?color=band_gap$"))
+    page.wait_for_function("(n) => window.matmapMapUpdates > n", arg=updates)
+    # the other map in one render: its points, the match's ring and the zoom onto it together
+    assert page.evaluate("() => window.renders") == 1
+    assert scatter_state(page)["selected"] == [match]
+    x, y = point_position(page, match).values()
+    box = page.locator("#map-canvas").bounding_box()
+    assert box["x"] < x < box["x"] + box["width"] and box["y"] < y < box["y"] + box["height"]
+    page.wait_for_url(re.compile(r"/\?color=band_gap&highlight=mp-172$"))
     page.locator("#map-legend").get_by_text("band gap (eV)").wait_for()
     assert wait_until_drawn(page, "#map-canvas")
 
