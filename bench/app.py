@@ -20,7 +20,8 @@ only), waits for ``/healthz``, then drives Debian Chromium through Playwright (n
   as the bare plotly actions below are timed from the call to the next frame. ``…_driver``: the
   same action as Playwright saw it, from the start of its click (its actionability checks
   included) to the end of its waits (a locator polls at 0, 20, 70, 170, 270 ms, then every
-  500 ms); ``…_server``: from the start of the click to the last Dash callback response
+  500 ms), and ``…_press`` the part of it before the press (Playwright's checks, the pointer
+  move); ``…_server``: from the start of the click to the last Dash callback response
   received before the page showed the result; the rest is the browser's work (decoding, the
   redraw). The bare plotly page gives plotly's floor for the same points, what the map page
   cost while plotly drew it: ``reference_recolour`` (``Plotly.restyle`` of every marker colour),
@@ -187,8 +188,15 @@ INPUT_CLOCK = """(() => {
 
 
 def _watch(page, name: str, selector: str, text: str) -> None:
-    """Stamp in the page when ``selector`` first shows ``text`` (after this call)."""
-    page.evaluate("([name, selector, text]) => window.matmapBench.watch(name, selector, text)", [name, selector, text])
+    """Stamp in the page when ``selector`` first shows ``text`` (after this call), and when the
+    driver's action starts (now)."""
+    page.evaluate("([name, selector, text]) => { window.matmapBench.watch(name, selector, text);"
+                  " window.matmapBench.actionAt = performance.now(); }", [name, selector, text])
+
+
+def _before_press_s(page) -> float:
+    """Seconds Playwright's last action spent before the press (its checks, the pointer move)."""
+    return page.evaluate("() => (window.matmapBench.inputAt - window.matmapBench.actionAt) / 1000")
 
 
 def _seen_s(page, name: str) -> float:
@@ -254,8 +262,9 @@ def main(argv: list[str] | None = None) -> None:  # long: one timed scenario, re
     server, first_page_s, ready_s = _start_gunicorn(port)
     base = f"http://127.0.0.1:{port}"
     times: dict[str, list[float]] = {k: [] for k in ("reference", *REFERENCE_ACTIONS, "first_paint", "recolour",
-                                                    "recolour_driver", "recolour_server", "recolour_draw", "xrd_map",
-                                                    "xrd_map_driver", "xrd_map_server", "search", "search_driver",
+                                                    "recolour_driver", "recolour_press", "recolour_server",
+                                                    "recolour_draw", "xrd_map", "xrd_map_driver", "xrd_map_press",
+                                                    "xrd_map_server", "search", "search_driver", "search_press",
                                                     "search_server", "search_draw", "neighbours",
                                                     "material_page_load", "locate")}
     try:
@@ -284,6 +293,7 @@ def main(argv: list[str] | None = None) -> None:  # long: one timed scenario, re
                              _wait_updates(page, drawn + 1)),
                     clock, times["recolour_server"]))
                 times["recolour"].append(_seen_s(page, "recolour"))
+                times["recolour_press"].append(_before_press_s(page))
                 times["recolour_draw"].append(page.evaluate("() => window.matmapLastUpdateSeconds"))
                 page.locator("#map-color").click()
                 page.get_by_role("option", name="Crystal system").click()  # back, for the next round
@@ -297,6 +307,7 @@ def main(argv: list[str] | None = None) -> None:  # long: one timed scenario, re
                              _wait_updates(page, drawn + 3)),
                     clock, times["search_server"]))
                 times["search"].append(_seen_s(page, "search"))
+                times["search_press"].append(_before_press_s(page))
                 times["search_draw"].append(page.evaluate("() => window.matmapLastUpdateSeconds"))
                 page.fill("#map-search", "")
                 page.press("#map-search", "Enter")
@@ -311,6 +322,7 @@ def main(argv: list[str] | None = None) -> None:  # long: one timed scenario, re
                     times["xrd_map_driver"].append(_timed(lambda: page.get_by_text("XRD embedding").first.click(),
                                                           xrd_drawn, clock, times["xrd_map_server"]))
                     times["xrd_map"].append(_seen_s(page, "xrd_map"))
+                    times["xrd_map_press"].append(_before_press_s(page))
 
                 rows_shown = partial(page.wait_for_function,  # checked every frame: a locator's wait polls
                                      "() => document.querySelector('.neighbor-panel .ag-center-cols-container .ag-row')",
@@ -349,6 +361,7 @@ def main(argv: list[str] | None = None) -> None:  # long: one timed scenario, re
                "first_paint": f"<= 1.5 x reference ({1.5 * med['reference']:.2f} s)", "reference": "(bare plotly.js)",
                **{k: "(bare plotly.js)" for k in REFERENCE_ACTIONS},
                **{f"{k}_driver": "(as Playwright saw it)" for k in ("recolour", "xrd_map", "search")},
+               **{f"{k}_press": "(of it, before the press)" for k in ("recolour", "xrd_map", "search")},
                **{f"{k}_server": "(to last response)" for k in ("recolour", "xrd_map", "search")},
                **{f"{k}_draw": "(its WebGL redraw)" for k in ("recolour", "search")}}
     for key, values in times.items():
