@@ -176,8 +176,7 @@ def run_users(app: App, ids: list[str], formulas: list[str], users: int, seconds
         thread.start()
     for thread in threads:
         thread.join()
-    if errors:
-        print(f"  {len(errors)} failed actions, e.g. {errors[0]}")
+    print(f"  {len(errors)} failed actions" + (f", e.g. {errors[0]}" if errors else ""))
     return latencies
 
 
