@@ -236,9 +236,11 @@ def preload(artifacts: MapArtifacts) -> None:
     Raises:
         ArtifactError: the map's model is missing or changed since the build.
     """
-    import pymatgen.io.cif  # noqa: F401  (imported now, not in the first upload)
+    import importlib
 
     from ml.features.xrd_scattering import scattering_table
+
+    importlib.import_module("pymatgen.io.cif")  # imported now, not in the first upload
 
     _model_for(artifacts.model, artifacts.manifest.get("model_sha256"))
     _tsne_for(artifacts.folder)
