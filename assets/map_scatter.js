@@ -105,7 +105,6 @@
     var plot = plotIn(update.host);
     if (!plot) { return Promise.resolve(false); }
     var began = performance.now();
-    var moved = false, rendered = Promise.resolve(false);
     var drawnBefore = !!scatter.points;
     if (update.points) {
       // array-oriented points ([x, y, palette index]), which regl-scatterplot takes as they are: a
@@ -113,12 +112,11 @@
       var xy = typed(update.points.xy), n = xy.length / 2;
       scatter.points = new Array(n);
       for (var i = 0; i < n; i++) { scatter.points[i] = [xy[2 * i], xy[2 * i + 1], 0]; }
-      moved = true;
     }
     if (update.colors && scatter.points) {
       var colors = update.colors, index = typed(colors.index);
       for (var j = 0; j < index.length; j++) { scatter.points[j][2] = index[j]; }
-      var reuse = !moved && scatter.index && scatter.index.length === index.length;
+      var reuse = !update.points && scatter.index && scatter.index.length === index.length;
       // the same colours (the other map, a search's whole redraw): the draw order stands
       var top = JSON.stringify(colors.top), recoloured = !(scatter.top === top && sameBytes(scatter.index, index));
       var order = recoloured && colors.top.length ? Array.from(drawOrder(index, colors.top)) : null;
@@ -138,7 +136,7 @@
       if (reuse) { options.spatialIndex = plot.get("spatialIndex"); }
       var rings = update.select && update.select.length ? update.select : null;
       if (rings && !drawnBefore) { options.select = rings; }  // the first points: rings once they are there
-      rendered = plot.draw(scatter.points, options).then(function () {  // resolves once the new points are rendered
+      var rendered = plot.draw(scatter.points, options).then(function () {  // resolves once the new points are rendered
         plot.get("canvas").parentNode.setAttribute("data-drawn", "1");
         return true;
       });

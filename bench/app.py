@@ -206,6 +206,22 @@ def _seen_s(page, name: str) -> float:
                          " - window.matmapBench.inputAt) / 1000", name)
 
 
+def _map_action(page, times: dict, clock, name: str, action, selector: str, text: str, updates: int) -> None:
+    """Time one map action: ``action`` (a press) until ``selector`` shows ``text`` and the scatter
+    has drawn ``updates`` updates. Appends to ``times`` the in-page figure (``name``), Playwright's
+    (``name_driver``), its part before the press (``name_press``), the last response
+    (``name_server``) and the scatter's own work (``name_draw``)."""
+    _watch(page, name, selector, text)
+    times[f"{name}_driver"].append(_timed(
+        action,
+        lambda: (page.locator(selector).get_by_text(text, exact=False).wait_for(timeout=60_000),
+                 _wait_updates(page, updates)),
+        clock, times[f"{name}_server"]))
+    times[name].append(_seen_s(page, name))
+    times[f"{name}_press"].append(_before_press_s(page))
+    times[f"{name}_draw"].append(page.evaluate("() => window.matmapLastUpdateSeconds"))
+
+
 class _CallbackClock:
     """When each Dash callback response finished arriving (``perf_counter`` seconds)."""
 
@@ -264,7 +280,7 @@ def main(argv: list[str] | None = None) -> None:  # long: one timed scenario, re
     times: dict[str, list[float]] = {k: [] for k in ("reference", *REFERENCE_ACTIONS, "first_paint", "recolour",
                                                     "recolour_driver", "recolour_press", "recolour_server",
                                                     "recolour_draw", "xrd_map", "xrd_map_driver", "xrd_map_press",
-                                                    "xrd_map_server", "search", "search_driver", "search_press",
+                                                    "xrd_map_server", "xrd_map_draw", "search", "search_driver", "search_press",
                                                     "search_server", "search_draw", "neighbours",
                                                     "material_page_load", "locate")}
     try:
@@ -286,43 +302,22 @@ def main(argv: list[str] | None = None) -> None:  # long: one timed scenario, re
 
                 drawn = _updates(page)
                 page.locator("#map-color").click()  # the menu open: the wait starts at the choice
-                _watch(page, "recolour", "#map-legend", "band gap (eV)")
-                times["recolour_driver"].append(_timed(
-                    lambda: page.get_by_role("option", name="Band gap (eV)").click(),
-                    lambda: (page.locator("#map-legend").get_by_text("band gap (eV)").wait_for(timeout=60_000),
-                             _wait_updates(page, drawn + 1)),
-                    clock, times["recolour_server"]))
-                times["recolour"].append(_seen_s(page, "recolour"))
-                times["recolour_press"].append(_before_press_s(page))
-                times["recolour_draw"].append(page.evaluate("() => window.matmapLastUpdateSeconds"))
+                _map_action(page, times, clock, "recolour", lambda: page.get_by_role("option", name="Band gap (eV)").click(),
+                            "#map-legend", "band gap (eV)", drawn + 1)
                 page.locator("#map-color").click()
                 page.get_by_role("option", name="Crystal system").click()  # back, for the next round
                 _wait_updates(page, drawn + 2)  # drawn before the next action starts
 
                 page.fill("#map-search", "LiCoO2")  # typed: the wait starts at Enter
-                _watch(page, "search", "#map-search-result", "ringed")
-                times["search_driver"].append(_timed(
-                    lambda: page.press("#map-search", "Enter"),
-                    lambda: (page.locator("#map-search-result").get_by_text("ringed").wait_for(timeout=60_000),
-                             _wait_updates(page, drawn + 3)),
-                    clock, times["search_server"]))
-                times["search"].append(_seen_s(page, "search"))
-                times["search_press"].append(_before_press_s(page))
-                times["search_draw"].append(page.evaluate("() => window.matmapLastUpdateSeconds"))
+                _map_action(page, times, clock, "search", lambda: page.press("#map-search", "Enter"),
+                            "#map-search-result", "ringed", drawn + 3)
                 page.fill("#map-search", "")
                 page.press("#map-search", "Enter")
                 _wait_updates(page, drawn + 4)
 
                 if "xrd" in atlas.views:
-                    def xrd_drawn():
-                        page.locator("#map-view-caption").get_by_text("XRD encoder", exact=False).wait_for(timeout=60_000)
-                        _wait_updates(page, drawn + 5)
-
-                    _watch(page, "xrd_map", "#map-view-caption", "XRD encoder")
-                    times["xrd_map_driver"].append(_timed(lambda: page.get_by_text("XRD embedding").first.click(),
-                                                          xrd_drawn, clock, times["xrd_map_server"]))
-                    times["xrd_map"].append(_seen_s(page, "xrd_map"))
-                    times["xrd_map_press"].append(_before_press_s(page))
+                    _map_action(page, times, clock, "xrd_map", lambda: page.get_by_text("XRD embedding").first.click(),
+                                "#map-view-caption", "XRD encoder", drawn + 5)
 
                 rows_shown = partial(page.wait_for_function,  # checked every frame: a locator's wait polls
                                      "() => document.querySelector('.neighbor-panel .ag-center-cols-container .ag-row')",
@@ -363,7 +358,7 @@ def main(argv: list[str] | None = None) -> None:  # long: one timed scenario, re
                **{f"{k}_driver": "(as Playwright saw it)" for k in ("recolour", "xrd_map", "search")},
                **{f"{k}_press": "(of it, before the press)" for k in ("recolour", "xrd_map", "search")},
                **{f"{k}_server": "(to last response)" for k in ("recolour", "xrd_map", "search")},
-               **{f"{k}_draw": "(its WebGL redraw)" for k in ("recolour", "search")}}
+               **{f"{k}_draw": "(its WebGL redraw)" for k in ("recolour", "xrd_map", "search")}}
     for key, values in times.items():
         if values:
             print(f"{key:<16} {med[key]:>9.2f} {' '.join(f'{v:.2f}' for v in values):>28} {targets.get(key, ''):>22}")
