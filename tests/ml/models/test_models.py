@@ -68,6 +68,43 @@ def test_cgcnn_conv_equals_hand_computation():
     torch.testing.assert_close(got[2], F.softplus(x[2] + bn(torch.zeros(hidden), conv.bn_sum)))
 
 
+def test_cgcnn_conv_training_mode_matches_the_concatenated_layer_with_its_gradients():
+    """Train mode (batch statistics) against the paper's form W [v_i ⊕ v_j ⊕ u_ij]: the same
+    output and the same gradients, so the per-atom split and the in-place sums are exact."""
+    g = torch.Generator().manual_seed(2)
+    hidden, k = 4, 6
+    conv = CGCNNConv(hidden, k).train()
+    edge_index = torch.tensor([[1, 0, 3, 0, 1, 2, 4, 4], [0, 1, 1, 3, 3, 3, 2, 0]])
+    u = torch.randn(edge_index.shape[1], k, generator=g)
+    x = torch.randn(5, hidden, generator=g, requires_grad=True)
+    got = conv(x, edge_index, u)
+    (got * torch.arange(got.numel()).reshape(got.shape)).sum().backward()
+    got_grad, weight_grad = x.grad.clone(), conv.fc_full.weight.grad.clone()
+
+    x.grad, conv.fc_full.weight.grad = None, None
+    j, i = edge_index
+    gated = conv.bn_edges(conv.fc_full(torch.cat([x[i], x[j], u], dim=1)))
+    f, c = gated.chunk(2, dim=1)
+    summed = torch.zeros(5, hidden).index_add(0, i, torch.sigmoid(f) * F.softplus(c))
+    expected = F.softplus(x + conv.bn_sum(summed))
+    (expected * torch.arange(expected.numel()).reshape(expected.shape)).sum().backward()
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(got_grad, x.grad, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(weight_grad, conv.fc_full.weight.grad, rtol=1e-5, atol=1e-5)
+
+
+def test_gaussian_distance_has_no_subnormal_values():
+    """exp(−87 … −103) would be subnormal float32, which x86 computes with 3–4× slower."""
+    expand = GaussianDistance(8.0, 0.2)
+    distance = torch.linspace(0.0, 8.0, 20001)
+    out = expand(distance)
+    tiny = torch.finfo(torch.float32).tiny
+    assert not ((out > 0) & (out < tiny)).any()
+    exact = torch.exp(-((distance[:, None].double() - expand.centres.double()) ** 2) / 0.2**2)
+    assert (out == 0).sum() > 0  # far tails are exactly zero …
+    torch.testing.assert_close(out.double(), exact, rtol=5e-5, atol=2e-35)  # … below exp(−80); nothing else moved
+
+
 def test_gaussian_distance_expansion():
     expand = GaussianDistance(8.0, 0.2)
     out = expand(torch.tensor([0.0, 2.0, 7.9]))
