@@ -4,8 +4,8 @@ against ours with exact zeros (now), same run, same model, same batches.
     python bench/embed.py [--batches 8] [--rounds 3] [--threads 2]
 
 Loads the committed full map model (``data/models/cmml-full/model.pt``) and ``--batches`` batches
-of 512 crystal graphs from the mp2024 graph cache (the first feature shards, each a random ~1/72
-of mp2024; ``./run.sh`` builds them, or ``python -m ml featurize --dataset mp2024 --kind graph``). Rounds alternate between:
+of 512 crystal graphs from the mp2024 graph cache (the first feature shards, each a random
+slice of mp2024; ``./run.sh`` builds them, or ``python -m ml featurize --dataset mp2024 --kind graph``). Rounds alternate between:
 
 - before: ``GaussianDistance`` as the plain ``exp(−(d − μ)² / σ²)``; float32 gives subnormal
   numbers for exponents −87 … −103, and x86 CPUs compute with those in microcode;
@@ -33,10 +33,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ml.data.batches import GraphStore  # noqa: E402
 from ml.data.datasets import get_dataset  # noqa: E402
 from ml.data.featurize import load_features  # noqa: E402
+from ml.data.shard_cache import n_shards_for  # noqa: E402
 from ml.models import cgcnn  # noqa: E402
 from ml.models.cmml import load_model  # noqa: E402
 
-SHARD_SIZE = 1900
 MODEL = Path(__file__).resolve().parents[1] / "data" / "models" / "cmml-full" / "model.pt"
 
 
@@ -61,8 +61,10 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"load before: {os.getloadavg()}")
-    n_shards = -(-512 * args.batches // SHARD_SIZE)  # a shard holds about 1/72 of mp2024
-    graphs = GraphStore(load_features(get_dataset("mp2024"), "graph", shards=range(n_shards)))
+    dataset = get_dataset("mp2024")
+    per_shard = len(dataset) / n_shards_for(len(dataset))
+    n_shards = min(n_shards_for(len(dataset)), int(np.ceil(512 * args.batches / per_shard)) + 1)
+    graphs = GraphStore(load_features(dataset, "graph", shards=range(n_shards)))
     n = min(len(graphs), 512 * args.batches)
     batches = [graphs.batch(np.arange(s, min(s + 512, n))) for s in range(0, n, 512)]
     model, _ = load_model(MODEL)
