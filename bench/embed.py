@@ -5,7 +5,8 @@ against ours with exact zeros (now), same run, same model, same batches.
 
 Loads the committed full map model (``data/models/cmml-full/model.pt``) and ``--batches`` batches
 of 512 crystal graphs from the mp2024 graph cache (the first feature shards, each a random
-slice of mp2024; ``./run.sh`` builds them, or ``python -m ml featurize --dataset mp2024 --kind graph``). Rounds alternate between:
+slice of mp2024; ``./run.sh`` builds them, or ``python -m ml featurize --dataset mp2024 --kind
+graph``). Rounds alternate between:
 
 - before: ``GaussianDistance`` as the plain ``exp(−(d − μ)² / σ²)``; float32 gives subnormal
   numbers for exponents −87 … −103, and x86 CPUs compute with those in microcode;
