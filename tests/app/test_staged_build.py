@@ -11,6 +11,26 @@ import pytest
 
 from fixture_map import DATASET, MODEL, fixture_dataset
 
+#: What makes two builds "the same map". Not equal coordinates: t-SNE amplifies float32 rounding
+#: of the embeddings (1e-7, e.g. torch or BLAS on another thread count or host) into a different
+#: layout, up to 30 units on this 300-material map. Its neighbourhoods stay: each material keeps
+#: 70–75 % of its 10 nearest neighbours on the map (measured with noise of 1e-7–1e-5 and with
+#: other seeds), against 56 % for the XRD map of the same materials, 41 % for their embeddings'
+#: first two principal components and 3 % for shuffled rows.
+SAME_MAP = 0.62
+TSNE_SETTINGS = ("perplexity", "seed", "model_sha256", "n_dataset_materials")
+
+
+def shared_neighbours(a: np.ndarray, b: np.ndarray, k: int = 10) -> float:
+    """Mean fraction of each point's ``k`` nearest neighbours in ``a`` ``(n, 2)`` that are
+    among its ``k`` nearest in ``b`` ``(n, 2)`` (rows are the same materials)."""
+    from sklearn.neighbors import NearestNeighbors
+
+    def nearest(xy):
+        return NearestNeighbors(n_neighbors=k + 1).fit(xy).kneighbors(xy, return_distance=False)[:, 1:]
+
+    return float(np.mean([len(set(p) & set(q)) / k for p, q in zip(nearest(a), nearest(b))]))
+
 
 @pytest.fixture
 def staged(app_env, tmp_path, monkeypatch):
@@ -32,14 +52,16 @@ def test_crystal_map_first_then_the_xrd_map_appears_in_the_served_app(staged, at
     from components.common import map_view_selector
     from ml.build_status import VOXEL_STORE, XRD_MAP, announce
     from ml.mapping.build import build_map
-    from ml.mapping.format import EMBEDDINGS, INDEX, STRUCTURES, TSNE, XRD_TSNE
+    from ml.mapping.format import EMBEDDINGS, INDEX, STRUCTURES, TSNE, XRD_EMBEDDINGS, XRD_TSNE
     from ml.models.registry import file_sha256
 
     folder = build_map(fixture_dataset(), model=MODEL, processes=1, progress=False, views=["crystal"])
     served = state.get_map()
     assert served.views == ["crystal"] and served.manifest["maps"] == ["crystal"]
     assert not (folder / XRD_TSNE).exists() and served.stored_xrd_patterns is None
-    np.testing.assert_allclose(served.coordinates, atlas.coordinates, atol=1e-3)  # the full build's crystal map
+    np.testing.assert_allclose(served.embeddings, atlas.embeddings, atol=1e-5)  # the full build's embeddings
+    assert {k: served.manifest[k] for k in TSNE_SETTINGS} == {k: atlas.manifest[k] for k in TSNE_SETTINGS}
+    assert shared_neighbours(served.coordinates, atlas.coordinates) >= SAME_MAP  # and so its crystal map
 
     selector = map_view_selector("map-view", served.views, "crystal")
     assert selector.style == {"display": "none"}  # one map, nothing coming: no selector
@@ -62,7 +84,8 @@ def test_crystal_map_first_then_the_xrd_map_appears_in_the_served_app(staged, at
         assert time.monotonic() < deadline, "the app did not pick up the XRD map"
         time.sleep(0.2)
     served = state.get_map()
-    np.testing.assert_allclose(served.coordinates_of("xrd"), atlas.coordinates_of("xrd"), atol=1e-3)
+    np.testing.assert_allclose(np.load(folder / XRD_EMBEDDINGS), np.load(atlas.folder / XRD_EMBEDDINGS), atol=1e-5)
+    assert shared_neighbours(served.coordinates_of("xrd"), atlas.coordinates_of("xrd")) >= SAME_MAP
     np.testing.assert_array_equal(served.stored_xrd_patterns.bins, atlas.stored_xrd_patterns.bins)
     assert served.manifest["maps"] == ["crystal", "xrd"]
     assert served.manifest["xrd_map"]["n_materials"] == atlas.manifest["xrd_map"]["n_materials"]
