@@ -117,10 +117,8 @@ def crystalnn_fingerprint(structure) -> np.ndarray:
 
 @cache
 def _chgnet_model():
-    import torch
     from chgnet.model import CHGNet
 
-    torch.set_num_threads(1)
     return CHGNet.load(model_name="0.3.0", use_device="cpu", verbose=False).eval()
 
 
@@ -134,7 +132,9 @@ def chgnet_feature(structure) -> np.ndarray:
     the same vector."""
     import torch
 
-    with torch.inference_mode():
+    from ml.threads import torch_threads
+
+    with torch.inference_mode(), torch_threads(1):
         prediction = _chgnet_model().predict_structure(structure, task="e", return_crystal_feas=True)
     return np.asarray(prediction["crystal_fea"], dtype=np.float32).reshape(-1) / len(structure)
 

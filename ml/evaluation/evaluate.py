@@ -179,40 +179,39 @@ def evaluate(dataset: str = "mp2024", model: str | None = None, out: Path | None
     Raises:
         ValueError: an unknown step. ArtifactError: no built map. DatasetError: unknown dataset.
     """
-    import torch
-
     from ml.mapping.artifacts import MapArtifacts
     from ml.data.datasets import get_dataset
     from ml.evaluation.descriptors import collect
     from ml.evaluation.report import write_report
     from ml.settings import get_settings
+    from ml.threads import torch_threads
 
     steps = list(STEPS) if steps is None else steps
     unknown = [s for s in steps if s not in STEPS]
     if unknown:
         raise ValueError(f"unknown evaluation step(s) {unknown}; expected some of {', '.join(STEPS)}")
-    torch.set_num_threads(1)  # one niced core on a shared machine
-    data = get_dataset(dataset)
-    artifacts = MapArtifacts.load(dataset, model)
-    out = out or get_settings().data_dir / "reports" / data.name
-    results_dir = out / "results"
-    results_dir.mkdir(parents=True, exist_ok=True)
-    ctx = Context(data, artifacts, collect(data, artifacts))
-    descriptors = {n: {"label": s.label, "coverage": s.coverage, "available": s.available, "cost": _cost(data, n),
-                       "whole_dataset": covers_all(ctx, n)}
-                   for n, s in ctx.descriptors.items()}
-    _write_json(results_dir / "descriptors.json", descriptors)
-    for step in steps:
-        path = results_dir / f"{step}.json"
-        if path.is_file() and not force:
-            log.info("%s: cached in %s", step, path)
-            continue
-        began = time.time()
-        result = STEP_FUNCTIONS[step](ctx)
-        result["seconds"] = round(time.time() - began, 1)
-        result["descriptors"] = descriptors
-        _write_json(path, result)
-        log.info("%s: done in %.0f s", step, result["seconds"])
+    with torch_threads(1):  # one niced core on a shared machine
+        data = get_dataset(dataset)
+        artifacts = MapArtifacts.load(dataset, model)
+        out = out or get_settings().data_dir / "reports" / data.name
+        results_dir = out / "results"
+        results_dir.mkdir(parents=True, exist_ok=True)
+        ctx = Context(data, artifacts, collect(data, artifacts))
+        descriptors = {n: {"label": s.label, "coverage": s.coverage, "available": s.available, "cost": _cost(data, n),
+                           "whole_dataset": covers_all(ctx, n)}
+                       for n, s in ctx.descriptors.items()}
+        _write_json(results_dir / "descriptors.json", descriptors)
+        for step in steps:
+            path = results_dir / f"{step}.json"
+            if path.is_file() and not force:
+                log.info("%s: cached in %s", step, path)
+                continue
+            began = time.time()
+            result = STEP_FUNCTIONS[step](ctx)
+            result["seconds"] = round(time.time() - began, 1)
+            result["descriptors"] = descriptors
+            _write_json(path, result)
+            log.info("%s: done in %.0f s", step, result["seconds"])
     return write_report(out, dataset=data.name, model=artifacts.model, results=load_results(out))
 
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 import pickle
 import threading
 import warnings
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -190,20 +189,6 @@ def _tsne_of_version(path: Path, _mtime_ns: int):
     return load_tsne(path)
 
 
-@contextmanager
-def _one_torch_thread():
-    """Run torch on one intra-op thread in this thread, restored afterwards (the setting is
-    the calling thread's OpenMP one: other threads of the server keep theirs)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def _embed(prepared: list[PreparedStructure], artifacts: MapArtifacts) -> tuple[np.ndarray, dict[int, np.ndarray]]:
     """Crystal embeddings ``(n, D)`` float32 and, by index, the XRD-encoder embeddings of those
     with a pattern (none when the map has no XRD map)."""
@@ -211,9 +196,10 @@ def _embed(prepared: list[PreparedStructure], artifacts: MapArtifacts) -> tuple[
 
     from ml.data.batches import GraphStore
     from ml.mapping.embed import embed_crystals
+    from ml.threads import torch_threads
 
     model = _model_for(artifacts.model, artifacts.manifest.get("model_sha256"))
-    with torch.inference_mode(), _one_torch_thread():
+    with torch.inference_mode(), torch_threads(1):
         crystal = embed_crystals(model, GraphStore.from_graphs([p.graph for p in prepared]))
         with_pattern = [i for i, p in enumerate(prepared) if p.pattern is not None]
         xrd = {}

@@ -41,9 +41,8 @@ def build_fixture_generator(data_dir: Path):
     Returns:
         The dataset the voxel store belongs to (pass it to ``ml.service.explorer.use_source``).
     """
-    import torch
-
     from ml.settings import get_settings
+    from ml.threads import torch_threads
     from ml.generation.voxel_arrays import build_voxel_arrays, load_voxel_arrays
     from ml.generation.generative_model import fit_latent_prior
     from ml.training.vae import train_vae
@@ -52,21 +51,19 @@ def build_fixture_generator(data_dir: Path):
     previous = os.environ.get("MATMAP_DATA_DIR")
     os.environ["MATMAP_DATA_DIR"] = str(data_dir)
     get_settings.cache_clear()
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the machine is shared; the tiny models gain nothing from more
     try:
-        dataset = fixture_dataset()
-        voxels = VoxelConfig(grid_size=GRID)
-        build_voxel_arrays(dataset, voxel_config=voxels, progress=False)
-        arrays = load_voxel_arrays(dataset, voxel_config=voxels)
-        config = tiny_train_config()
-        out, run = Path(data_dir) / "models" / MODEL_DIR, Path(data_dir) / "runs" / "vae-fixture"
-        command = ["python", "-m", "ml", "train-vae", "(test fixture)"]
-        train_vae(dataset, config, run, out, command=command, arrays=arrays, progress=False)
-        fit_latent_prior(out, dataset, n_components=2)
-        return dataset
+        with torch_threads(1):  # the machine is shared; the tiny models gain nothing from more
+            dataset = fixture_dataset()
+            voxels = VoxelConfig(grid_size=GRID)
+            build_voxel_arrays(dataset, voxel_config=voxels, progress=False)
+            arrays = load_voxel_arrays(dataset, voxel_config=voxels)
+            config = tiny_train_config()
+            out, run = Path(data_dir) / "models" / MODEL_DIR, Path(data_dir) / "runs" / "vae-fixture"
+            command = ["python", "-m", "ml", "train-vae", "(test fixture)"]
+            train_vae(dataset, config, run, out, command=command, arrays=arrays, progress=False)
+            fit_latent_prior(out, dataset, n_components=2)
+            return dataset
     finally:
-        torch.set_num_threads(threads)
         if previous is None:
             os.environ.pop("MATMAP_DATA_DIR", None)
         else:

@@ -42,6 +42,16 @@ def isolated_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     get_settings.cache_clear()
 
 
+@pytest.fixture
+def one_torch_thread():
+    """Torch on one intra-op thread for the test, restored after: on a shared 2-core machine a
+    second thread makes tiny batches up to 30× slower."""
+    from ml.threads import torch_threads
+
+    with torch_threads(1):
+        yield
+
+
 @pytest.fixture(scope="session")
 def mirror() -> Path:
     """The local Materials Project mirror (CI has it beside the repository)."""

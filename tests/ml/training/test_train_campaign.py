@@ -47,11 +47,10 @@ def _weights(path):
     return state["state_dict"]
 
 
-def test_a_stop_inside_an_epoch_resumes_to_the_same_weights(tiny_cifs, tmp_path):
+def test_a_stop_inside_an_epoch_resumes_to_the_same_weights(tiny_cifs, tmp_path, one_torch_thread):
     """Stopped after the first step (a checkpoint after every step, a 0-minute session), then
     resumed from the copy kept beside the model in a fresh run folder (a clean clone), the run
     ends with exactly the weights and losses of an uninterrupted one."""
-    torch.set_num_threads(1)
     dataset = get_dataset(str(tiny_cifs))
     straight = train(dataset, _config(), tmp_path / "run-a", out_model=tmp_path / "a" / "model.pt", processes=1)
     assert straight["finished"] and [r["epoch"] for r in straight["history"]] == [1, 2]

@@ -48,48 +48,43 @@ def _config(seed: int = 0) -> VAETrainConfig:
         lr=1e-2, batch_size=3, epochs=EPOCHS, max_val=None, seed=seed)
 
 
-def test_a_tiny_generator_learns_the_species_of_a_handful_of_crystals(tmp_path):
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the tiny model gains nothing from more, and the machine is shared
-    try:
-        arrays, selection = make_store(PEROVSKITES)
-        config = _config()
-        train, _ = training_rows(arrays, config)
-        vocabulary = species_vocabulary(arrays, train)
-        lookup = class_lookup(vocabulary)
-        assert len(train) == 6 and vocabulary == [8, 19, 20, 22, 38, 40, 41, 56]  # O K Ca Ti Sr Zr Nb Ba
+def test_a_tiny_generator_learns_the_species_of_a_handful_of_crystals(tmp_path, one_torch_thread):
+    arrays, selection = make_store(PEROVSKITES)
+    config = _config()
+    train, _ = training_rows(arrays, config)
+    vocabulary = species_vocabulary(arrays, train)
+    lookup = class_lookup(vocabulary)
+    assert len(train) == 6 and vocabulary == [8, 19, 20, 22, 38, 40, 41, 56]  # O K Ca Ti Sr Zr Nb Ba
 
-        # negative control: the same configuration, untrained (the weights train_vae starts from)
-        torch.manual_seed(config.seed)
-        untrained = CondVAE3D(replace(config.vae, n_species=len(vocabulary)))
-        before = evaluate_loss(untrained, arrays, train, lookup, "cpu")
+    # negative control: the same configuration, untrained (the weights train_vae starts from)
+    torch.manual_seed(config.seed)
+    untrained = CondVAE3D(replace(config.vae, n_species=len(vocabulary)))
+    before = evaluate_loss(untrained, arrays, train, lookup, "cpu")
 
-        result = train_vae(TinyDataset(arrays), config, tmp_path / "run", tmp_path / "model", arrays=arrays,
-                           progress=False)
-        assert result["finished"]
-        vae, payload = load_voxel_model(tmp_path / "model" / "vae.pt")
-        assert payload["vocabulary"] == vocabulary
-        after = evaluate_loss(vae, arrays, train, lookup, "cpu")
+    result = train_vae(TinyDataset(arrays), config, tmp_path / "run", tmp_path / "model", arrays=arrays,
+                       progress=False)
+    assert result["finished"]
+    vae, payload = load_voxel_model(tmp_path / "model" / "vae.pt")
+    assert payload["vocabulary"] == vocabulary
+    after = evaluate_loss(vae, arrays, train, lookup, "cpu")
 
-        assert before["species_voxel_accuracy"] < 0.5, before
-        assert after["species_voxel_accuracy"] >= 0.9, after
-        assert after["species_ce"] < 0.5 * before["species_ce"]
-        assert before["site_count_accuracy"] < 0.5 and after["site_count_accuracy"] == 1.0  # 5 atoms each
+    assert before["species_voxel_accuracy"] < 0.5, before
+    assert after["species_voxel_accuracy"] >= 0.9, after
+    assert after["species_ce"] < 0.5 * before["species_ce"]
+    assert before["site_count_accuracy"] < 0.5 and after["site_count_accuracy"] == 1.0  # 5 atoms each
 
-        # through the whole decoding path: density peaks → sites, each site's element by vote
-        generator = GenerativeModel(vae, payload["vocabulary"], arrays, selection, {}, torch.device("cpu"))
-        crystals = generator.reconstruct(list(PEROVSKITES))
-        decoded_sites = recalled = exact = 0
-        for crystal, (material_id, (true, _, _)) in zip(crystals, PEROVSKITES.items()):
-            if crystal.structure is None:
-                continue
-            # never another crystal's cation, though the model saw each of them in other pairings
-            assert set(crystal.structure.composition) <= set(true.composition), (material_id, crystal.formula)
-            decoded_sites += len(crystal.structure)
-            recalled += match_sites(true, crystal.structure).n_recalled  # within 0.5 Å of a true site of its element
-            exact += crystal.structure.composition == true.composition
-        assert decoded_sites >= 4 * len(PEROVSKITES)  # at least the A site and the three O of each
-        assert recalled >= 0.9 * decoded_sites, (recalled, decoded_sites)
-        assert exact >= 4, [(m, c.formula, c.reason) for c, m in zip(crystals, PEROVSKITES)]
-    finally:
-        torch.set_num_threads(threads)
+    # through the whole decoding path: density peaks → sites, each site's element by vote
+    generator = GenerativeModel(vae, payload["vocabulary"], arrays, selection, {}, torch.device("cpu"))
+    crystals = generator.reconstruct(list(PEROVSKITES))
+    decoded_sites = recalled = exact = 0
+    for crystal, (material_id, (true, _, _)) in zip(crystals, PEROVSKITES.items()):
+        if crystal.structure is None:
+            continue
+        # never another crystal's cation, though the model saw each of them in other pairings
+        assert set(crystal.structure.composition) <= set(true.composition), (material_id, crystal.formula)
+        decoded_sites += len(crystal.structure)
+        recalled += match_sites(true, crystal.structure).n_recalled  # within 0.5 Å of a true site of its element
+        exact += crystal.structure.composition == true.composition
+    assert decoded_sites >= 4 * len(PEROVSKITES)  # at least the A site and the three O of each
+    assert recalled >= 0.9 * decoded_sites, (recalled, decoded_sites)
+    assert exact >= 4, [(m, c.formula, c.reason) for c, m in zip(crystals, PEROVSKITES)]
