@@ -6,7 +6,8 @@ XRD maps). Each library spreads its work over every core by default, and the pic
 state keeps the ``n_jobs=-1`` it was fitted with. This script times each step as it was
 (all cores) and as ml.mapping.locate / ml.mapping.artifacts now run it (one thread), alternating the two on
 every round so that other jobs on the machine slow both alike, and checks that the results
-are identical:
+agree (the t-SNE placement to 1e-5 of the map's extent: the thread count may change its
+rounding; the search and the encoders to float32 rounding):
 
 - t-SNE: ``transform`` of one point with the unpickled state against
   :func:`ml.mapping.locate.load_tsne`'s, on a map of ``--n`` synthetic clustered 128-d points fitted
@@ -60,7 +61,10 @@ def bench_tsne(pickle_path: Path, query: np.ndarray, rounds: int) -> tuple[float
             seconds, xy = _timed(lambda: np.asarray(embedding.transform(query)))
             times[mode].append(seconds)
             placed.setdefault(mode, xy)
-    assert np.array_equal(placed["all"], placed["one"]), placed
+    extent = float(np.ptp(np.asarray(embedding), axis=0).max())
+    moved = float(np.abs(placed["all"] - placed["one"]).max())
+    print(f"t-SNE placement: largest difference between the two {moved:.2g} (map extent {extent:.0f})")
+    assert moved <= 1e-5 * extent, placed
     return float(np.median(times["all"])), float(np.median(times["one"]))
 
 
@@ -92,7 +96,7 @@ def bench_torch(rounds: int) -> tuple[float, float] | None:
     from ml.models.cmml import load_model
     from ml.mapping.embed import embed_crystals
     from ml.features.graph import crystal_graph
-    from ml.mapping.locate import _one_torch_thread
+    from ml.threads import torch_threads
     from ml.settings import REPO_ROOT
 
     path = REPO_ROOT / "data" / "models" / "cmml-cpu" / "model.pt"
@@ -116,7 +120,7 @@ def bench_torch(rounds: int) -> tuple[float, float] | None:
             if mode == "all":
                 seconds, result = _timed(embed)
             else:
-                with _one_torch_thread():
+                with torch_threads(1):
                     seconds, result = _timed(embed)
             times[mode].append(seconds)
             out.setdefault(mode, result)
