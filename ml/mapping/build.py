@@ -308,8 +308,6 @@ def build_map(
         DatasetError: unknown dataset / missing mirror. FileNotFoundError: unknown model.
         RuntimeError: no material of the dataset could be featurised. ValueError: unknown views.
     """
-    import torch
-
     from ml.models.cmml import load_model
 
     began = time.time()
@@ -335,7 +333,6 @@ def build_map(
         log.warning("%d of %d materials could not be featurised (first: %s)", len(graphs.failures),
                     len(dataset), graphs.failures[0])
     net, _payload = load_model(model_path)
-    torch.set_num_threads(max(torch.get_num_threads(), 1))
     embeddings = embed_crystals(net, GraphStore(graphs), progress=progress)
     tsne = fit_tsne(embeddings, perplexity=perplexity, seed=seed, progress=progress)
     table = materials_table(dataset, graphs)
