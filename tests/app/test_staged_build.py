@@ -24,10 +24,10 @@ TSNE_SETTINGS = ("perplexity", "seed", "model_sha256", "n_dataset_materials")
 def shared_neighbours(a: np.ndarray, b: np.ndarray, k: int = 10) -> float:
     """Mean fraction of each point's ``k`` nearest neighbours in ``a`` ``(n, 2)`` that are
     among its ``k`` nearest in ``b`` ``(n, 2)`` (rows are the same materials)."""
-    from sklearn.neighbors import NearestNeighbors
+    from ml.mapping.knn import ExactL2Index
 
     def nearest(xy):
-        return NearestNeighbors(n_neighbors=k + 1).fit(xy).kneighbors(xy, return_distance=False)[:, 1:]
+        return ExactL2Index.build(xy).search(xy, k + 1)[1][:, 1:]  # the first is the point itself
 
     return float(np.mean([len(set(p) & set(q)) / k for p, q in zip(nearest(a), nearest(b))]))
 
